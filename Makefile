@@ -1,0 +1,33 @@
+# batchgate developer targets. CI runs .ci/run, which uses these.
+BUF := go tool -modfile=tools/buf.mod buf
+GOTEST_FLAGS ?= -race -count=1
+
+.PHONY: all generate checkgenerate lint test bench breaking
+
+all: lint test
+
+## generate: regenerate gen/ from proto/ with buf and the Go-tool plugins.
+generate:
+	$(BUF) generate
+
+## checkgenerate: fail when gen/ differs from a fresh buf generate.
+checkgenerate: generate
+	@test -z "$$(git status --porcelain -- gen)" || { echo "gen/ is stale: run 'make generate' and commit"; git status --porcelain -- gen; git diff --stat -- gen; exit 1; }
+
+## lint: go vet, buf lint and buf format.
+lint:
+	go vet ./...
+	$(BUF) lint
+	$(BUF) format -d --exit-code
+
+## breaking: buf breaking against the previous commit on main (skipped on the first).
+breaking:
+	@if git rev-parse -q --verify HEAD~1 >/dev/null; then $(BUF) breaking --against '.git#ref=HEAD~1'; else echo "breaking: no previous commit"; fi
+
+## test: the README's test command.
+test:
+	go test $(GOTEST_FLAGS) ./...
+
+## bench: the README's benchmark command.
+bench:
+	go test -run='^$$' -bench=. -benchmem -count=6 ./internal/bench/ | tee bench.txt

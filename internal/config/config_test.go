@@ -1,0 +1,87 @@
+package config_test
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/batchgate/batchgate/internal/config"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestLoad(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    func(c config.Config) bool
+		wantErr error
+		errText string
+	}{
+		{name: "nothing configured", wantErr: config.ErrNoUpstream},
+		{name: "url without key", args: []string{"-upstream-url", "http://x"}, wantErr: config.ErrNoUpstream},
+		{name: "demo defaults", args: []string{"-demo"}, want: func(c config.Config) bool {
+			return c.Demo && c.GRPCAddr == ":9090" && c.HTTPAddr == ":8080" && c.ShutdownTimeout == 20*time.Second
+		}},
+		{name: "environment", env: map[string]string{
+			"UPSTREAM_URL": "https://api.example", "UPSTREAM_API_KEY": "sk-env", "GRPC_ADDR": ":1", "HTTP_ADDR": ":2", "LOG_LEVEL": "debug",
+		}, want: func(c config.Config) bool {
+			return c.UpstreamURL == "https://api.example" && c.UpstreamAPIKey == "sk-env" && c.GRPCAddr == ":1" && c.HTTPAddr == ":2" && c.LogLevel == slog.LevelDebug
+		}},
+		{name: "flags win over environment", args: []string{"-grpc-addr", ":3", "-upstream-api-key", "sk-flag"},
+			env:  map[string]string{"UPSTREAM_URL": "http://u", "UPSTREAM_API_KEY": "sk-env", "GRPC_ADDR": ":1"},
+			want: func(c config.Config) bool { return c.GRPCAddr == ":3" && c.UpstreamAPIKey == "sk-flag" }},
+		{name: "bad duration in env", env: map[string]string{"DEMO": "1", "SHUTDOWN_TIMEOUT": "soon"}, errText: "SHUTDOWN_TIMEOUT"},
+		{name: "bad bool in env", env: map[string]string{"DEMO": "maybe"}, errText: "DEMO"},
+		{name: "bad flag", args: []string{"-nope"}, errText: "flag provided but not defined"},
+		{name: "stray argument", args: []string{"-demo", "extra"}, errText: "unexpected arguments"},
+		{name: "zero attempts", args: []string{"-demo", "-upstream-max-attempts", "0"}, errText: "upstream-max-attempts"},
+		{name: "help", args: []string{"-h"}, wantErr: flag.ErrHelp},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := config.Load(tt.args, env(tt.env), io.Discard)
+			switch {
+			case tt.wantErr != nil:
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("err = %v, want %v", err, tt.wantErr)
+				}
+			case tt.errText != "":
+				if err == nil || !strings.Contains(err.Error(), tt.errText) {
+					t.Fatalf("err = %v, want one mentioning %q", err, tt.errText)
+				}
+			default:
+				if err != nil {
+					t.Fatalf("Load: %v", err)
+				}
+				if !tt.want(c) {
+					t.Fatalf("unexpected config %+v", c)
+				}
+			}
+		})
+	}
+}
+
+func TestHelpHidesAPIKey(t *testing.T) {
+	t.Parallel()
+	var out strings.Builder
+	_, err := config.Load([]string{"-h"}, env(map[string]string{"UPSTREAM_API_KEY": "sk-very-secret"}), &out)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("err = %v", err)
+	}
+	if !strings.Contains(out.String(), "-upstream-api-key") {
+		t.Fatalf("help lacks the flag:\n%s", out.String())
+	}
+	if strings.Contains(out.String(), "sk-very-secret") {
+		t.Fatalf("help prints the API key:\n%s", out.String())
+	}
+}

@@ -1,0 +1,44 @@
+// Package simulator is an embedded fake of the upstream OpenAI-compatible
+// REST batch API. A *Simulator is a plain http.Handler: mount it on an
+// httptest.Server (tests, benchmarks) or on a loopback listener (the
+// gateway's -demo mode) and point the gateway's upstream client at it.
+//
+// The simulator is deliberately independent of the gateway's own decoding
+// code: it has its own JSON types, written from the upstream's contract,
+// because it is the thing the gateway is tested against.
+//
+// # Endpoints
+//
+// Every request needs "Authorization: Bearer <key>". A missing key is
+// answered 401 with type "invalid_request_error" and code "missing_api_key";
+// a wrong key 401 with type and code "invalid_api_key".
+//
+//	GET  /v1/batches/{id}         the batch; unknown id: 404 not_found_error
+//	GET  /v1/batches?after=&limit= list object, newest first, limit 1..100 (default 20)
+//	POST /v1/batches              create a batch (validating); body capped at 1 MiB
+//	POST /v1/batches/{id}/cancel  cancelling, then cancelled one Phase later
+//
+// Any other path is answered 404 and a known path with the wrong method 405
+// (with an Allow header). Every error body is the upstream's envelope
+// {"error":{"message","type","param","code"}}, with code always a string.
+//
+// # Lifecycle
+//
+// A batch made by POST /v1/batches (or Create) and the demo batch
+// "batch_demo_progress" move through their lifecycle as a pure function of
+// their creation time and Options.Now: validating for one Phase,
+// in_progress for one Phase while request_counts.completed (and, for about
+// one request in 25, request_counts.failed) rises smoothly to the total,
+// finalizing for one Phase, then completed with an output_file_id (and an
+// error_file_id when some requests failed). Timestamps appear as their phase
+// is reached. "batch_demo_validating" does the same on a ten times slower
+// clock. Batches stored with Put are static: they are returned exactly as
+// stored, until cancelled.
+//
+// # Faults
+//
+// InjectFaults queues failures (error statuses with Retry-After, raw or
+// truncated bodies, delays, connection resets) for the next
+// GET /v1/batches/{id} requests, so that retry and error handling can be
+// tested deterministically.
+package simulator

@@ -1,0 +1,530 @@
+package simulator
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultPhase is Options.Phase when it is not set.
+const DefaultPhase = 10 * time.Second
+
+// maxCreateBody caps the body of POST /v1/batches.
+const maxCreateBody = 1 << 20
+
+// Options configures a Simulator.
+type Options struct {
+	// APIKey is the Bearer key every request must carry. When empty, any
+	// non-empty Bearer token is accepted.
+	APIKey string
+	// Now is the simulator's clock; nil means time.Now. Tests inject a fake
+	// clock to walk batches through their lifecycle without sleeping.
+	Now func() time.Time
+	// Phase is how long a progressing batch stays in each of validating,
+	// in_progress and finalizing, and how long cancelling lasts; zero or
+	// negative means DefaultPhase.
+	Phase time.Duration
+}
+
+// CreateRequest is the body of POST /v1/batches.
+type CreateRequest struct {
+	// InputFileID is the input JSONL file. Required.
+	InputFileID string `json:"input_file_id"`
+	// Endpoint must be SupportedEndpoint.
+	Endpoint string `json:"endpoint"`
+	// CompletionWindow must be SupportedCompletionWindow.
+	CompletionWindow string `json:"completion_window"`
+	// Metadata is optional: up to 16 pairs, keys up to 64 and values up to
+	// 512 characters.
+	Metadata map[string]string `json:"metadata,omitempty"`
+}
+
+// Simulator is a fake upstream batch API. It is an http.Handler, safe for
+// concurrent use. Create one with New.
+type Simulator struct {
+	apiKey []byte
+	now    func() time.Time
+	phase  time.Duration
+	demo   []string
+
+	total atomic.Int64
+
+	mu     sync.Mutex
+	byID   map[string]*entry
+	order  []*entry // newest first, see entry.newerThan
+	seq    uint64
+	gets   map[string]int64   // GET /v1/batches/{id} requests per id
+	faults map[string][]Fault // queued faults per id; "" is any id
+}
+
+// New returns a Simulator seeded with the demo batches (see DemoBatchIDs),
+// created relative to opts.Now() at the time of the call.
+func New(opts Options) *Simulator {
+	s := &Simulator{
+		apiKey: []byte(opts.APIKey),
+		now:    opts.Now,
+		phase:  opts.Phase,
+		byID:   make(map[string]*entry),
+		gets:   make(map[string]int64),
+		faults: make(map[string][]Fault),
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.phase <= 0 {
+		s.phase = DefaultPhase
+	}
+	s.seedDemo(s.now())
+	return s
+}
+
+// DemoBatchIDs returns the ids of the demo batches seeded by New, always in
+// this order: "batch_demo_progress" (progressing from New's time),
+// "batch_demo_validating" (progressing ten times slower),
+// "batch_demo_completed", "batch_demo_failed", "batch_demo_expired" and
+// "batch_demo_cancelled" (static).
+func (s *Simulator) DemoBatchIDs() []string {
+	return slices.Clone(s.demo)
+}
+
+// Put stores a copy of b as a static batch, replacing any batch with the
+// same id (progressing or not). A static batch is returned exactly as
+// stored, zero fields included, until it is cancelled. Put panics if b.ID is
+// empty.
+func (s *Simulator) Put(b Batch) {
+	if b.ID == "" {
+		panic("simulator: Put with an empty batch ID")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.insertLocked(&entry{b: b.clone()})
+}
+
+// Create makes a progressing batch as POST /v1/batches does, created now,
+// and returns it (status validating). Unlike the HTTP endpoint it does not
+// validate req; an empty Endpoint or CompletionWindow takes the supported
+// value.
+func (s *Simulator) Create(req CreateRequest) Batch {
+	if req.Endpoint == "" {
+		req.Endpoint = SupportedEndpoint
+	}
+	if req.CompletionWindow == "" {
+		req.CompletionWindow = SupportedCompletionWindow
+	}
+	now := s.now()
+	e := &entry{
+		b: Batch{
+			ID:               "batch_" + randomHex(12),
+			Object:           "batch",
+			Endpoint:         req.Endpoint,
+			InputFileID:      req.InputFileID,
+			CompletionWindow: req.CompletionWindow,
+			CreatedAt:        now.Unix(),
+			ExpiresAt:        ptr(now.Add(completionWindow).Unix()),
+			Metadata:         maps.Clone(req.Metadata),
+		},
+		slow:    1,
+		created: now,
+		total:   CreatedBatchTotal,
+	}
+	s.mu.Lock()
+	s.insertLocked(e)
+	b := e.view(now, s.phase)
+	s.mu.Unlock()
+	return b.clone()
+}
+
+// BatchRequests returns how many GET /v1/batches/{id} requests the
+// simulator has served for id, whatever their outcome (401, fault, 404 and
+// 200 alike).
+func (s *Simulator) BatchRequests(id string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gets[id]
+}
+
+// TotalRequests returns how many HTTP requests the simulator has served,
+// on any path and with any outcome.
+func (s *Simulator) TotalRequests() int64 {
+	return s.total.Load()
+}
+
+// insertLocked stores e, replacing any entry with the same id.
+func (s *Simulator) insertLocked(e *entry) {
+	if old, ok := s.byID[e.b.ID]; ok {
+		i := s.positionLocked(old)
+		s.order = slices.Delete(s.order, i, i+1)
+	}
+	s.seq++
+	e.seq = s.seq
+	s.byID[e.b.ID] = e
+	i, _ := slices.BinarySearchFunc(s.order, e, cmpOrder)
+	s.order = slices.Insert(s.order, i, e)
+}
+
+// positionLocked returns the index of the stored entry e in s.order.
+func (s *Simulator) positionLocked(e *entry) int {
+	i, _ := slices.BinarySearchFunc(s.order, e, cmpOrder)
+	return i
+}
+
+// cmpOrder sorts entries newest first.
+func cmpOrder(a, b *entry) int {
+	switch {
+	case a == b:
+		return 0
+	case a.newerThan(b):
+		return -1
+	case b.newerThan(a):
+		return 1
+	}
+	return 0
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // never fails (crypto/rand, Go 1.24+)
+	return hex.EncodeToString(b)
+}
+
+// ServeHTTP serves the upstream batch API; see the package documentation.
+func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.total.Add(1)
+	path := r.URL.Path
+	authErr := s.authenticate(r)
+
+	const prefix = "/v1/batches"
+	switch {
+	case path == prefix:
+		if authErr != nil {
+			writeError(w, authErr)
+			return
+		}
+		switch r.Method {
+		case http.MethodGet:
+			s.serveList(w, r)
+		case http.MethodPost:
+			s.serveCreate(w, r)
+		default:
+			writeMethodNotAllowed(w, "GET, POST")
+		}
+		return
+	case strings.HasPrefix(path, prefix+"/"):
+		rest := path[len(prefix)+1:]
+		id, action, hasAction := strings.Cut(rest, "/")
+		if id == "" {
+			break
+		}
+		if !hasAction {
+			if r.Method != http.MethodGet {
+				if authErr != nil {
+					writeError(w, authErr)
+					return
+				}
+				writeMethodNotAllowed(w, "GET")
+				return
+			}
+			s.serveGet(w, r, id, authErr)
+			return
+		}
+		if action != "cancel" {
+			break
+		}
+		if authErr != nil {
+			writeError(w, authErr)
+			return
+		}
+		if r.Method != http.MethodPost {
+			writeMethodNotAllowed(w, "POST")
+			return
+		}
+		s.serveCancel(w, id)
+		return
+	}
+	if authErr != nil {
+		writeError(w, authErr)
+		return
+	}
+	writeError(w, &apiError{
+		status:  http.StatusNotFound,
+		Message: "Unknown request URL: " + r.Method + " " + path + ".",
+		Type:    "invalid_request_error",
+		Code:    "unknown_url",
+	})
+}
+
+// authenticate checks the Bearer key; it returns nil when the request may
+// proceed.
+func (s *Simulator) authenticate(r *http.Request) *apiError {
+	h := r.Header.Get("Authorization")
+	scheme, token, _ := strings.Cut(h, " ")
+	token = strings.TrimSpace(token)
+	if !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return &apiError{
+			status: http.StatusUnauthorized,
+			Message: "You didn't provide an API key. You need to provide your API key in an " +
+				"Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+			Type: "invalid_request_error",
+			Code: "missing_api_key",
+		}
+	}
+	if len(s.apiKey) > 0 && subtle.ConstantTimeCompare([]byte(token), s.apiKey) != 1 {
+		return &apiError{
+			status:  http.StatusUnauthorized,
+			Message: "Incorrect API key provided.",
+			Type:    "invalid_api_key",
+			Code:    "invalid_api_key",
+		}
+	}
+	return nil
+}
+
+// serveGet answers GET /v1/batches/{id}.
+func (s *Simulator) serveGet(w http.ResponseWriter, r *http.Request, id string, authErr *apiError) {
+	now := s.now()
+	s.mu.Lock()
+	s.gets[id]++
+	if authErr != nil {
+		s.mu.Unlock()
+		writeError(w, authErr)
+		return
+	}
+	f, hasFault := s.popFaultLocked(id)
+	var b Batch
+	var found bool
+	if !hasFault {
+		b, found = s.viewLocked(id, now)
+	}
+	s.mu.Unlock()
+
+	if hasFault {
+		if s.applyFault(w, r, f) {
+			return
+		}
+		now = s.now()
+		s.mu.Lock()
+		b, found = s.viewLocked(id, now)
+		s.mu.Unlock()
+	}
+	if !found {
+		writeNotFound(w, id)
+		return
+	}
+	writeBatch(w, &b)
+}
+
+// viewLocked returns the current view of batch id.
+func (s *Simulator) viewLocked(id string, now time.Time) (Batch, bool) {
+	e, ok := s.byID[id]
+	if !ok {
+		return Batch{}, false
+	}
+	return e.view(now, s.phase), true
+}
+
+// listResponse is the body of GET /v1/batches.
+type listResponse struct {
+	Object  string            `json:"object"`
+	Data    []json.RawMessage `json:"data"`
+	FirstID *string           `json:"first_id"`
+	LastID  *string           `json:"last_id"`
+	HasMore bool              `json:"has_more"`
+}
+
+// serveList answers GET /v1/batches.
+func (s *Simulator) serveList(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := 20
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100 {
+			writeError(w, &apiError{
+				status:  http.StatusBadRequest,
+				Message: "Invalid 'limit': expected an integer between 1 and 100.",
+				Type:    "invalid_request_error",
+				Param:   "limit",
+				Code:    "invalid_value",
+			})
+			return
+		}
+		limit = n
+	}
+	after := q.Get("after")
+
+	now := s.now()
+	s.mu.Lock()
+	start := 0
+	if after != "" {
+		e, ok := s.byID[after]
+		if !ok {
+			s.mu.Unlock()
+			writeError(w, &apiError{
+				status:  http.StatusBadRequest,
+				Message: "Invalid 'after': no batch with id '" + after + "'.",
+				Type:    "invalid_request_error",
+				Param:   "after",
+				Code:    "invalid_value",
+			})
+			return
+		}
+		start = s.positionLocked(e) + 1
+	}
+	end := min(start+limit, len(s.order))
+	views := make([]Batch, 0, end-start)
+	for _, e := range s.order[start:end] {
+		views = append(views, e.view(now, s.phase))
+	}
+	hasMore := end < len(s.order)
+	s.mu.Unlock()
+
+	resp := listResponse{Object: "list", Data: make([]json.RawMessage, 0, len(views)), HasMore: hasMore}
+	for i := range views {
+		data, err := encodeBatch(&views[i])
+		if err != nil {
+			writeInternal(w, err)
+			return
+		}
+		resp.Data = append(resp.Data, data)
+	}
+	if len(views) > 0 {
+		resp.FirstID = &views[0].ID
+		resp.LastID = &views[len(views)-1].ID
+	}
+	writeJSON(w, http.StatusOK, &resp)
+}
+
+// serveCreate answers POST /v1/batches.
+func (s *Simulator) serveCreate(w http.ResponseWriter, r *http.Request) {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxCreateBody))
+	var req CreateRequest
+	err := dec.Decode(&req)
+	if err == nil {
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = errors.New("trailing data after the JSON object")
+		}
+	}
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		var typeErr *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &tooLarge):
+			writeError(w, &apiError{
+				status:  http.StatusRequestEntityTooLarge,
+				Message: "The request body is larger than 1 MiB.",
+				Type:    "invalid_request_error",
+				Code:    "request_too_large",
+			})
+		case errors.As(err, &typeErr):
+			writeError(w, &apiError{
+				status:  http.StatusBadRequest,
+				Message: "Invalid type for '" + typeErr.Field + "'.",
+				Type:    "invalid_request_error",
+				Param:   typeErr.Field,
+				Code:    "invalid_type",
+			})
+		default:
+			writeError(w, &apiError{
+				status:  http.StatusBadRequest,
+				Message: "The request body is not a valid JSON object.",
+				Type:    "invalid_request_error",
+				Code:    "invalid_json",
+			})
+		}
+		return
+	}
+	if e := validateCreate(&req); e != nil {
+		writeError(w, e)
+		return
+	}
+	b := s.Create(req)
+	writeBatch(w, &b)
+}
+
+// validateCreate checks a POST /v1/batches body as the upstream does.
+func validateCreate(req *CreateRequest) *apiError {
+	missing := func(param string) *apiError {
+		return &apiError{
+			status:  http.StatusBadRequest,
+			Message: "Missing required parameter: '" + param + "'.",
+			Type:    "invalid_request_error",
+			Param:   param,
+			Code:    "missing_required_parameter",
+		}
+	}
+	invalid := func(param, msg string) *apiError {
+		return &apiError{
+			status:  http.StatusBadRequest,
+			Message: msg,
+			Type:    "invalid_request_error",
+			Param:   param,
+			Code:    "invalid_value",
+		}
+	}
+	switch {
+	case req.InputFileID == "":
+		return missing("input_file_id")
+	case !validID(req.InputFileID):
+		return invalid("input_file_id", "Invalid 'input_file_id': not a file id.")
+	case req.Endpoint == "":
+		return missing("endpoint")
+	case req.Endpoint != SupportedEndpoint:
+		return invalid("endpoint", "Invalid 'endpoint': only '"+SupportedEndpoint+"' is supported.")
+	case req.CompletionWindow == "":
+		return missing("completion_window")
+	case req.CompletionWindow != SupportedCompletionWindow:
+		return invalid("completion_window", "Invalid 'completion_window': only '"+SupportedCompletionWindow+"' is supported.")
+	case len(req.Metadata) > 16:
+		return invalid("metadata", "Invalid 'metadata': at most 16 pairs are allowed.")
+	}
+	for k, v := range req.Metadata {
+		if len(k) > 64 || len(v) > 512 {
+			return invalid("metadata", "Invalid 'metadata': keys are at most 64 and values at most 512 characters.")
+		}
+	}
+	return nil
+}
+
+// validID reports whether id matches ^[A-Za-z0-9_-]+$.
+func validID(id string) bool {
+	if id == "" {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// serveCancel answers POST /v1/batches/{id}/cancel.
+func (s *Simulator) serveCancel(w http.ResponseWriter, id string) {
+	now := s.now()
+	s.mu.Lock()
+	e, ok := s.byID[id]
+	if !ok {
+		s.mu.Unlock()
+		writeNotFound(w, id)
+		return
+	}
+	b := e.view(now, s.phase)
+	if !isTerminal(b.Status) && b.Status != StatusCancelling {
+		e.cancelled = true
+		e.cancelAt = now
+		b = e.view(now, s.phase)
+	}
+	s.mu.Unlock()
+	writeBatch(w, &b)
+}

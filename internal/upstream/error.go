@@ -1,9 +1,15 @@
 package upstream
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"strings"
 	"time"
+	"unicode"
 )
 
 // Error is a non-2xx answer from the upstream. Its fields come from the
@@ -63,3 +69,136 @@ var (
 	// context.DeadlineExceeded).
 	ErrTimeout = errors.New("upstream: attempt timed out")
 )
+
+// maxErrorBodyBytes caps how much of a non-2xx body is read to look for the
+// error envelope; a longer body is drained (bounded) and its envelope
+// ignored.
+const maxErrorBodyBytes = 64 << 10
+
+// maxEnvelopeFieldLen caps the envelope's type, code and param, which end up
+// in error strings and gRPC error details.
+const maxEnvelopeFieldLen = 128
+
+// newStatusError builds the *Error for a non-2xx answer. body may be nil
+// (unread, too large or unreadable): then only the status and Retry-After
+// are set. Any occurrence of apiKey in the envelope is redacted.
+func newStatusError(status int, h http.Header, body []byte, now time.Time, maxRetryAfter time.Duration, apiKey string) *Error {
+	e := &Error{
+		HTTPStatus: status,
+		RetryAfter: parseRetryAfter(h, now, maxRetryAfter),
+	}
+	if len(body) == 0 {
+		return e
+	}
+	var env struct {
+		Error json.RawMessage `json:"error"`
+	}
+	if json.Unmarshal(body, &env) != nil {
+		return e
+	}
+	raw := bytes.TrimSpace(env.Error)
+	if len(raw) == 0 {
+		return e
+	}
+	switch raw[0] {
+	case '"':
+		// Some servers send {"error": "text"}.
+		if s, ok := scalarString(raw); ok {
+			e.Message = redact(s, apiKey)
+		}
+	case '{':
+		var f struct {
+			Message json.RawMessage `json:"message"`
+			Type    json.RawMessage `json:"type"`
+			Param   json.RawMessage `json:"param"`
+			Code    json.RawMessage `json:"code"`
+		}
+		if json.Unmarshal(raw, &f) != nil {
+			return e
+		}
+		e.Type = envelopeField(f.Type, apiKey)
+		e.Code = envelopeField(f.Code, apiKey)
+		e.Param = envelopeField(f.Param, apiKey)
+		if s, ok := scalarString(f.Message); ok {
+			e.Message = redact(s, apiKey)
+		}
+	}
+	return e
+}
+
+// envelopeField returns a scalar envelope field as short, printable text:
+// numbers keep their decimal text, null and objects give "", control
+// characters are dropped, and the result is at most maxEnvelopeFieldLen
+// bytes.
+func envelopeField(raw json.RawMessage, apiKey string) string {
+	s, ok := scalarString(raw)
+	if !ok || s == "" {
+		return ""
+	}
+	s = redact(s, apiKey)
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > maxEnvelopeFieldLen {
+		s = strings.ToValidUTF8(s[:maxEnvelopeFieldLen], "")
+	}
+	return s
+}
+
+// redact replaces every occurrence of secret in s.
+func redact(s, secret string) string {
+	if secret == "" {
+		return s
+	}
+	return strings.ReplaceAll(s, secret, "[redacted]")
+}
+
+// chainError is an error with a fixed, already-sanitised message that
+// unwraps to several errors (a sentinel and, possibly, the cause).
+type chainError struct {
+	msg  string
+	errs []error
+}
+
+func (e *chainError) Error() string   { return e.msg }
+func (e *chainError) Unwrap() []error { return e.errs }
+
+// unreachableError wraps ErrUnreachable around a connection-level cause.
+// The message is redacted of apiKey. The cause is kept for errors.Is/As
+// unless it would match context.DeadlineExceeded or context.Canceled (as
+// net's dial timeouts do): those are reserved for the caller's own context.
+func unreachableError(cause error, apiKey string) error {
+	e := &chainError{
+		msg:  "upstream: unreachable: " + redact(cause.Error(), apiKey),
+		errs: []error{ErrUnreachable},
+	}
+	if !isContextErr(cause) {
+		e.errs = append(e.errs, cause)
+	}
+	return e
+}
+
+// timeoutError wraps ErrTimeout. It deliberately does not wrap the
+// per-attempt context's DeadlineExceeded.
+func timeoutError(attemptTimeout time.Duration) error {
+	return &chainError{
+		msg:  fmt.Sprintf("upstream: attempt timed out (per-attempt timeout %s)", attemptTimeout),
+		errs: []error{ErrTimeout},
+	}
+}
+
+// callerContextError wraps the caller's ctx.Err(), mentioning (not
+// wrapping) the last upstream failure, if any.
+func callerContextError(ctxErr, last error, apiKey string) error {
+	if last == nil {
+		return fmt.Errorf("upstream: %w", ctxErr)
+	}
+	return fmt.Errorf("upstream: %w (last failure: %s)", ctxErr, redact(last.Error(), apiKey))
+}
+
+func isContextErr(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}

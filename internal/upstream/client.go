@@ -1,0 +1,320 @@
+// Package upstream is the gateway's client for the OpenAI-compatible REST
+// batch API it fronts. A Client fetches batches with bounded, jittered
+// retries, decodes them tolerantly into batchv1.Batch, and reports failures
+// as *Error (non-2xx answers) or errors wrapping the sentinels in error.go.
+//
+// Errors returned by this package never contain the API key or response
+// bodies.
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
+)
+
+// Defaults applied by New to zero Config fields.
+const (
+	DefaultAttemptTimeout = 10 * time.Second
+	DefaultMaxAttempts    = 3
+	DefaultInitialBackoff = 250 * time.Millisecond
+	DefaultMaxBackoff     = 8 * time.Second
+	DefaultMaxRetryAfter  = 60 * time.Second
+	DefaultMaxBodyBytes   = 4 << 20
+	DefaultUserAgent      = "batchgate"
+)
+
+// Config configures a Client. Zero values get the defaults shown.
+type Config struct {
+	// BaseURL is the upstream's absolute http or https URL, for example
+	// "https://api.token360.ai". It may carry a path prefix ("/proxy");
+	// trailing slashes are ignored. It must not carry a query, fragment or
+	// user info. Required.
+	BaseURL string
+	// APIKey is sent as "Authorization: Bearer <key>". It never appears in
+	// errors or logs.
+	APIKey string
+	// HTTPClient makes the requests. Default: a client with its own tuned
+	// *http.Transport (100 idle connections per host), no overall Timeout
+	// (AttemptTimeout bounds each attempt) and redirects not followed (a 3xx
+	// answer is returned as *Error). A caller-supplied client is used as is.
+	HTTPClient *http.Client
+	// AttemptTimeout bounds each attempt, body included. Default 10s.
+	AttemptTimeout time.Duration
+	// MaxAttempts is the number of attempts, the first included. Default 3
+	// (one try and two retries, like the OpenAI SDKs).
+	MaxAttempts int
+	// InitialBackoff is the base wait before the first retry; it doubles
+	// each retry, with ±50% jitter. Default 250ms.
+	InitialBackoff time.Duration
+	// MaxBackoff caps the (pre-jitter) backoff interval. Default 8s.
+	MaxBackoff time.Duration
+	// MaxRetryAfter caps an honoured Retry-After / Retry-After-Ms. Default
+	// 60s.
+	MaxRetryAfter time.Duration
+	// MaxBodyBytes caps a 2xx response body; a larger one fails with
+	// ErrResponseTooLarge. Default 4 MiB.
+	MaxBodyBytes int64
+	// UserAgent is sent as User-Agent. Default "batchgate".
+	UserAgent string
+	// Logger receives one debug line per retry (no secrets, no bodies).
+	// Default: discards everything.
+	Logger *slog.Logger
+}
+
+// Client calls the upstream batch API. It is safe for concurrent use.
+type Client struct {
+	cfg  Config  // with defaults applied
+	base url.URL // scheme, host and path prefix without trailing slash
+	hc   *http.Client
+	log  *slog.Logger
+
+	// wait sleeps for d or until ctx is done; tests replace it.
+	wait func(ctx context.Context, d time.Duration) error
+
+	requests    atomic.Uint64
+	retries     atomic.Uint64
+	rateLimited atomic.Uint64
+}
+
+// Stats are a Client's cumulative counters, for metrics.
+type Stats struct {
+	// Requests is the number of HTTP requests sent (attempts).
+	Requests uint64
+	// Retries is the number of attempts after the first, summed over calls.
+	Retries uint64
+	// RateLimited is the number of 429 answers received.
+	RateLimited uint64
+}
+
+// New returns a Client for cfg, applying defaults to zero fields. It fails
+// if BaseURL is not an absolute http(s) URL without query, fragment and user
+// info, if a duration, count or size is negative, or if APIKey or UserAgent
+// holds characters not allowed in an HTTP header.
+func New(cfg Config) (*Client, error) {
+	base, err := parseBaseURL(cfg.BaseURL)
+	if err != nil {
+		return nil, err
+	}
+	if strings.ContainsFunc(cfg.APIKey, isCTL) {
+		return nil, errors.New("upstream: config: APIKey contains control characters")
+	}
+	if strings.ContainsFunc(cfg.UserAgent, isCTL) {
+		return nil, errors.New("upstream: config: UserAgent contains control characters")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"AttemptTimeout", cfg.AttemptTimeout},
+		{"InitialBackoff", cfg.InitialBackoff},
+		{"MaxBackoff", cfg.MaxBackoff},
+		{"MaxRetryAfter", cfg.MaxRetryAfter},
+	} {
+		if d.v < 0 {
+			return nil, fmt.Errorf("upstream: config: %s is negative", d.name)
+		}
+	}
+	if cfg.MaxAttempts < 0 {
+		return nil, errors.New("upstream: config: MaxAttempts is negative")
+	}
+	if cfg.MaxBodyBytes < 0 {
+		return nil, errors.New("upstream: config: MaxBodyBytes is negative")
+	}
+
+	setDefault(&cfg.AttemptTimeout, DefaultAttemptTimeout)
+	setDefault(&cfg.MaxAttempts, DefaultMaxAttempts)
+	setDefault(&cfg.InitialBackoff, DefaultInitialBackoff)
+	setDefault(&cfg.MaxBackoff, DefaultMaxBackoff)
+	setDefault(&cfg.MaxRetryAfter, DefaultMaxRetryAfter)
+	setDefault(&cfg.MaxBodyBytes, DefaultMaxBodyBytes)
+	setDefault(&cfg.UserAgent, DefaultUserAgent)
+	if cfg.MaxBackoff < cfg.InitialBackoff {
+		cfg.MaxBackoff = cfg.InitialBackoff
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = defaultHTTPClient()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Client{
+		cfg:  cfg,
+		base: *base,
+		hc:   cfg.HTTPClient,
+		log:  cfg.Logger,
+		wait: sleepCtx,
+	}, nil
+}
+
+// GetBatch fetches one batch: GET {BaseURL}/v1/batches/{batchID}.
+//
+// batchID is checked with ValidateBatchID before any network call. Errors:
+//   - ErrInvalidBatchID (wrapped) for a bad id;
+//   - *Error for a non-2xx answer (after retries, for 408, 409, 429, 5xx);
+//   - ErrMalformedResponse or ErrResponseTooLarge (wrapped) for a bad 2xx
+//     body, not retried;
+//   - ErrUnreachable or ErrTimeout (wrapped) when the last attempt failed
+//     to connect or timed out;
+//   - an error wrapping ctx.Err() when the caller's context ended first.
+func (c *Client) GetBatch(ctx context.Context, batchID string) (*batchv1.Batch, error) {
+	if err := ValidateBatchID(batchID); err != nil {
+		return nil, err
+	}
+	body, err := c.getWithRetry(ctx, "GetBatch", c.batchURL(batchID))
+	if err != nil {
+		return nil, err
+	}
+	return DecodeBatch(body)
+}
+
+// Stats returns the Client's counters so far.
+func (c *Client) Stats() Stats {
+	return Stats{
+		Requests:    c.requests.Load(),
+		Retries:     c.retries.Load(),
+		RateLimited: c.rateLimited.Load(),
+	}
+}
+
+// batchURL returns the URL of one batch. id must have passed
+// ValidateBatchID; it is path-escaped anyway.
+func (c *Client) batchURL(id string) string {
+	u := c.base
+	u.Path = c.base.Path + "/v1/batches/" + id
+	if c.base.RawPath != "" {
+		u.RawPath = c.base.RawPath + "/v1/batches/" + url.PathEscape(id)
+	}
+	return u.String()
+}
+
+// attempt makes one request. On a 2xx answer it returns the body (at most
+// MaxBodyBytes). Otherwise it returns *Error (non-2xx), an error wrapping
+// ErrResponseTooLarge, or the transport error as is (classified by the
+// caller).
+func (c *Client) attempt(ctx context.Context, u string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		// Cannot happen for URLs built by batchURL; not retryable.
+		return nil, fmt.Errorf("upstream: building request: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.cfg.UserAgent)
+	if c.cfg.APIKey != "" {
+		req.Header.Set("Authorization", "Bearer "+c.cfg.APIKey)
+	}
+	c.requests.Add(1)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, &transportError{err}
+	}
+	defer drainClose(resp.Body)
+
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		if resp.StatusCode == http.StatusTooManyRequests {
+			c.rateLimited.Add(1)
+		}
+		limit := min(c.cfg.MaxBodyBytes, maxErrorBodyBytes)
+		body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+		if err != nil || int64(len(body)) > limit {
+			body = nil // status only
+		}
+		return nil, newStatusError(resp.StatusCode, resp.Header, body, time.Now(), c.cfg.MaxRetryAfter, c.cfg.APIKey)
+	}
+
+	body, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxBodyBytes+1))
+	if err != nil {
+		return nil, &transportError{err}
+	}
+	if int64(len(body)) > c.cfg.MaxBodyBytes {
+		return nil, fmt.Errorf("%w (limit %d bytes)", ErrResponseTooLarge, c.cfg.MaxBodyBytes)
+	}
+	return body, nil
+}
+
+// transportError marks a failure to get a complete answer: connection
+// refused or reset, EOF mid-body, a timeout. It is internal to the retry
+// loop, which turns it into ErrUnreachable, ErrTimeout or the caller's
+// context error.
+type transportError struct{ err error }
+
+func (e *transportError) Error() string { return e.err.Error() }
+func (e *transportError) Unwrap() error { return e.err }
+
+// maxDrainBytes bounds how much of an unread body is discarded so that its
+// connection can be reused; beyond that the connection is simply closed.
+const maxDrainBytes = 64 << 10
+
+func drainClose(body io.ReadCloser) {
+	_, _ = io.CopyN(io.Discard, body, maxDrainBytes)
+	_ = body.Close()
+}
+
+func parseBaseURL(raw string) (*url.URL, error) {
+	if raw == "" {
+		return nil, errors.New("upstream: config: BaseURL is required")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, errors.New("upstream: config: BaseURL is not a valid URL")
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, errors.New("upstream: config: BaseURL must be an absolute http or https URL")
+	case u.Host == "" || u.Opaque != "":
+		return nil, errors.New("upstream: config: BaseURL has no host")
+	case u.User != nil:
+		return nil, errors.New("upstream: config: BaseURL must not carry user info; use APIKey")
+	case u.RawQuery != "" || u.ForceQuery || strings.Contains(raw, "#"):
+		return nil, errors.New("upstream: config: BaseURL must not carry a query or fragment")
+	}
+	base := &url.URL{Scheme: u.Scheme, Host: u.Host}
+	base.Path = strings.TrimRight(u.Path, "/")
+	if u.RawPath != "" {
+		base.RawPath = strings.TrimRight(u.RawPath, "/")
+	}
+	return base, nil
+}
+
+func defaultHTTPClient() *http.Client {
+	var t *http.Transport
+	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
+		t = dt.Clone()
+	} else {
+		t = &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			ForceAttemptHTTP2:     true,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ExpectContinueTimeout: time.Second,
+		}
+	}
+	t.MaxIdleConns = 100
+	t.MaxIdleConnsPerHost = 100
+	t.IdleConnTimeout = 90 * time.Second
+	return &http.Client{
+		Transport: t,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}
+
+func setDefault[T comparable](p *T, def T) {
+	var zero T
+	if *p == zero {
+		*p = def
+	}
+}
+
+func isCTL(r rune) bool { return r < 0x20 || r == 0x7f }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -170,11 +171,13 @@ type wireUsage struct {
 }
 
 // errNotInteger is what flexInt reports for a value it cannot read as an
-// int64; it never quotes the value.
-var errNotInteger = errors.New("an integer field holds a value that is not an integer in range")
-
-// errNotScalar is what flexString reports for an object or array.
-var errNotScalar = errors.New("a string field holds an object or array")
+// int64, and errNotScalar what flexString reports for an object or array.
+// They are *json.UnmarshalTypeError so that the decoder fills in the field
+// path; neither quotes the value.
+var (
+	errNotInteger = &json.UnmarshalTypeError{Value: "non-integer", Type: reflect.TypeFor[int64]()}
+	errNotScalar  = &json.UnmarshalTypeError{Value: "object or array", Type: reflect.TypeFor[string]()}
+)
 
 // flexInt is an int64 that also accepts integral (or fractional, truncated)
 // JSON floats, numeric strings, and null (leaving it unset).
@@ -193,7 +196,7 @@ func (f *flexInt) UnmarshalJSON(b []byte) error {
 	s := string(b)
 	if b[0] == '"' {
 		if err := json.Unmarshal(b, &s); err != nil {
-			return errNotInteger
+			return notInteger()
 		}
 		s = strings.TrimSpace(s)
 		if s == "" {
@@ -203,10 +206,17 @@ func (f *flexInt) UnmarshalJSON(b []byte) error {
 	}
 	v, ok := parseInt64(s)
 	if !ok {
-		return errNotInteger
+		return notInteger()
 	}
 	*f = flexInt{v: v, set: true}
 	return nil
+}
+
+// notInteger returns a fresh copy: the decoder writes the field path into
+// the error it is given.
+func notInteger() error {
+	e := *errNotInteger
+	return &e
 }
 
 func (f flexInt) ptr() *int64 {
@@ -245,7 +255,8 @@ type flexString struct {
 func (f *flexString) UnmarshalJSON(b []byte) error {
 	s, ok := scalarString(b)
 	if !ok {
-		return errNotScalar
+		e := *errNotScalar
+		return &e
 	}
 	f.s = s
 	return nil
@@ -333,12 +344,17 @@ func jsonReason(err error) string {
 	case errors.As(err, &se):
 		return fmt.Sprintf("invalid JSON at byte offset %d", se.Offset)
 	case errors.As(err, &te):
-		if te.Field == "" {
+		if te.Field == "" && te.Value != errNotInteger.Value && te.Value != errNotScalar.Value {
 			return "body is not a JSON object"
 		}
-		return fmt.Sprintf("field %s has the wrong JSON type", safeFieldPath(te.Field))
-	case errors.Is(err, errNotInteger), errors.Is(err, errNotScalar):
-		return err.Error()
+		want := "the wrong JSON type"
+		switch te.Value {
+		case errNotInteger.Value:
+			want = "a value that is not an integer in int64 range"
+		case errNotScalar.Value:
+			want = "an object or array where a string is expected"
+		}
+		return fmt.Sprintf("field %s has %s", safeFieldPath(te.Field), want)
 	default:
 		return "invalid JSON value"
 	}

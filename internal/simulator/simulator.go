@@ -425,7 +425,7 @@ func (s *Simulator) serveCreate(w http.ResponseWriter, r *http.Request) {
 				Type:    "invalid_request_error",
 				Code:    "request_too_large",
 			})
-		case errors.As(err, &typeErr):
+		case errors.As(err, &typeErr) && typeErr.Field != "":
 			writeError(w, &apiError{
 				status:  http.StatusBadRequest,
 				Message: "Invalid type for '" + typeErr.Field + "'.",

@@ -256,3 +256,20 @@ func BenchmarkMarshalBatch(b *testing.B) {
 		})
 	}
 }
+
+// TestBatchToJSONEmptyErrorData: errors without entries are written with
+// "data": [], also from fresh (unpooled) state.
+func TestBatchToJSONEmptyErrorData(t *testing.T) {
+	t.Parallel()
+	got := BatchToJSON(&batchv1.Batch{Errors: &batchv1.BatchErrors{Object: "list"}})
+	if got.Errors == nil || got.Errors.Data == nil {
+		t.Fatalf("Errors = %+v, want non-nil Data", got.Errors)
+	}
+	out, err := json.Marshal(got.Errors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(out) != `{"object":"list","data":[]}` {
+		t.Errorf("errors = %s", out)
+	}
+}

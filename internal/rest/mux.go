@@ -1,0 +1,120 @@
+package rest
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/batchgate/batchgate/internal/apierr"
+)
+
+// ErrorInfo reasons of the errors the HTTP port raises itself, before any
+// RPC runs.
+const (
+	reasonUnknownURL       = "UNKNOWN_URL"
+	reasonMethodNotAllowed = "METHOD_NOT_ALLOWED"
+	reasonInvalidURL       = "INVALID_URL"
+)
+
+// maxPathInMessage bounds how much of a request path an error message
+// echoes.
+const maxPathInMessage = 256
+
+// ServeMuxOptions returns the options that make a runtime.ServeMux answer
+// like the upstream: the Marshaler for every MIME type, and error and
+// routing-error handlers that write the upstream's error envelope through
+// apierr.WriteHTTP (so the HTTP status, the envelope and Retry-After come
+// from the one error funnel). Header matchers are grpc-gateway's defaults.
+func ServeMuxOptions() []runtime.ServeMuxOption {
+	return []runtime.ServeMuxOption{
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &Marshaler{}),
+		runtime.WithErrorHandler(handleError),
+		runtime.WithRoutingErrorHandler(handleRoutingError),
+	}
+}
+
+// NewServeMux returns a runtime.ServeMux with ServeMuxOptions followed by
+// extra; an option in extra overrides the matching one of ServeMuxOptions.
+func NewServeMux(extra ...runtime.ServeMuxOption) *runtime.ServeMux {
+	return runtime.NewServeMux(append(ServeMuxOptions(), extra...)...)
+}
+
+// handleError is the runtime.ErrorHandlerFunc: any error of a handler
+// (a gRPC status from the service, a marshaling failure, ...) goes through
+// apierr.FromError. grpc-gateway raises a *runtime.HTTPStatusError only for
+// a request path it cannot unescape; that one is a 4xx invalid URL error.
+func handleError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	var hse *runtime.HTTPStatusError
+	if errors.As(err, &hse) && hse.HTTPStatus >= 400 && hse.HTTPStatus < 500 {
+		writeStatus(w, localStatus(codes.InvalidArgument, hse.HTTPStatus, "Invalid request URL: "+requestTarget(r), reasonInvalidURL, "invalid_url"))
+		return
+	}
+	if hse != nil {
+		err = hse.Err
+	}
+	writeStatus(w, apierr.FromError(err))
+}
+
+// handleRoutingError is the runtime.RoutingErrorHandlerFunc: an unknown
+// path is a 404, a known path with the wrong method a 405, a path that is
+// not a path a 400, each as an invalid_request_error naming the request.
+func handleRoutingError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	target := requestTarget(r)
+	var st *status.Status
+	switch httpStatus {
+	case http.StatusNotFound:
+		st = localStatus(codes.NotFound, httpStatus, "Unknown request URL: "+target, reasonUnknownURL, "unknown_url")
+	case http.StatusMethodNotAllowed:
+		st = localStatus(codes.Unimplemented, httpStatus, "Method not allowed for URL: "+target, reasonMethodNotAllowed, "method_not_allowed")
+	case http.StatusBadRequest:
+		st = localStatus(codes.InvalidArgument, httpStatus, "Invalid request URL: "+target, reasonInvalidURL, "invalid_url")
+	default: // grpc-gateway documents no other routing status
+		st = apierr.FromError(errors.New("unexpected routing error"))
+	}
+	writeStatus(w, st)
+}
+
+// writeStatus writes st with apierr.WriteHTTP. A response that failed
+// half-way may have announced trailers or a length; the envelope has
+// neither.
+func writeStatus(w http.ResponseWriter, st *status.Status) {
+	h := w.Header()
+	h.Del("Trailer")
+	h.Del("Transfer-Encoding")
+	h.Del("Content-Length")
+	apierr.WriteHTTP(w, st)
+}
+
+// localStatus builds a status in apierr's form: an ErrorInfo carrying the
+// HTTP status, the envelope type invalid_request_error and, when not empty,
+// the envelope code.
+func localStatus(code codes.Code, httpStatus int, msg, reason, errCode string) *status.Status {
+	meta := map[string]string{
+		apierr.MetaHTTPStatus: strconv.Itoa(httpStatus),
+		apierr.MetaType:       "invalid_request_error",
+	}
+	if errCode != "" {
+		meta[apierr.MetaCode] = errCode
+	}
+	st := status.New(code, msg)
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: apierr.Domain, Metadata: meta}); err == nil {
+		st = d
+	}
+	return st
+}
+
+// requestTarget returns "METHOD /escaped/path" for error messages, the path
+// cut at maxPathInMessage bytes (it is ASCII once escaped).
+func requestTarget(r *http.Request) string {
+	p := r.URL.EscapedPath()
+	if len(p) > maxPathInMessage {
+		p = p[:maxPathInMessage] + "..."
+	}
+	return r.Method + " " + p
+}

@@ -13,14 +13,22 @@ import (
 // Batch statuses the upstream documents. Batches stored with Put may carry
 // any other string, to test forward compatibility.
 const (
+	// StatusValidating: the input file is being validated.
 	StatusValidating = "validating"
-	StatusFailed     = "failed"
+	// StatusFailed: validation failed (terminal).
+	StatusFailed = "failed"
+	// StatusInProgress: requests are being run.
 	StatusInProgress = "in_progress"
+	// StatusFinalizing: results are being written.
 	StatusFinalizing = "finalizing"
-	StatusCompleted  = "completed"
-	StatusExpired    = "expired"
+	// StatusCompleted: results are ready (terminal).
+	StatusCompleted = "completed"
+	// StatusExpired: the completion window ran out (terminal).
+	StatusExpired = "expired"
+	// StatusCancelling: a cancel request is being carried out.
 	StatusCancelling = "cancelling"
-	StatusCancelled  = "cancelled"
+	// StatusCancelled: the batch was cancelled (terminal).
+	StatusCancelled = "cancelled"
 )
 
 // Values the simulator accepts in POST /v1/batches, the only ones the

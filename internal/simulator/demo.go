@@ -4,12 +4,24 @@ import "time"
 
 // Ids of the demo batches, in DemoBatchIDs order.
 const (
-	DemoProgress   = "batch_demo_progress"
+	// DemoProgress goes validating -> in_progress -> finalizing ->
+	// completed over three Phases from New (1000 requests, a few failing).
+	DemoProgress = "batch_demo_progress"
+	// DemoValidating progresses like DemoProgress but ten times slower
+	// (500 requests), so it stays non-terminal for thirty Phases.
 	DemoValidating = "batch_demo_validating"
-	DemoCompleted  = "batch_demo_completed"
-	DemoFailed     = "batch_demo_failed"
-	DemoExpired    = "batch_demo_expired"
-	DemoCancelled  = "batch_demo_cancelled"
+	// DemoCompleted is the provider page's sample answer: completed, null
+	// error_file_id and errors, no finalizing_at.
+	DemoCompleted = "batch_demo_completed"
+	// DemoFailed failed validation: errors.data with code, message, param
+	// and line; failed_at; null files and metadata.
+	DemoFailed = "batch_demo_failed"
+	// DemoExpired ran out of its window with partial output and error
+	// files; expired_at.
+	DemoExpired = "batch_demo_expired"
+	// DemoCancelled was cancelled while in progress: cancelling_at,
+	// cancelled_at, null files, empty metadata object.
+	DemoCancelled = "batch_demo_cancelled"
 )
 
 // seedDemo stores the demo batches, created relative to now.

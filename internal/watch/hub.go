@@ -1,0 +1,482 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+	"golang.org/x/time/rate"
+
+	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
+	"github.com/batchgate/batchgate/internal/upstream"
+)
+
+// Fetcher fetches one batch from the upstream. The upstream client
+// satisfies it; it is expected to retry internally a bounded number of
+// times and to return *upstream.Error and the upstream sentinels, which the
+// hub uses to tell permanent failures from transient ones. The hub never
+// modifies a returned batch, and neither may the Fetcher afterwards.
+type Fetcher interface {
+	GetBatch(ctx context.Context, batchID string) (*batchv1.Batch, error)
+}
+
+// Key identifies what the hub polls, caches and coalesces: one batch as
+// seen with one credential. Two Keys with different Credential never share
+// a poller, a cached result or an upstream call.
+type Key struct {
+	// Credential is an opaque, non-secret identifier of the caller's
+	// credential (for example a hash of it), or "" when the gateway calls
+	// the upstream with its own key. Never the credential itself: the hub
+	// keeps Keys in memory and in map keys.
+	Credential string
+	// BatchID is the upstream batch id.
+	BatchID string
+}
+
+// Errors that end subscriptions or calls. Test them with errors.Is.
+var (
+	// ErrShutdown is returned by Subscribe and Get after Close, and ends
+	// every subscription when the hub closes.
+	ErrShutdown = errors.New("watch: hub shut down")
+	// ErrClosed is a subscription's Err after its own Close.
+	ErrClosed = errors.New("watch: subscription closed")
+	// ErrFailureBudget ends a Key's subscriptions after
+	// Options.FailureBudget of continuous transient failure. The error that
+	// carries it also wraps the last upstream error.
+	ErrFailureBudget = errors.New("watch: failure budget exhausted")
+	// errNilBatch replaces a (nil, nil) answer from a Fetcher.
+	errNilBatch = errors.Join(upstream.ErrMalformedResponse, errors.New("watch: fetcher returned no batch and no error"))
+)
+
+// Options configures a Hub. The zero value gives the documented defaults.
+type Options struct {
+	// PollInterval is how often a poller fetches its batch while it is
+	// watched. Default 30s.
+	PollInterval time.Duration
+	// Jitter spreads polls so pollers do not fire together: each wait is
+	// PollInterval × (1 ± Jitter), uniformly at random. Zero means 0.1; a
+	// negative value disables jitter; values above 0.5 count as 0.5.
+	Jitter float64
+	// FailureBudget is how long a poller keeps retrying transient failures
+	// without a single success before it ends its Key's subscriptions with
+	// ErrFailureBudget. Checked after each failure, so the actual time can
+	// exceed it by one retry wait. Default 5m.
+	FailureBudget time.Duration
+	// FreshFor is how long a successful fetch (by Get or by a poller)
+	// answers Get, and starts a new poller, without an upstream call. Zero
+	// means PollInterval; a negative value disables this cache.
+	FreshFor time.Duration
+	// CallTimeout bounds every fetch the hub makes (after waiting on the
+	// Limiter). It should exceed the Fetcher's own retry budget. Default
+	// 1m.
+	CallTimeout time.Duration
+	// Limiter, when set, is waited on before every upstream call of the
+	// hub. The hub adjusts its limit: each 429 from the upstream halves it
+	// (never below LimiterFloor) and each success raises it by a sixteenth
+	// of the limit it had when New was called, up to that limit. An
+	// infinite limit is never adjusted. Nil means unlimited.
+	Limiter *rate.Limiter
+	// LimiterFloor is the lowest limit a 429 can bring Limiter down to.
+	// Zero means a sixteenth of Limiter's limit when New was called.
+	LimiterFloor rate.Limit
+	// FetchContext derives the context a fetch for k is made with; this is
+	// where the caller of the hub attaches the credential that k.Credential
+	// stands for. Its ctx carries the values, but not the cancellation or
+	// deadline, of the call that caused the fetch: the Get caller's, or for
+	// a poller the context of the Subscribe that started it. Default: ctx
+	// unchanged.
+	FetchContext func(ctx context.Context, k Key) context.Context
+	// Logger receives a debug line when a poller starts and stops, with
+	// the batch id (never the credential). Nil discards.
+	Logger *slog.Logger
+}
+
+// withDefaults returns o with zero fields replaced by their defaults.
+func (o Options) withDefaults() Options {
+	if o.PollInterval <= 0 {
+		o.PollInterval = 30 * time.Second
+	}
+	switch {
+	case o.Jitter == 0:
+		o.Jitter = 0.1
+	case o.Jitter < 0:
+		o.Jitter = 0
+	case o.Jitter > 0.5:
+		o.Jitter = 0.5
+	}
+	if o.FailureBudget <= 0 {
+		o.FailureBudget = 5 * time.Minute
+	}
+	if o.FreshFor == 0 {
+		o.FreshFor = o.PollInterval
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = time.Minute
+	}
+	if o.FetchContext == nil {
+		o.FetchContext = func(ctx context.Context, _ Key) context.Context { return ctx }
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Stats are counters of a Hub's activity. Watchers and Pollers are current
+// values; the others are totals since New.
+type Stats struct {
+	// Watchers is the number of subscriptions attached to a running
+	// poller: not yet ended and not closed.
+	Watchers int64
+	// Pollers is the number of poller goroutines running (one per watched
+	// Key; a stopped poller counts until its goroutine has returned).
+	Pollers int64
+	// Polls is the number of upstream calls made by pollers.
+	Polls uint64
+	// Gets is the number of upstream calls made on behalf of Get.
+	Gets uint64
+	// Coalesced is the number of Get calls answered by joining an upstream
+	// call another Get had already started.
+	Coalesced uint64
+	// CacheHits is the number of Get and Subscribe calls answered from a
+	// result the hub already had, without waiting for an upstream call.
+	CacheHits uint64
+}
+
+// Hub runs shared pollers and answers Get and Subscribe for batches. Create
+// it with New and release it with Close. All methods are safe for
+// concurrent use.
+type Hub struct {
+	f    Fetcher
+	opts Options
+	log  *slog.Logger
+	lim  *adaptiveLimiter
+	sf   singleflight.Group
+
+	// ctx is cancelled by Close; shared Get calls run under it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// wg counts poller goroutines and shared Get calls. Add is only
+	// called under mu while !closed, so it never races with Close's Wait.
+	wg sync.WaitGroup
+
+	// mu guards the fields below. Lock order: Hub.mu, then poller.mu.
+	mu        sync.Mutex
+	closed    bool
+	pollers   map[Key]*poller
+	cache     map[Key]cacheEntry
+	nextSweep int // sweep the cache when it reaches this size
+
+	watchers, pollersRunning          atomic.Int64
+	polls, gets, coalesced, cacheHits atomic.Uint64
+}
+
+// cacheEntry is a successful fetch: the batch and when the fetch started.
+type cacheEntry struct {
+	b  *batchv1.Batch
+	at time.Time
+}
+
+// minSweep is the cache size below which expired entries are left alone.
+const minSweep = 256
+
+// New returns a Hub that fetches batches with f. It starts no goroutines
+// until the first Subscribe.
+func New(f Fetcher, opts Options) *Hub {
+	opts = opts.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Hub{
+		f:         f,
+		opts:      opts,
+		log:       opts.Logger,
+		lim:       newAdaptiveLimiter(opts.Limiter, opts.LimiterFloor),
+		ctx:       ctx,
+		cancel:    cancel,
+		pollers:   make(map[Key]*poller),
+		cache:     make(map[Key]cacheEntry),
+		nextSweep: minSweep,
+	}
+}
+
+// Get returns the batch for k. A result younger than Options.FreshFor,
+// fetched by an earlier Get or by k's poller, answers without an upstream
+// call. Otherwise concurrent Gets for the same Key share one upstream call.
+// That call runs detached from any one caller's cancellation, bounded by
+// Options.CallTimeout: a caller whose ctx ends gets ctx.Err() at once
+// while the others still get the result. Errors are not cached. The
+// returned batch is shared and must not be modified.
+func (h *Hub) Get(ctx context.Context, k Key) (*batchv1.Batch, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil, ErrShutdown
+	}
+	b, _ := h.freshLocked(k, time.Now())
+	h.mu.Unlock()
+	if b != nil {
+		h.cacheHits.Add(1)
+		return b, nil
+	}
+
+	detached := context.WithoutCancel(ctx)
+	led := false // set by fn, which runs only when this caller starts the call
+	ch := h.sf.DoChan(flightKey(k), func() (any, error) {
+		led = true
+		return h.sharedGet(detached, k)
+	})
+	select {
+	case r := <-ch:
+		// The receive orders fn's write of led before this read.
+		if !led {
+			h.coalesced.Add(1)
+		}
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*batchv1.Batch), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// sharedGet is the upstream call behind one singleflight flight. It runs
+// in singleflight's goroutine, counted by h.wg, and is cancelled by Close.
+func (h *Hub) sharedGet(ctx context.Context, k Key) (*batchv1.Batch, error) {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil, ErrShutdown
+	}
+	h.wg.Add(1)
+	h.mu.Unlock()
+	defer h.wg.Done()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(h.ctx, cancel)()
+
+	start := time.Now()
+	b, err := h.fetch(ctx, k, &h.gets)
+	if err != nil {
+		if h.ctx.Err() != nil {
+			return nil, ErrShutdown
+		}
+		return nil, err
+	}
+	h.remember(k, b, start)
+	return b, nil
+}
+
+// flightKey is k as an unambiguous singleflight key.
+func flightKey(k Key) string {
+	return strconv.Itoa(len(k.Credential)) + ":" + k.Credential + k.BatchID
+}
+
+// fetch makes one upstream call for k: it waits on the limiter, counts the
+// call in counter, and bounds it by CallTimeout.
+func (h *Hub) fetch(ctx context.Context, k Key, counter *atomic.Uint64) (*batchv1.Batch, error) {
+	if err := h.lim.wait(ctx); err != nil {
+		return nil, err
+	}
+	counter.Add(1)
+	fctx, cancel := context.WithTimeout(h.opts.FetchContext(ctx, k), h.opts.CallTimeout)
+	defer cancel()
+	b, err := h.f.GetBatch(fctx, k.BatchID)
+	if err == nil && b == nil {
+		err = errNilBatch
+	}
+	h.lim.observe(err)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// freshLocked returns k's cached batch and its age if it is younger than
+// FreshFor. h.mu must be held.
+func (h *Hub) freshLocked(k Key, now time.Time) (*batchv1.Batch, time.Duration) {
+	e, ok := h.cache[k]
+	if !ok {
+		return nil, 0
+	}
+	age := now.Sub(e.at)
+	if age >= h.opts.FreshFor {
+		return nil, 0
+	}
+	return e.b, age
+}
+
+// remember caches b as k's batch as of start, unless the cache already
+// holds a result from a later fetch. Once the cache has grown to nextSweep
+// entries, expired ones are dropped, so its size stays proportional to the
+// number of Keys fetched within FreshFor.
+func (h *Hub) remember(k Key, b *batchv1.Batch, start time.Time) {
+	if h.opts.FreshFor < 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	if e, ok := h.cache[k]; ok && e.at.After(start) {
+		return
+	}
+	h.cache[k] = cacheEntry{b: b, at: start}
+	if len(h.cache) < h.nextSweep {
+		return
+	}
+	now := time.Now()
+	for key, e := range h.cache {
+		if now.Sub(e.at) >= h.opts.FreshFor {
+			delete(h.cache, key)
+		}
+	}
+	h.nextSweep = max(2*len(h.cache), minSweep)
+}
+
+// Subscribe starts watching k. The first subscriber of a Key starts its
+// poller; later ones join it. Subscribe returns once the subscription has a
+// current batch ([Subscription.Current]):
+//
+//   - at once, without an upstream call, when k's poller already has a
+//     batch, or when a result younger than FreshFor is cached (a new
+//     poller then starts from it);
+//   - otherwise after the poller's first fetch, which all subscribers
+//     waiting for it share. If that fetch fails, with any error, Subscribe
+//     returns the error.
+//
+// If the current batch is terminal the subscription is returned already
+// done, with a nil Err. If ctx ends first, Subscribe returns ctx.Err(). ctx
+// only bounds the wait: the subscription lives until it ends or is closed.
+// For a new poller, ctx's values (not its cancellation) are what
+// Options.FetchContext receives for the poller's fetches. Every returned
+// Subscription must be closed.
+func (h *Hub) Subscribe(ctx context.Context, k Key) (*Subscription, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil, ErrShutdown
+	}
+	p := h.pollers[k]
+	hit := false
+	if p == nil {
+		seed, age := h.freshLocked(k, time.Now())
+		if IsTerminal(seed) {
+			h.mu.Unlock()
+			h.cacheHits.Add(1)
+			return h.endedSubscription(k, seed), nil
+		}
+		p = h.startPollerLocked(ctx, k, seed, age)
+		hit = seed != nil
+	}
+	s := &Subscription{p: p, done: make(chan struct{})}
+	p.mu.Lock()
+	p.subs[s] = struct{}{}
+	hit = hit || p.state.Load() != nil
+	p.mu.Unlock()
+	h.watchers.Add(1)
+	h.mu.Unlock()
+
+	if hit {
+		h.cacheHits.Add(1)
+	} else {
+		select {
+		case <-p.ready:
+		case <-ctx.Done():
+			s.Close()
+			return nil, ctx.Err()
+		}
+	}
+	st := p.state.Load()
+	if st == nil {
+		// The poller ended before its first batch; it has removed s.
+		s.Close()
+		return nil, p.endErr()
+	}
+	s.cur = st.b
+	s.seen.Store(st.version)
+	return s, nil
+}
+
+// endedSubscription returns a subscription that is already done with a nil
+// Err, holding the terminal batch b. No poller runs for it.
+func (h *Hub) endedSubscription(k Key, b *batchv1.Batch) *Subscription {
+	p := &poller{h: h, key: k, ended: true}
+	p.state.Store(&state{b: b, version: 1, changed: make(chan struct{})})
+	s := &Subscription{p: p, cur: b, done: make(chan struct{})}
+	s.seen.Store(1)
+	close(s.done)
+	return s
+}
+
+// Poke makes k's poller poll at once, for example after a webhook said the
+// batch changed, and drops k's cached result so that Get fetches it anew.
+// It does not block. Without a poller for k it only drops the cached
+// result.
+func (h *Hub) Poke(k Key) {
+	h.mu.Lock()
+	delete(h.cache, k)
+	p := h.pollers[k]
+	h.mu.Unlock()
+	if p != nil {
+		select {
+		case p.poke <- struct{}{}:
+		default: // a poke is already pending
+		}
+	}
+}
+
+// Close ends every subscription with ErrShutdown, cancels every in-flight
+// upstream call and waits for the hub's goroutines to return. Subscribe
+// and Get return ErrShutdown afterwards. Close is idempotent.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	var ps []*poller
+	if !h.closed {
+		h.closed = true
+		for _, p := range h.pollers {
+			ps = append(ps, p)
+		}
+		h.cache = nil
+	}
+	h.mu.Unlock()
+	h.cancel()
+	for _, p := range ps {
+		h.finish(p, ErrShutdown)
+	}
+	h.wg.Wait()
+}
+
+// Stats returns the hub's counters. Each field is read atomically; the
+// fields are not one consistent snapshot.
+func (h *Hub) Stats() Stats {
+	return Stats{
+		Watchers:  h.watchers.Load(),
+		Pollers:   h.pollersRunning.Load(),
+		Polls:     h.polls.Load(),
+		Gets:      h.gets.Load(),
+		Coalesced: h.coalesced.Load(),
+		CacheHits: h.cacheHits.Load(),
+	}
+}
+
+// jitter returns d × (1 ± frac), uniformly at random.
+func jitter(d time.Duration, frac float64) time.Duration {
+	if frac <= 0 {
+		return d
+	}
+	return d + time.Duration((rand.Float64()*2-1)*frac*float64(d))
+}

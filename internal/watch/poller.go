@@ -1,0 +1,248 @@
+package watch
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"google.golang.org/protobuf/proto"
+
+	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
+)
+
+// state is what a poller publishes. It is immutable once stored; a change
+// stores a new state and closes the old one's changed channel.
+type state struct {
+	b       *batchv1.Batch
+	version uint64        // 1 for the first batch, +1 per change
+	changed chan struct{} // closed when a newer state replaces this one
+}
+
+// poller polls one Key for its subscribers in one goroutine.
+type poller struct {
+	h   *Hub
+	key Key
+
+	ctx    context.Context // cancelled when the poller ends
+	cancel context.CancelFunc
+	poke   chan struct{} // 1-buffered; a value means "poll now"
+	ready  chan struct{} // closed at the first state, or when the poller ends
+
+	state atomic.Pointer[state] // nil until the first successful fetch
+
+	mu          sync.Mutex // guards the fields below; taken after Hub.mu
+	subs        map[*Subscription]struct{}
+	ended       bool
+	err         error // why the poller ended; nil after a terminal batch
+	readyClosed bool
+}
+
+// startPollerLocked registers and starts a poller for k, seeded with a
+// cached batch of the given age when seed is not nil. h.mu must be held and
+// the hub open.
+func (h *Hub) startPollerLocked(ctx context.Context, k Key, seed *batchv1.Batch, age time.Duration) *poller {
+	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	p := &poller{
+		h:      h,
+		key:    k,
+		ctx:    pctx,
+		cancel: cancel,
+		poke:   make(chan struct{}, 1),
+		ready:  make(chan struct{}),
+		subs:   make(map[*Subscription]struct{}),
+	}
+	first := time.Duration(0)
+	if seed != nil {
+		p.state.Store(&state{b: seed, version: 1, changed: make(chan struct{})})
+		close(p.ready)
+		p.readyClosed = true
+		first = max(jitter(h.opts.PollInterval, h.opts.Jitter)-age, 0)
+	}
+	h.pollers[k] = p
+	h.pollersRunning.Add(1)
+	h.wg.Add(1)
+	go p.run(first)
+	return p
+}
+
+// run is the poller's goroutine: poll, publish changes, wait, repeat, until
+// the batch is terminal, a permanent error or the failure budget ends it,
+// or it is stopped (last subscriber gone, hub closed). first is the wait
+// before the first poll.
+func (p *poller) run(first time.Duration) {
+	h := p.h
+	defer h.wg.Done()
+	defer h.pollersRunning.Add(-1)
+	defer p.cancel()
+
+	h.log.Debug("watch: poller started", "batch_id", p.key.BatchID)
+	polls := 0
+	reason := "released"
+	defer func() {
+		h.log.Debug("watch: poller stopped", "batch_id", p.key.BatchID, "reason", reason, "polls", polls)
+	}()
+
+	bo := &backoff.ExponentialBackOff{
+		InitialInterval:     min(time.Second, h.opts.PollInterval/10),
+		RandomizationFactor: 0.5,
+		Multiplier:          2,
+		MaxInterval:         h.opts.PollInterval,
+	}
+	bo.Reset()
+	var failingSince time.Time
+
+	timer := time.NewTimer(first)
+	defer timer.Stop()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-timer.C:
+		case <-p.poke:
+		}
+		start := time.Now()
+		polls++
+		b, err := h.fetch(p.ctx, p.key, &h.polls)
+		if p.ctx.Err() != nil {
+			return // stopped; whoever stopped it has ended the subscriptions
+		}
+		var wait time.Duration
+		switch {
+		case err == nil:
+			failingSince = time.Time{}
+			bo.Reset()
+			h.remember(p.key, b, start)
+			p.publish(b)
+			if IsTerminal(b) {
+				reason = "terminal"
+				h.finish(p, nil)
+				return
+			}
+			wait = jitter(h.opts.PollInterval, h.opts.Jitter)
+		case p.state.Load() == nil:
+			reason = "first fetch failed"
+			h.finish(p, err)
+			return
+		case isPermanent(err):
+			reason = "permanent error"
+			h.finish(p, err)
+			return
+		default:
+			if failingSince.IsZero() {
+				failingSince = start
+			}
+			if time.Since(failingSince) >= h.opts.FailureBudget {
+				reason = "failure budget"
+				h.finish(p, fmt.Errorf("%w (%s of continuous failure): %w", ErrFailureBudget, h.opts.FailureBudget, err))
+				return
+			}
+			wait = retryDelay(bo, h.opts.PollInterval, err)
+		}
+		timer.Reset(wait)
+	}
+}
+
+// retryDelay is the wait before retrying a transient failure: exponential
+// backoff with jitter from min(1s, interval/10), at most interval, and at
+// least what the upstream asked for with Retry-After.
+func retryDelay(bo *backoff.ExponentialBackOff, interval time.Duration, err error) time.Duration {
+	return max(min(bo.NextBackOff(), interval), retryAfter(err))
+}
+
+// publish makes b the poller's state unless it equals the current batch:
+// an identical poll bumps no version and wakes nobody.
+func (p *poller) publish(b *batchv1.Batch) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ended {
+		return
+	}
+	old := p.state.Load()
+	if old != nil && proto.Equal(old.b, b) {
+		return
+	}
+	next := &state{b: b, version: 1, changed: make(chan struct{})}
+	if old != nil {
+		next.version = old.version + 1
+	}
+	p.state.Store(next)
+	if old != nil {
+		close(old.changed)
+	}
+	if !p.readyClosed {
+		close(p.ready)
+		p.readyClosed = true
+	}
+}
+
+// endErr returns why the poller ended.
+func (p *poller) endErr() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// finish ends p with err (nil: its batch is terminal): every subscription
+// ends with err, the poller leaves the hub's map and its goroutine and
+// in-flight fetch are cancelled. Idempotent; the first call wins.
+func (h *Hub) finish(p *poller, err error) {
+	h.mu.Lock()
+	if h.pollers[p.key] == p {
+		delete(h.pollers, p.key)
+	}
+	p.mu.Lock()
+	if !p.ended {
+		p.ended = true
+		p.err = err
+		for s := range p.subs {
+			s.err = err
+			close(s.done)
+		}
+		h.watchers.Add(-int64(len(p.subs)))
+		p.subs = nil
+		if !p.readyClosed {
+			close(p.ready)
+			p.readyClosed = true
+		}
+	}
+	p.mu.Unlock()
+	h.mu.Unlock()
+	p.cancel()
+}
+
+// release removes s from p. When s was p's last subscriber, p stops at
+// once: it leaves the hub's map and its in-flight fetch is cancelled.
+func (p *poller) release(s *Subscription) {
+	h := p.h
+	h.mu.Lock()
+	p.mu.Lock()
+	if _, ok := p.subs[s]; !ok {
+		p.mu.Unlock()
+		h.mu.Unlock()
+		return
+	}
+	delete(p.subs, s)
+	h.watchers.Add(-1)
+	s.err = ErrClosed
+	close(s.done)
+	last := len(p.subs) == 0 && !p.ended
+	if last {
+		p.ended = true
+		p.err = ErrClosed
+		if !p.readyClosed {
+			close(p.ready)
+			p.readyClosed = true
+		}
+		if h.pollers[p.key] == p {
+			delete(h.pollers, p.key)
+		}
+	}
+	p.mu.Unlock()
+	h.mu.Unlock()
+	if last {
+		p.cancel()
+	}
+}

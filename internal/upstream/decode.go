@@ -180,7 +180,8 @@ var (
 )
 
 // flexInt is an int64 that also accepts integral (or fractional, truncated)
-// JSON floats, numeric strings, and null (leaving it unset).
+// JSON floats, strings holding a JSON number ("1710000000"), and null or ""
+// (leaving it unset).
 type flexInt struct {
 	v   int64
 	set bool
@@ -202,6 +203,11 @@ func (f *flexInt) UnmarshalJSON(b []byte) error {
 		if s == "" {
 			*f = flexInt{}
 			return nil
+		}
+		// Only JSON number syntax inside the quotes: no "NaN", "Inf",
+		// "+1", hex floats or underscores, which strconv would accept.
+		if c := s[0]; c != '-' && (c < '0' || c > '9') || !json.Valid([]byte(s)) {
+			return notInteger()
 		}
 	}
 	v, ok := parseInt64(s)

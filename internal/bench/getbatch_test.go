@@ -1,0 +1,113 @@
+// Package bench holds the benchmarks quoted in the README. Each one starts
+// the real servers on loopback and compares the gateway with a direct call
+// to the same simulator in the same run.
+package bench
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
+	"github.com/batchgate/batchgate/internal/config"
+	"github.com/batchgate/batchgate/internal/gateway"
+	"github.com/batchgate/batchgate/internal/simulator"
+)
+
+const benchKey = "sk-bench"
+
+// stack is a simulator upstream and a gateway in front of it.
+type stack struct {
+	upstreamURL string
+	httpBase    string
+	grpc        batchv1.BatchServiceClient
+}
+
+func startStack(b *testing.B, mutate ...func(*config.Config)) *stack {
+	b.Helper()
+	up := httptest.NewServer(simulator.New(simulator.Options{APIKey: benchKey}))
+	b.Cleanup(up.Close)
+	cfg := config.Defaults()
+	cfg.UpstreamURL, cfg.UpstreamAPIKey = up.URL, benchKey
+	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.ShutdownTimeout = 5 * time.Second
+	for _, f := range mutate {
+		f(&cfg)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	g, err := gateway.New(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Serve(ctx) }()
+	conn, err := grpc.NewClient(g.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = conn.Close()
+		cancel()
+		<-done
+	})
+	return &stack{upstreamURL: up.URL, httpBase: "http://" + g.HTTPAddr().String(), grpc: batchv1.NewBatchServiceClient(conn)}
+}
+
+// httpGet fetches url with client and discards the body; it fails the
+// benchmark on any non-200 answer.
+func httpGet(b *testing.B, client *http.Client, url, key string) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b.Fatalf("GET %s: %d", url, resp.StatusCode)
+	}
+}
+
+// BenchmarkGetBatch measures one GetBatch, sequentially, three ways against
+// the same simulator: a direct HTTP GET to the upstream (the baseline), the
+// gateway over gRPC, and the gateway over REST.
+func BenchmarkGetBatch(b *testing.B) {
+	s := startStack(b)
+	id := simulator.DemoCompleted
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	b.Cleanup(client.CloseIdleConnections)
+
+	b.Run("direct", func(b *testing.B) {
+		url := s.upstreamURL + "/v1/batches/" + id
+		for b.Loop() {
+			httpGet(b, client, url, benchKey)
+		}
+	})
+	b.Run("grpc", func(b *testing.B) {
+		req := &batchv1.GetBatchRequest{BatchId: id}
+		for b.Loop() {
+			if _, err := s.grpc.GetBatch(context.Background(), req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("rest", func(b *testing.B) {
+		url := s.httpBase + "/v1/batches/" + id
+		for b.Loop() {
+			httpGet(b, client, url, "")
+		}
+	})
+}

@@ -27,6 +27,7 @@ const benchKey = "sk-bench"
 type stack struct {
 	upstreamURL string
 	httpBase    string
+	grpcAddr    string
 	grpc        batchv1.BatchServiceClient
 }
 
@@ -57,7 +58,7 @@ func startStack(b *testing.B, mutate ...func(*config.Config)) *stack {
 		cancel()
 		<-done
 	})
-	return &stack{upstreamURL: up.URL, httpBase: "http://" + g.HTTPAddr().String(), grpc: batchv1.NewBatchServiceClient(conn)}
+	return &stack{grpcAddr: g.GRPCAddr().String(), upstreamURL: up.URL, httpBase: "http://" + g.HTTPAddr().String(), grpc: batchv1.NewBatchServiceClient(conn)}
 }
 
 // httpGet fetches url with client and discards the body; it fails the

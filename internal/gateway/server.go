@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -78,14 +79,15 @@ func NewServer(ctx context.Context, svc batchv1.BatchServiceServer, opts ServerO
 		return nil, fmt.Errorf("HTTP listener: %w", err)
 	}
 
-	s.grpc = grpc.NewServer()
+	s.grpc = grpc.NewServer(grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))))
 	batchv1.RegisterBatchServiceServer(s.grpc, svc)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 
-	// grpc-gateway calls the gRPC server as a client, over an in-memory
-	// connection: the only way it supports server streaming.
+	// grpc-gateway calls the gRPC server as a client: unary RPCs in
+	// process, streaming ones over an in-memory connection, the only way
+	// it supports server streaming.
 	s.conn, err = grpc.NewClient("passthrough:///inproc",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.inproc.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -94,7 +96,8 @@ func NewServer(ctx context.Context, svc batchv1.BatchServiceServer, opts ServerO
 		return nil, fmt.Errorf("in-process gRPC client: %w", err)
 	}
 	gw := rest.NewServeMux()
-	if err := batchv1.RegisterBatchServiceHandlerClient(ctx, gw, batchv1.NewBatchServiceClient(s.conn)); err != nil {
+	rc := &restClient{BatchServiceClient: batchv1.NewBatchServiceClient(s.conn), srv: svc}
+	if err := batchv1.RegisterBatchServiceHandlerClient(ctx, gw, rc); err != nil {
 		return nil, fmt.Errorf("register REST handlers: %w", err)
 	}
 	mux := http.NewServeMux()

@@ -55,7 +55,8 @@
 // callers call it anew on every loop iteration.
 //
 // A subscription is a small struct plus one unbuffered channel (its Done
-// channel) and a map entry in its poller: about 200 bytes, measured by
+// channel) and a map entry in its poller: about 250 bytes per subscription
+// for 10,000 subscriptions on 100 Keys, pollers included, as measured by
 // TestMemoryPerSubscription. Subscriptions start no goroutines; a poller is
 // one goroutine per watched Key.
 //

@@ -19,14 +19,15 @@
 //		return apierr.FromError(err).Err() // nothing sent yet
 //	}
 //	defer sub.Close()
-//	send(SNAPSHOT, sub.Current()) // terminal already? then return OK
+//	last := sub.Current()
+//	send(SNAPSHOT, last) // terminal already? then return OK
 //	for {
 //		select {
 //		case <-sub.Updates():
-//			b, _ := sub.Latest()
-//			send(CHANGE, b) // terminal? then return OK
+//			last, _ = sub.Latest()
+//			send(CHANGE, last) // terminal? then return OK
 //		case <-sub.Done():
-//			if b, _ := sub.Latest(); b != last { send(CHANGE, b) }
+//			if b, _ := sub.Latest(); b != last { last = b; send(CHANGE, b) }
 //			if err := sub.Err(); err != nil { return mapped(err) }
 //			return nil // the last batch sent was terminal
 //		case <-heartbeat.C:
@@ -74,8 +75,9 @@
 //   - [ErrShutdown] when the hub is closed;
 //   - [ErrClosed] after [Subscription.Close].
 //
-// All of these keep the upstream error reachable with errors.As and
-// errors.Is, so apierr.FromError maps them by the upstream failure; the
-// watch sentinels themselves (ErrShutdown, ErrClosed) are for the handler
-// to map.
+// The first two keep the upstream error reachable with errors.As and
+// errors.Is, so apierr.FromError maps them by the upstream failure (the
+// failure-budget error by its last upstream error). ErrShutdown and
+// ErrClosed are for the handler to map (apierr.FromError would call them
+// Internal; Unavailable fits ErrShutdown).
 package watch

@@ -3,6 +3,7 @@ package watch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
@@ -51,7 +52,7 @@ var (
 	// carries it also wraps the last upstream error.
 	ErrFailureBudget = errors.New("watch: failure budget exhausted")
 	// errNilBatch replaces a (nil, nil) answer from a Fetcher.
-	errNilBatch = errors.Join(upstream.ErrMalformedResponse, errors.New("watch: fetcher returned no batch and no error"))
+	errNilBatch = fmt.Errorf("%w: the fetcher returned neither a batch nor an error", upstream.ErrMalformedResponse)
 )
 
 // Options configures a Hub. The zero value gives the documented defaults.
@@ -424,8 +425,10 @@ func (h *Hub) endedSubscription(k Key, b *batchv1.Batch) *Subscription {
 
 // Poke makes k's poller poll at once, for example after a webhook said the
 // batch changed, and drops k's cached result so that Get fetches it anew.
-// It does not block. Without a poller for k it only drops the cached
-// result.
+// The poll still waits on the Limiter but not for the poller's backoff or
+// an upstream Retry-After. Pokes arriving while a poll is in flight cause
+// one more poll after it. Poke does not block; without a poller for k it
+// only drops the cached result.
 func (h *Hub) Poke(k Key) {
 	h.mu.Lock()
 	delete(h.cache, k)

@@ -86,7 +86,7 @@ func (p *poller) run(first time.Duration) {
 	}()
 
 	bo := &backoff.ExponentialBackOff{
-		InitialInterval:     min(time.Second, h.opts.PollInterval/10),
+		InitialInterval:     max(min(time.Second, h.opts.PollInterval/10), time.Microsecond),
 		RandomizationFactor: 0.5,
 		Multiplier:          2,
 		MaxInterval:         h.opts.PollInterval,

@@ -26,7 +26,8 @@ var closedCh = func() chan struct{} {
 }()
 
 // Current returns the batch the subscription started with: the snapshot to
-// send first. It is terminal when the subscription started done.
+// send first. When it is terminal, the subscription is already done with a
+// nil Err.
 func (s *Subscription) Current() *batchv1.Batch {
 	return s.cur
 }

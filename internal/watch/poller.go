@@ -115,12 +115,12 @@ func (p *poller) run(first time.Duration) {
 			failingSince = time.Time{}
 			bo.Reset()
 			h.remember(p.key, b, start)
-			p.publish(b)
 			if IsTerminal(b) {
 				reason = "terminal"
-				h.finish(p, nil)
+				h.finishTerminal(p, b)
 				return
 			}
+			p.publish(b)
 			wait = jitter(h.opts.PollInterval, h.opts.Jitter)
 		case p.state.Load() == nil:
 			reason = "first fetch failed"
@@ -152,14 +152,26 @@ func retryDelay(bo *backoff.ExponentialBackOff, interval time.Duration, err erro
 	return max(min(bo.NextBackOff(), interval), retryAfter(err))
 }
 
-// publish makes b the poller's state unless it equals the current batch:
-// an identical poll bumps no version and wakes nobody.
+// publish makes b the poller's state (see setStateLocked) and marks the
+// poller ready.
 func (p *poller) publish(b *batchv1.Batch) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.ended {
 		return
 	}
+	p.setStateLocked(b)
+	if !p.readyClosed {
+		close(p.ready)
+		p.readyClosed = true
+	}
+}
+
+// setStateLocked makes b the poller's state unless it equals the current
+// batch: an identical poll bumps no version and wakes nobody. A change
+// closes the previous state's channel, waking every watcher at once.
+// p.mu must be held.
+func (p *poller) setStateLocked(b *batchv1.Batch) {
 	old := p.state.Load()
 	if old != nil && proto.Equal(old.b, b) {
 		return
@@ -172,10 +184,6 @@ func (p *poller) publish(b *batchv1.Batch) {
 	if old != nil {
 		close(old.changed)
 	}
-	if !p.readyClosed {
-		close(p.ready)
-		p.readyClosed = true
-	}
 }
 
 // endErr returns why the poller ended.
@@ -185,16 +193,32 @@ func (p *poller) endErr() error {
 	return p.err
 }
 
-// finish ends p with err (nil: its batch is terminal): every subscription
-// ends with err, the poller leaves the hub's map and its goroutine and
-// in-flight fetch are cancelled. Idempotent; the first call wins.
+// finish ends p with err: every subscription ends with err, the poller
+// leaves the hub's map and its goroutine and in-flight fetch are
+// cancelled. Idempotent; the first call wins.
 func (h *Hub) finish(p *poller, err error) {
+	h.end(p, nil, err)
+}
+
+// finishTerminal publishes the terminal batch b and ends p's subscriptions
+// with a nil Err in one step, so that nobody sees b without also seeing
+// its subscription done.
+func (h *Hub) finishTerminal(p *poller, b *batchv1.Batch) {
+	h.end(p, b, nil)
+}
+
+// end implements finish and finishTerminal: final, when not nil, is
+// published before the subscriptions end and before p is marked ready.
+func (h *Hub) end(p *poller, final *batchv1.Batch, err error) {
 	h.mu.Lock()
 	if h.pollers[p.key] == p {
 		delete(h.pollers, p.key)
 	}
 	p.mu.Lock()
 	if !p.ended {
+		if final != nil {
+			p.setStateLocked(final)
+		}
 		p.ended = true
 		p.err = err
 		for s := range p.subs {

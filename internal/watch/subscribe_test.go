@@ -215,7 +215,7 @@ func TestTerminalOnFirstFetch(t *testing.T) {
 	t.Parallel()
 	k := Key{BatchID: "batch_first_term"}
 	f := newFake().script(k, ok(done("batch_first_term")))
-	h := newHub(t, f, nil)
+	h := newHub(t, f, func(o *Options) { o.FreshFor = time.Hour })
 
 	s := subscribe(t, h, k)
 	if !IsTerminal(s.Current()) {
@@ -241,6 +241,33 @@ func TestTerminalOnFirstFetch(t *testing.T) {
 	if err := s2.Err(); err != nil {
 		t.Errorf("Err after Close = %v", err)
 	}
+}
+
+func TestTerminalFirstFetchAlwaysDone(t *testing.T) {
+	t.Parallel()
+	// Regression: Subscribe must never return a terminal Current with the
+	// subscription not yet done (the poller publishing and ending in two
+	// steps allowed that).
+	f := newFake()
+	f.fallback = func(k Key, _ int) step { return ok(done(k.BatchID)) }
+	h := newHub(t, f, nil)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 50 {
+				s, err := h.Subscribe(context.Background(), Key{BatchID: fmt.Sprintf("batch_t%d_%d", g, i)})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if !ready(s.Done()) || s.Err() != nil || !IsTerminal(s.Current()) {
+					t.Errorf("terminal snapshot, done %v, Err %v", ready(s.Done()), s.Err())
+				}
+				s.Close()
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func TestLastCloseStopsPoller(t *testing.T) {

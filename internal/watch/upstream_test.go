@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/batchgate/batchgate/internal/upstream"
 )
@@ -74,7 +75,7 @@ func TestWithUpstreamClient(t *testing.T) {
 		answer(200, batchJSON(id, "finalizing", 10)),
 		answer(200, batchJSON(id, "completed", 10)),
 	)
-	h := newHub(t, c, nil)
+	h := newHub(t, c, func(o *Options) { o.FreshFor = time.Hour })
 	k := Key{BatchID: id}
 
 	subs := []*Subscription{subscribe(t, h, k), subscribe(t, h, k), subscribe(t, h, k)}

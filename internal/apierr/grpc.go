@@ -44,6 +44,8 @@ const (
 	ReasonUpstreamTimeout     = "UPSTREAM_TIMEOUT"
 	ReasonUpstreamMalformed   = "UPSTREAM_MALFORMED_RESPONSE"
 	ReasonInternal            = "INTERNAL"
+	ReasonShuttingDown        = "SHUTTING_DOWN"
+	ReasonStreamMaxAge        = "STREAM_MAX_AGE"
 )
 
 // upstreamCodes maps upstream HTTP statuses to gRPC codes. Statuses not
@@ -171,4 +173,11 @@ func clean(s string, max int) string {
 		s = s[:max]
 	}
 	return s
+}
+
+// Unavailable returns an UNAVAILABLE status of the gateway's own (not the
+// upstream's), with an ErrorInfo of the given reason and, when retryAfter
+// is positive, a RetryInfo. Over REST it becomes a 503.
+func Unavailable(msg, reason string, retryAfter time.Duration) *status.Status {
+	return build(codes.Unavailable, msg, reason, map[string]string{MetaHTTPStatus: "503", MetaType: "api_error"}, retryAfter)
 }

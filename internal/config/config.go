@@ -39,6 +39,29 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// LogLevel is the minimum log level (-log-level, LOG_LEVEL).
 	LogLevel slog.Level
+
+	// PollInterval is how often a watched batch is polled upstream
+	// (-poll-interval, POLL_INTERVAL); 1s in demo mode unless set.
+	PollInterval time.Duration
+	// CacheTTL is how long a fetched batch answers GetBatch without a new
+	// upstream call (-cache-ttl, CACHE_TTL). Zero means PollInterval; a
+	// negative value disables the cache (concurrent calls are still
+	// shared).
+	CacheTTL time.Duration
+	// WatchHeartbeat is the silence after which a watch stream gets a
+	// heartbeat event (-watch-heartbeat, WATCH_HEARTBEAT).
+	WatchHeartbeat time.Duration
+	// WatchFailureBudget is how long a batch's poller may fail without a
+	// success before its watch streams end with UNAVAILABLE
+	// (-watch-failure-budget, WATCH_FAILURE_BUDGET).
+	WatchFailureBudget time.Duration
+	// WatchMaxAge bounds the lifetime of a watch stream (-watch-max-age,
+	// WATCH_MAX_AGE).
+	WatchMaxAge time.Duration
+	// UpstreamRPS caps the gateway's upstream calls per second, across
+	// all batches (-upstream-rps, UPSTREAM_RPS); it halves on each 429 and
+	// recovers on success. Zero means unlimited.
+	UpstreamRPS float64
 }
 
 // Defaults returns the configuration used where neither a flag nor an
@@ -51,6 +74,10 @@ func Defaults() Config {
 		HTTPAddr:            ":8080",
 		ShutdownTimeout:     20 * time.Second,
 		LogLevel:            slog.LevelInfo,
+		PollInterval:        30 * time.Second,
+		WatchHeartbeat:      15 * time.Second,
+		WatchFailureBudget:  5 * time.Minute,
+		WatchMaxAge:         time.Hour,
 	}
 }
 
@@ -78,12 +105,21 @@ func Load(args []string, lookup func(string) (string, bool), out io.Writer) (Con
 	e.Bool(&cfg.Demo, "demo", "DEMO", "start the embedded upstream simulator and front it")
 	e.Duration(&cfg.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", "how long graceful shutdown may take")
 	e.Level(&cfg.LogLevel, "log-level", "LOG_LEVEL", "minimum log level: debug, info, warn or error")
+	e.Duration(&cfg.PollInterval, "poll-interval", "POLL_INTERVAL", "how often a watched batch is polled upstream (1s with -demo unless set)")
+	e.Duration(&cfg.CacheTTL, "cache-ttl", "CACHE_TTL", "how long a fetched batch answers GetBatch; 0: the poll interval, negative: no cache")
+	e.Duration(&cfg.WatchHeartbeat, "watch-heartbeat", "WATCH_HEARTBEAT", "silence after which a watch stream gets a heartbeat event")
+	e.Duration(&cfg.WatchFailureBudget, "watch-failure-budget", "WATCH_FAILURE_BUDGET", "continuous upstream failure after which watch streams end with UNAVAILABLE")
+	e.Duration(&cfg.WatchMaxAge, "watch-max-age", "WATCH_MAX_AGE", "maximum lifetime of a watch stream")
+	e.Float(&cfg.UpstreamRPS, "upstream-rps", "UPSTREAM_RPS", "upstream calls per second across all batches, slowed on 429; 0: unlimited")
 
 	if e.err != nil {
 		return Config{}, e.err
 	}
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
+	}
+	if cfg.Demo && !e.isSet(fs, "poll-interval") {
+		cfg.PollInterval = time.Second
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
@@ -107,22 +143,68 @@ func (c Config) validate() error {
 	if c.ShutdownTimeout <= 0 {
 		return errors.New("-shutdown-timeout must be positive")
 	}
+	if c.PollInterval < 100*time.Millisecond {
+		return errors.New("-poll-interval must be at least 100ms")
+	}
+	if c.WatchHeartbeat <= 0 || c.WatchFailureBudget <= 0 || c.WatchMaxAge <= 0 {
+		return errors.New("-watch-heartbeat, -watch-failure-budget and -watch-max-age must be positive")
+	}
+	if c.UpstreamRPS < 0 {
+		return errors.New("-upstream-rps must not be negative")
+	}
 	return nil
 }
 
 // envFlags registers flags whose defaults come from the environment. The
 // first bad environment value is kept in err.
 type envFlags struct {
-	fs     *flag.FlagSet
-	lookup func(string) (string, bool)
-	err    error
+	fs      *flag.FlagSet
+	lookup  func(string) (string, bool)
+	err     error
+	fromEnv map[string]bool   // environment variables found
+	envOf   map[string]string // flag name to environment variable
+}
+
+// usage records the flag's environment variable and returns its help text.
+func (e *envFlags) usage(name, env, text string) string {
+	if e.envOf == nil {
+		e.envOf = make(map[string]string)
+	}
+	e.envOf[name] = env
+	return text + " ($" + env + ")"
 }
 
 func (e *envFlags) env(name string) (string, bool) {
 	if e.lookup == nil {
 		return "", false
 	}
-	return e.lookup(name)
+	v, ok := e.lookup(name)
+	if ok {
+		if e.fromEnv == nil {
+			e.fromEnv = make(map[string]bool)
+		}
+		e.fromEnv[name] = true
+	}
+	return v, ok
+}
+
+// isSet reports whether the flag was given on the command line or through
+// its environment variable.
+func (e *envFlags) isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set || e.fromEnv[e.envOf[name]]
+}
+
+func (e *envFlags) Float(p *float64, name, env, usage string) {
+	if v, ok := e.env(env); ok && v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			e.fail(env, err)
+		}
+		*p = f
+	}
+	e.fs.Float64Var(p, name, *p, e.usage(name, env, usage))
 }
 
 func (e *envFlags) fail(env string, err error) {
@@ -135,7 +217,7 @@ func (e *envFlags) String(p *string, name, env, usage string) {
 	if v, ok := e.env(env); ok {
 		*p = v
 	}
-	e.fs.StringVar(p, name, *p, usage+" ($"+env+")")
+	e.fs.StringVar(p, name, *p, e.usage(name, env, usage))
 }
 
 func (e *envFlags) Bool(p *bool, name, env, usage string) {
@@ -146,7 +228,7 @@ func (e *envFlags) Bool(p *bool, name, env, usage string) {
 		}
 		*p = b
 	}
-	e.fs.BoolVar(p, name, *p, usage+" ($"+env+")")
+	e.fs.BoolVar(p, name, *p, e.usage(name, env, usage))
 }
 
 func (e *envFlags) Int(p *int, name, env, usage string) {
@@ -157,7 +239,7 @@ func (e *envFlags) Int(p *int, name, env, usage string) {
 		}
 		*p = n
 	}
-	e.fs.IntVar(p, name, *p, usage+" ($"+env+")")
+	e.fs.IntVar(p, name, *p, e.usage(name, env, usage))
 }
 
 func (e *envFlags) Duration(p *time.Duration, name, env, usage string) {
@@ -168,7 +250,7 @@ func (e *envFlags) Duration(p *time.Duration, name, env, usage string) {
 		}
 		*p = d
 	}
-	e.fs.DurationVar(p, name, *p, usage+" ($"+env+")")
+	e.fs.DurationVar(p, name, *p, e.usage(name, env, usage))
 }
 
 func (e *envFlags) Level(p *slog.Level, name, env, usage string) {
@@ -177,7 +259,7 @@ func (e *envFlags) Level(p *slog.Level, name, env, usage string) {
 			e.fail(env, err)
 		}
 	}
-	e.fs.TextVar(p, name, *p, usage+" ($"+env+")")
+	e.fs.TextVar(p, name, *p, e.usage(name, env, usage))
 }
 
 // Secret registers a string flag whose value is never printed, not even as
@@ -186,7 +268,7 @@ func (e *envFlags) Secret(p *string, name, env, usage string) {
 	if v, ok := e.env(env); ok {
 		*p = v
 	}
-	e.fs.Var(secretValue{p}, name, usage+" ($"+env+")")
+	e.fs.Var(secretValue{p}, name, e.usage(name, env, usage))
 }
 
 // secretValue is a flag.Value that hides its value.

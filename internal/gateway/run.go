@@ -15,12 +15,15 @@ import (
 	"github.com/batchgate/batchgate/internal/service"
 	"github.com/batchgate/batchgate/internal/simulator"
 	"github.com/batchgate/batchgate/internal/upstream"
+	"github.com/batchgate/batchgate/internal/watch"
+	"golang.org/x/time/rate"
 )
 
 // Gateway is a configured batchgate: its servers and, in demo mode, the
 // embedded upstream simulator. Create it with New; run it with Serve.
 type Gateway struct {
 	server *Server
+	hub    *watch.Hub
 	demo   *demoUpstream
 	log    *slog.Logger
 }
@@ -54,19 +57,46 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Gateway, er
 		g.closeDemo()
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
-	svc := service.New(client, log.With(slog.String("component", "service")))
+	g.hub = watch.New(client, hubOptions(cfg, log))
+	svc := service.New(g.hub, service.Options{
+		Heartbeat: cfg.WatchHeartbeat,
+		MaxAge:    cfg.WatchMaxAge,
+		Logger:    log.With(slog.String("component", "service")),
+	})
 	g.server, err = NewServer(ctx, svc, ServerOptions{
 		GRPCAddr:        cfg.GRPCAddr,
 		HTTPAddr:        cfg.HTTPAddr,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Logger:          log,
+		// Watch streams end (UNAVAILABLE, reconnect) as soon as shutdown
+		// starts, so that graceful stop only waits for unary calls.
+		OnShutdown: g.hub.Close,
 	})
 	if err != nil {
+		g.hub.Close()
 		g.closeDemo()
 		return nil, err
 	}
 	return g, nil
 }
+
+// hubOptions turns the configuration into the shared pollers' options.
+func hubOptions(cfg config.Config, log *slog.Logger) watch.Options {
+	o := watch.Options{
+		PollInterval:  cfg.PollInterval,
+		FailureBudget: cfg.WatchFailureBudget,
+		FreshFor:      cfg.CacheTTL,
+		Logger:        log.With(slog.String("component", "watch")),
+	}
+	if cfg.UpstreamRPS > 0 {
+		burst := max(1, int(cfg.UpstreamRPS))
+		o.Limiter = rate.NewLimiter(rate.Limit(cfg.UpstreamRPS), burst)
+	}
+	return o
+}
+
+// HubStats returns the shared pollers' counters.
+func (g *Gateway) HubStats() watch.Stats { return g.hub.Stats() }
 
 // GRPCAddr returns the bound gRPC address.
 func (g *Gateway) GRPCAddr() net.Addr { return g.server.GRPCAddr() }
@@ -84,9 +114,10 @@ func (g *Gateway) DemoBatchIDs() []string {
 }
 
 // Serve serves until ctx is done, then shuts down gracefully (see
-// Server.Serve) and stops the demo simulator.
+// Server.Serve), ending every watch stream, and stops the demo simulator.
 func (g *Gateway) Serve(ctx context.Context) error {
 	defer g.closeDemo()
+	defer g.hub.Close()
 	return g.server.Serve(ctx)
 }
 

@@ -36,6 +36,10 @@ type ServerOptions struct {
 	ShutdownTimeout time.Duration
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger
+	// OnShutdown, when set, runs once shutdown starts, after readiness has
+	// flipped to NOT_SERVING and before the servers stop: the place to end
+	// long-lived streams.
+	OnShutdown func()
 }
 
 // Server serves one BatchServiceServer over gRPC and HTTP/JSON. Create it
@@ -159,6 +163,9 @@ func (s *Server) shutdown() {
 	s.ready.Store(false)
 	s.health.Shutdown()
 	s.log.Info("shutting down", slog.Duration("timeout", s.opts.ShutdownTimeout))
+	if s.opts.OnShutdown != nil {
+		s.opts.OnShutdown()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
 	defer cancel()
 

@@ -1,22 +1,46 @@
-// Package service implements batch.v1.BatchService on top of a Batches
-// source (the upstream client, or the shared poller hub in front of it).
-// Every error it returns has passed through apierr.FromError.
+// Package service implements batch.v1.BatchService on top of a Hub (the
+// shared pollers of internal/watch, in front of the upstream client). Every
+// error it returns has passed through apierr.FromError.
 package service
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/apierr"
 	"github.com/batchgate/batchgate/internal/upstream"
+	"github.com/batchgate/batchgate/internal/watch"
 )
 
-// Batches is what the service needs from the upstream: one batch by id.
-// *upstream.Client satisfies it.
-type Batches interface {
-	// GetBatch returns the batch with the given (already validated) id.
-	GetBatch(ctx context.Context, batchID string) (*batchv1.Batch, error)
+// Hub is what the service needs from the shared pollers. *watch.Hub
+// satisfies it.
+type Hub interface {
+	// Get returns the batch for k, sharing concurrent calls and answering
+	// from a fresh poll result where there is one.
+	Get(ctx context.Context, k watch.Key) (*batchv1.Batch, error)
+	// Subscribe starts watching k; see watch.Hub.Subscribe.
+	Subscribe(ctx context.Context, k watch.Key) (*watch.Subscription, error)
+}
+
+// Options configures a Service. Zero fields get the defaults shown.
+type Options struct {
+	// Heartbeat is how long a WatchBatch stream may stay silent before a
+	// HEARTBEAT event is sent. Default 15s.
+	Heartbeat time.Duration
+	// MaxAge bounds the lifetime of a WatchBatch stream; at the end it
+	// fails with UNAVAILABLE and a retry hint so that clients reconnect
+	// (and rebalance across replicas). Each stream's limit is jittered by
+	// up to -10% so that reconnects spread out. Default 1h.
+	MaxAge time.Duration
+	// Logger receives the service's logs; nil discards them.
+	Logger *slog.Logger
 }
 
 // Service implements batchv1.BatchServiceServer. Create it with New; the
@@ -24,17 +48,26 @@ type Batches interface {
 type Service struct {
 	batchv1.UnimplementedBatchServiceServer
 
-	batches Batches
-	log     *slog.Logger
+	hub       Hub
+	heartbeat time.Duration
+	maxAge    time.Duration
+	log       *slog.Logger
+	now       func() time.Time
 }
 
-// New returns a Service that reads batches from b and logs upstream
-// failures to log (nil: discard).
-func New(b Batches, log *slog.Logger) *Service {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+// New returns a Service that reads batches through hub.
+func New(hub Hub, opts Options) *Service {
+	s := &Service{hub: hub, heartbeat: opts.Heartbeat, maxAge: opts.MaxAge, log: opts.Logger, now: time.Now}
+	if s.heartbeat <= 0 {
+		s.heartbeat = 15 * time.Second
 	}
-	return &Service{batches: b, log: log}
+	if s.maxAge <= 0 {
+		s.maxAge = time.Hour
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	return s
 }
 
 // GetBatch validates the batch id, fetches the batch and returns it. Errors
@@ -45,12 +78,138 @@ func (s *Service) GetBatch(ctx context.Context, req *batchv1.GetBatchRequest) (*
 	if err := upstream.ValidateBatchID(id); err != nil {
 		return nil, apierr.FromError(err).Err()
 	}
-	b, err := s.batches.GetBatch(ctx, id)
+	b, err := s.hub.Get(ctx, s.key(ctx, id))
 	if err != nil {
-		st := apierr.FromError(err)
-		s.log.LogAttrs(ctx, slog.LevelWarn, "get batch failed",
-			slog.String("batch_id", id), slog.String("code", st.Code().String()), slog.String("error", err.Error()))
-		return nil, st.Err()
+		return nil, s.fail(ctx, "get batch", id, err)
 	}
 	return &batchv1.GetBatchResponse{Batch: b}, nil
+}
+
+// key returns the hub key for a call: the batch id and the credential the
+// call is made with ("" while the gateway uses its own key).
+func (s *Service) key(_ context.Context, id string) watch.Key {
+	return watch.Key{BatchID: id}
+}
+
+// fail maps err to a status, logs it and returns it as an error.
+func (s *Service) fail(ctx context.Context, op, id string, err error) error {
+	st := statusOf(err)
+	level := slog.LevelWarn
+	switch st.Code() {
+	case codes.Canceled, codes.NotFound, codes.InvalidArgument:
+		level = slog.LevelDebug
+	}
+	s.log.LogAttrs(ctx, level, op+" failed",
+		slog.String("batch_id", id), slog.String("code", st.Code().String()), slog.String("error", err.Error()))
+	return st.Err()
+}
+
+// errStreamMaxAge ends a stream that reached its maximum age.
+var errStreamMaxAge = errors.New("stream reached its maximum age")
+
+// statusOf maps err to a status: the hub's shutdown and stream lifetime
+// errors are UNAVAILABLE with a retry hint (reconnect, possibly to another
+// replica); everything else goes through apierr.FromError.
+func statusOf(err error) *status.Status {
+	switch {
+	case errors.Is(err, watch.ErrShutdown):
+		return apierr.Unavailable("the gateway is shutting down; reconnect", apierr.ReasonShuttingDown, time.Second)
+	case errors.Is(err, errStreamMaxAge):
+		return apierr.Unavailable("the stream reached its maximum age; reconnect", apierr.ReasonStreamMaxAge, 0)
+	case errors.Is(err, watch.ErrFailureBudget):
+		st := apierr.FromError(err)
+		if st.Code() == codes.Unavailable {
+			return st
+		}
+		return apierr.Unavailable("the upstream kept failing; giving up on this watch", apierr.ReasonUpstreamError, 0)
+	}
+	return apierr.FromError(err)
+}
+
+// WatchBatch streams the batch: a SNAPSHOT at once, a CHANGE whenever a
+// poll finds the batch different from the last one sent, a HEARTBEAT after
+// Heartbeat of silence, and OK after the event carrying a terminal batch.
+// It fails with the mapped upstream error when the first fetch fails or
+// when the poller gives up (permanent error, failure budget), and with
+// UNAVAILABLE at the stream's maximum age or on shutdown.
+func (s *Service) WatchBatch(req *batchv1.WatchBatchRequest, stream batchv1.BatchService_WatchBatchServer) error {
+	ctx := stream.Context()
+	id := req.GetBatchId()
+	if err := upstream.ValidateBatchID(id); err != nil {
+		return apierr.FromError(err).Err()
+	}
+	sub, err := s.hub.Subscribe(ctx, s.key(ctx, id))
+	if err != nil {
+		return s.fail(ctx, "watch batch", id, err)
+	}
+	defer sub.Close()
+
+	w := &watchStream{stream: stream, now: s.now}
+	last, version := sub.Latest()
+	if err := w.send(batchv1.WatchEventType_WATCH_EVENT_TYPE_SNAPSHOT, last); err != nil {
+		return err
+	}
+	if watch.IsTerminal(last) {
+		return nil
+	}
+
+	heartbeat := time.NewTimer(s.heartbeat)
+	defer heartbeat.Stop()
+	maxAge := time.NewTimer(s.maxAge - rand.N(s.maxAge/10+1))
+	defer maxAge.Stop()
+	for {
+		select {
+		case <-sub.Updates():
+		case <-sub.Done():
+		case <-heartbeat.C:
+			if err := w.send(batchv1.WatchEventType_WATCH_EVENT_TYPE_HEARTBEAT, nil); err != nil {
+				return err
+			}
+			heartbeat.Reset(s.heartbeat)
+			continue
+		case <-maxAge.C:
+			return s.fail(ctx, "watch batch", id, errStreamMaxAge)
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		// A change, or the end of the subscription: send the newest batch
+		// first if it was not sent yet (the terminal one, typically).
+		if b, v := sub.Latest(); v != version {
+			last, version = b, v
+			if err := w.send(batchv1.WatchEventType_WATCH_EVENT_TYPE_CHANGE, last); err != nil {
+				return err
+			}
+			heartbeat.Reset(s.heartbeat)
+			if watch.IsTerminal(last) {
+				return nil
+			}
+		}
+		select {
+		case <-sub.Done():
+			if err := sub.Err(); err != nil {
+				return s.fail(ctx, "watch batch", id, err)
+			}
+			// Ended without an error: the terminal batch was sent above.
+			return nil
+		default:
+		}
+	}
+}
+
+// watchStream numbers and sends the events of one stream.
+type watchStream struct {
+	stream batchv1.BatchService_WatchBatchServer
+	seq    uint64
+	now    func() time.Time
+}
+
+func (w *watchStream) send(typ batchv1.WatchEventType, b *batchv1.Batch) error {
+	w.seq++
+	return w.stream.Send(&batchv1.WatchBatchResponse{
+		Type:             typ,
+		Batch:            b,
+		Terminal:         b != nil && watch.IsTerminal(b),
+		Sequence:         w.seq,
+		ObservedAtUnixMs: w.now().UnixMilli(),
+	})
 }

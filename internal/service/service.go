@@ -144,9 +144,9 @@ func (s *Service) WatchBatch(req *batchv1.WatchBatchRequest, stream batchv1.Batc
 	}
 	defer sub.Close()
 
-	w := &watchStream{stream: stream, now: s.now}
-	last, version := sub.Latest()
-	if err := w.send(batchv1.WatchEventType_WATCH_EVENT_TYPE_SNAPSHOT, last); err != nil {
+	w := &watchStream{stream: stream}
+	last, version, at := sub.LatestAt()
+	if err := w.send(batchv1.WatchEventType_WATCH_EVENT_TYPE_SNAPSHOT, last, at); err != nil {
 		return err
 	}
 	if watch.IsTerminal(last) {
@@ -162,7 +162,7 @@ func (s *Service) WatchBatch(req *batchv1.WatchBatchRequest, stream batchv1.Batc
 		case <-sub.Updates():
 		case <-sub.Done():
 		case <-heartbeat.C:
-			if err := w.send(batchv1.WatchEventType_WATCH_EVENT_TYPE_HEARTBEAT, nil); err != nil {
+			if err := w.send(batchv1.WatchEventType_WATCH_EVENT_TYPE_HEARTBEAT, nil, s.now()); err != nil {
 				return err
 			}
 			heartbeat.Reset(s.heartbeat)
@@ -174,9 +174,9 @@ func (s *Service) WatchBatch(req *batchv1.WatchBatchRequest, stream batchv1.Batc
 		}
 		// A change, or the end of the subscription: send the newest batch
 		// first if it was not sent yet (the terminal one, typically).
-		if b, v := sub.Latest(); v != version {
+		if b, v, at := sub.LatestAt(); v != version {
 			last, version = b, v
-			if err := w.send(batchv1.WatchEventType_WATCH_EVENT_TYPE_CHANGE, last); err != nil {
+			if err := w.send(batchv1.WatchEventType_WATCH_EVENT_TYPE_CHANGE, last, at); err != nil {
 				return err
 			}
 			heartbeat.Reset(s.heartbeat)
@@ -200,16 +200,17 @@ func (s *Service) WatchBatch(req *batchv1.WatchBatchRequest, stream batchv1.Batc
 type watchStream struct {
 	stream batchv1.BatchService_WatchBatchServer
 	seq    uint64
-	now    func() time.Time
 }
 
-func (w *watchStream) send(typ batchv1.WatchEventType, b *batchv1.Batch) error {
+// send sends one event: b as observed at (for heartbeats, b is nil and at
+// is the send time).
+func (w *watchStream) send(typ batchv1.WatchEventType, b *batchv1.Batch, at time.Time) error {
 	w.seq++
 	return w.stream.Send(&batchv1.WatchBatchResponse{
 		Type:             typ,
 		Batch:            b,
 		Terminal:         b != nil && watch.IsTerminal(b),
 		Sequence:         w.seq,
-		ObservedAtUnixMs: w.now().UnixMilli(),
+		ObservedAtUnixMs: at.UnixMilli(),
 	})
 }

@@ -416,7 +416,7 @@ func (h *Hub) Subscribe(ctx context.Context, k Key) (*Subscription, error) {
 // Err, holding the terminal batch b. No poller runs for it.
 func (h *Hub) endedSubscription(k Key, b *batchv1.Batch) *Subscription {
 	p := &poller{h: h, key: k, ended: true}
-	p.state.Store(&state{b: b, version: 1, changed: make(chan struct{})})
+	p.state.Store(&state{b: b, version: 1, changed: make(chan struct{}), at: time.Now()})
 	s := &Subscription{p: p, cur: b, done: make(chan struct{})}
 	s.seen.Store(1)
 	close(s.done)

@@ -19,6 +19,7 @@ type state struct {
 	b       *batchv1.Batch
 	version uint64        // 1 for the first batch, +1 per change
 	changed chan struct{} // closed when a newer state replaces this one
+	at      time.Time     // when the fetch that returned b ended
 }
 
 // poller polls one Key for its subscribers in one goroutine.
@@ -56,7 +57,7 @@ func (h *Hub) startPollerLocked(ctx context.Context, k Key, seed *batchv1.Batch,
 	}
 	first := time.Duration(0)
 	if seed != nil {
-		p.state.Store(&state{b: seed, version: 1, changed: make(chan struct{})})
+		p.state.Store(&state{b: seed, version: 1, changed: make(chan struct{}), at: time.Now().Add(-age)})
 		close(p.ready)
 		p.readyClosed = true
 		first = max(jitter(h.opts.PollInterval, h.opts.Jitter)-age, 0)
@@ -176,7 +177,7 @@ func (p *poller) setStateLocked(b *batchv1.Batch) {
 	if old != nil && proto.Equal(old.b, b) {
 		return
 	}
-	next := &state{b: b, version: 1, changed: make(chan struct{})}
+	next := &state{b: b, version: 1, changed: make(chan struct{}), at: time.Now()}
 	if old != nil {
 		next.version = old.version + 1
 	}

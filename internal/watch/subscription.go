@@ -2,6 +2,7 @@ package watch
 
 import (
 	"sync/atomic"
+	"time"
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 )
@@ -53,9 +54,17 @@ func (s *Subscription) Updates() <-chan struct{} {
 // ends, Latest keeps returning the last batch; after a nil Err, that batch
 // is terminal.
 func (s *Subscription) Latest() (b *batchv1.Batch, version uint64) {
+	b, version, _ = s.LatestAt()
+	return b, version
+}
+
+// LatestAt is Latest, plus when the gateway observed that batch: when the
+// upstream call that returned it (or, for a cached batch, the call that
+// filled the cache) ended.
+func (s *Subscription) LatestAt() (b *batchv1.Batch, version uint64, observedAt time.Time) {
 	st := s.p.state.Load()
 	s.seen.Store(st.version)
-	return st.b, st.version
+	return st.b, st.version, st.at
 }
 
 // Done returns a channel closed when the subscription ends: its batch

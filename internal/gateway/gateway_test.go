@@ -46,7 +46,14 @@ type env struct {
 
 func start(t *testing.T, mutate ...func(*config.Config)) *env {
 	t.Helper()
-	sim := simulator.New(simulator.Options{APIKey: testKey})
+	return startSim(t, simulator.Options{}, mutate...)
+}
+
+// startSim is start with simulator options (its APIKey is always testKey).
+func startSim(t *testing.T, simOpts simulator.Options, mutate ...func(*config.Config)) *env {
+	t.Helper()
+	simOpts.APIKey = testKey
+	sim := simulator.New(simOpts)
 	up := httptest.NewServer(sim)
 	t.Cleanup(up.Close)
 

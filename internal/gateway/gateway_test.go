@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,6 +43,9 @@ type env struct {
 	client   batchv1.BatchServiceClient
 	conn     *grpc.ClientConn
 	baseURL  string
+	// stop shuts the gateway down and waits for Serve to return; it is
+	// idempotent and also runs at cleanup.
+	stop func()
 }
 
 func start(t *testing.T, mutate ...func(*config.Config)) *env {
@@ -79,15 +83,21 @@ func startSim(t *testing.T, simOpts simulator.Options, mutate ...func(*config.Co
 	if err != nil {
 		t.Fatalf("grpc.NewClient: %v", err)
 	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		})
+	}
 	t.Cleanup(func() {
 		_ = conn.Close()
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
+		stop()
 	})
 	return &env{sim: sim, upstream: up, gw: g, client: batchv1.NewBatchServiceClient(conn), conn: conn,
-		baseURL: "http://" + g.HTTPAddr().String()}
+		baseURL: "http://" + g.HTTPAddr().String(), stop: stop}
 }
 
 func getJSON(t *testing.T, url string, header http.Header) (int, http.Header, map[string]any) {

@@ -3,7 +3,7 @@
 // upstream (the official OpenAI SDKs among them, with their base URL pointed
 // at the gateway) work unchanged.
 //
-// It provides three things:
+// It provides four things:
 //
 //   - MarshalBatch and BatchToJSON: a *batchv1.Batch in the upstream's JSON
 //     shape (batch.go);
@@ -11,7 +11,10 @@
 //     protojson for every other message (marshaler.go);
 //   - ServeMuxOptions and NewServeMux: a runtime.ServeMux wired with the
 //     Marshaler, and with error and routing-error handlers that answer in the
-//     upstream's error envelope through apierr.WriteHTTP (mux.go).
+//     upstream's error envelope through apierr.WriteHTTP (mux.go);
+//   - RegisterWatchHandler: GET /v1/batches/{batch_id}/watch as NDJSON or
+//     Server-Sent Events, each event's batch in the same shape, and errors
+//     before the first event as plain error responses (watch.go).
 //
 // # The batch's JSON shape
 //

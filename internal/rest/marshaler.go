@@ -27,12 +27,9 @@ func (*Marshaler) Marshal(v any) ([]byte, error) {
 	if b, ok := v.(*batchv1.Batch); ok {
 		return MarshalBatch(b)
 	}
-	// Seam for WatchBatch over HTTP: runtime.ForwardResponseStream hands
-	// Marshal each event wrapped as map[string]any{"result":
-	// *batchv1.WatchBatchResponse}. Its upstream-shaped encoding (the batch
-	// through BatchToJSON) belongs here, together with the
-	// runtime.StreamContentType and runtime.Delimited methods that NDJSON
-	// and SSE framing need. Until then events take protojson below.
+	// WatchBatch events do not come here: RegisterWatchHandler replaces
+	// the generated handler (runtime.ForwardResponseStream) and frames
+	// them itself, as NDJSON or SSE (watch.go).
 	return fallback.Marshal(v)
 }
 

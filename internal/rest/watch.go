@@ -1,0 +1,333 @@
+package rest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
+	"github.com/batchgate/batchgate/internal/apierr"
+)
+
+// WatchPath is the HTTP rule of WatchBatch (proto/gateway.yaml).
+const WatchPath = "/v1/batches/{batch_id}/watch"
+
+// Content types of a watch response.
+const (
+	// ContentTypeNDJSON is the default framing: one JSON event a line.
+	ContentTypeNDJSON = "application/x-ndjson"
+	// ContentTypeSSE is Server-Sent Events, chosen by Accept.
+	ContentTypeSSE = "text/event-stream"
+)
+
+// maxDrainedBody bounds how much of a (pointless) GET body the watch handler
+// reads before it starts streaming. net/http notices a client that went away
+// only once the request body has been read to its end.
+const maxDrainedBody = 64 << 10
+
+// WatchEventJSON is one WatchBatch event as an NDJSON watch writes it, one
+// a line. Heartbeats carry no batch.
+type WatchEventJSON struct {
+	// Type is "snapshot", "change" or "heartbeat".
+	Type string `json:"type"`
+	// Sequence numbers the events of one response from 1, heartbeats
+	// included.
+	Sequence uint64 `json:"sequence"`
+	// Terminal is true on the event whose batch has a terminal status, the
+	// last one of the response.
+	Terminal bool `json:"terminal"`
+	// ObservedAtMS is when the gateway saw this state of the batch (for a
+	// heartbeat, when it was sent), in Unix milliseconds.
+	ObservedAtMS int64 `json:"observed_at_ms"`
+	// Batch is the batch in the upstream's shape, exactly as
+	// GET /v1/batches/{batch_id} returns it; omitted on heartbeats.
+	Batch *BatchJSON `json:"batch,omitempty"`
+}
+
+// WatchErrorJSON is the last line of an NDJSON watch that failed after its
+// first event.
+type WatchErrorJSON struct {
+	// Type is "error".
+	Type string `json:"type"`
+	// Error is the inside of the upstream's error envelope.
+	Error apierr.EnvelopeError `json:"error"`
+	// HTTPStatus is the status the failure would have had before the first
+	// event, for example 503 when the gateway shuts down.
+	HTTPStatus int `json:"http_status"`
+	// RetryAfterMS is how long to wait before watching again, when known.
+	RetryAfterMS int64 `json:"retry_after_ms,omitempty"`
+}
+
+// RegisterWatchHandler serves GET /v1/batches/{batch_id}/watch on mux by
+// calling client.WatchBatch, in place of grpc-gateway's generated handler
+// (runtime.ForwardResponseStream wraps each event in {"result": ...} and
+// can only answer errors with a 200 and an error chunk). Call it after
+// batchv1.RegisterBatchServiceHandlerClient: in a runtime.ServeMux the
+// handler registered last for a pattern wins.
+//
+// The handler forwards the request's headers as gRPC metadata (as
+// grpc-gateway does, through runtime.AnnotateContext and the mux's header
+// matchers) and waits for the first event before writing anything, so that
+// an error before it — invalid id, unknown batch, upstream failure,
+// shutdown — is a plain error response with the right HTTP status and the
+// upstream's envelope (apierr.WriteHTTP). It then streams the events,
+// flushing each one:
+//
+//   - as NDJSON (application/x-ndjson), one WatchEventJSON a line, by
+//     default, whatever the Accept header says otherwise;
+//   - as Server-Sent Events (text/event-stream) when Accept lists
+//     text/event-stream at least as preferred as application/x-ndjson and
+//     application/json, as a browser's EventSource does. Each event is
+//     "id: <sequence>", "event: snapshot|change|heartbeat" and a data line:
+//     the bare batch in the upstream's shape, or for an event without a
+//     batch (heartbeats) its WatchEventJSON. A response that ends normally,
+//     after the terminal event, ends with "event: end" and "data: {}".
+//
+// An error after the first event ends the response with a last event: an
+// NDJSON WatchErrorJSON line, or an SSE "event: error" whose data is the
+// envelope {"error":{...}} (with a "retry:" line when the error says how
+// long to wait). A client that goes away cancels the WatchBatch call at
+// once. gRPC response headers and trailers are not forwarded (the service
+// sets none).
+func RegisterWatchHandler(mux *runtime.ServeMux, client batchv1.BatchServiceClient) error {
+	if mux == nil || client == nil {
+		return errors.New("rest: RegisterWatchHandler needs a mux and a client")
+	}
+	return mux.HandlePath(http.MethodGet, WatchPath, func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+		serveWatch(mux, client, w, r, params)
+	})
+}
+
+func serveWatch(mux *runtime.ServeMux, client batchv1.BatchServiceClient, w http.ResponseWriter, r *http.Request, params map[string]string) {
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	if r.Body != nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, maxDrainedBody))
+	}
+	ctx, err := runtime.AnnotateContext(ctx, mux, r, batchv1.BatchService_WatchBatch_FullMethodName, runtime.WithHTTPPathPattern(WatchPath))
+	if err != nil {
+		writeStatus(w, apierr.FromError(err))
+		return
+	}
+	stream, err := client.WatchBatch(ctx, &batchv1.WatchBatchRequest{BatchId: params["batch_id"]})
+	if err != nil {
+		writeStatus(w, apierr.FromError(err))
+		return
+	}
+	ev, err := stream.Recv()
+	if err != nil {
+		if r.Context().Err() != nil {
+			return // the client is gone; nobody reads an answer
+		}
+		if errors.Is(err, io.EOF) {
+			err = status.Error(codes.Internal, "the watch ended before its first event")
+		}
+		writeStatus(w, apierr.FromError(err))
+		return
+	}
+
+	ww := newWatchWriter(wantsSSE(r.Header))
+	h := w.Header()
+	h.Set("Content-Type", ww.contentType())
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Add("Vary", "Accept")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	for {
+		if err := ww.event(ev); err != nil {
+			ww.fail(apierr.FromError(err))
+			_ = ww.flush(w, rc)
+			return
+		}
+		if err := ww.flush(w, rc); err != nil {
+			return
+		}
+		ev, err = stream.Recv()
+		if errors.Is(err, io.EOF) {
+			ww.end()
+			_ = ww.flush(w, rc)
+			return
+		}
+		if err != nil {
+			if r.Context().Err() == nil {
+				ww.fail(apierr.FromError(err))
+				_ = ww.flush(w, rc)
+			}
+			return
+		}
+	}
+}
+
+// wantsSSE reports whether the Accept header asks for Server-Sent Events:
+// text/event-stream listed with a quality above zero and no lower than that
+// of application/x-ndjson and application/json. Wildcards, unknown types
+// and malformed entries count for nothing, so they leave NDJSON.
+func wantsSSE(h http.Header) bool {
+	var sse, ndjson float64
+	for _, v := range h.Values("Accept") {
+		for part := range strings.SplitSeq(v, ",") {
+			mt, params, err := mime.ParseMediaType(part)
+			if err != nil {
+				continue
+			}
+			q := 1.0
+			if s, ok := params["q"]; ok {
+				if f, err := strconv.ParseFloat(s, 64); err == nil {
+					q = f
+				}
+			}
+			switch mt {
+			case ContentTypeSSE:
+				sse = max(sse, q)
+			case ContentTypeNDJSON, "application/json":
+				ndjson = max(ndjson, q)
+			}
+		}
+	}
+	return sse > 0 && sse >= ndjson
+}
+
+// watchWriter frames the events of one watch response into buf.
+type watchWriter struct {
+	sse bool
+	buf bytes.Buffer
+	js  bytes.Buffer
+	enc *json.Encoder
+}
+
+func newWatchWriter(sse bool) *watchWriter {
+	ww := &watchWriter{sse: sse}
+	ww.enc = json.NewEncoder(&ww.js)
+	ww.enc.SetEscapeHTML(false) // as MarshalBatch
+	return ww
+}
+
+func (ww *watchWriter) contentType() string {
+	if ww.sse {
+		return ContentTypeSSE
+	}
+	return ContentTypeNDJSON
+}
+
+// json returns v encoded without HTML escaping and without a newline; the
+// slice is valid until the next call.
+func (ww *watchWriter) json(v any) ([]byte, error) {
+	ww.js.Reset()
+	if err := ww.enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(ww.js.Bytes(), []byte{'\n'}), nil
+}
+
+// eventType returns the lowercase name of t: "snapshot", "change",
+// "heartbeat".
+func eventType(t batchv1.WatchEventType) string {
+	return strings.ToLower(strings.TrimPrefix(t.String(), "WATCH_EVENT_TYPE_"))
+}
+
+// event appends ev.
+func (ww *watchWriter) event(ev *batchv1.WatchBatchResponse) error {
+	e := WatchEventJSON{
+		Type:         eventType(ev.GetType()),
+		Sequence:     ev.GetSequence(),
+		Terminal:     ev.GetTerminal(),
+		ObservedAtMS: ev.GetObservedAtUnixMs(),
+	}
+	var bj BatchJSON
+	if b := ev.GetBatch(); b != nil {
+		bj = BatchToJSON(b)
+		e.Batch = &bj
+	}
+	if !ww.sse {
+		data, err := ww.json(&e)
+		if err != nil {
+			return err
+		}
+		ww.buf.Write(data)
+		ww.buf.WriteByte('\n')
+		return nil
+	}
+	var data []byte
+	var err error
+	if e.Batch != nil {
+		data, err = ww.json(e.Batch)
+	} else {
+		data, err = ww.json(&e)
+	}
+	if err != nil {
+		return err
+	}
+	ww.buf.WriteString("id: ")
+	ww.buf.WriteString(strconv.FormatUint(e.Sequence, 10))
+	ww.buf.WriteString("\nevent: ")
+	ww.buf.WriteString(e.Type)
+	ww.sseData(data)
+	return nil
+}
+
+// sseData appends the data line of an SSE event and the blank line that
+// ends it. JSON from encoding/json holds no line break.
+func (ww *watchWriter) sseData(data []byte) {
+	ww.buf.WriteString("\ndata: ")
+	ww.buf.Write(data)
+	ww.buf.WriteString("\n\n")
+}
+
+// end appends the end of a response that finished normally: nothing for
+// NDJSON, an "end" event for SSE.
+func (ww *watchWriter) end() {
+	if ww.sse {
+		ww.buf.WriteString("event: end\ndata: {}\n\n")
+	}
+}
+
+// fail appends the error event for st.
+func (ww *watchWriter) fail(st *status.Status) {
+	env := apierr.ToEnvelope(st)
+	retry := apierr.RetryAfter(st).Milliseconds()
+	if !ww.sse {
+		data, err := ww.json(&WatchErrorJSON{Type: "error", Error: env.Error, HTTPStatus: apierr.HTTPStatus(st), RetryAfterMS: retry})
+		if err != nil {
+			return // cannot happen: only strings and numbers
+		}
+		ww.buf.Write(data)
+		ww.buf.WriteByte('\n')
+		return
+	}
+	data, err := ww.json(&env)
+	if err != nil {
+		return
+	}
+	ww.buf.WriteString("event: error")
+	if retry > 0 {
+		ww.buf.WriteString("\nretry: ")
+		ww.buf.WriteString(strconv.FormatInt(retry, 10))
+	}
+	ww.sseData(data)
+}
+
+// flush writes what was appended and flushes it to the client. A writer
+// that cannot flush (http.ErrNotSupported) still gets the bytes.
+func (ww *watchWriter) flush(w http.ResponseWriter, rc *http.ResponseController) error {
+	_, err := w.Write(ww.buf.Bytes())
+	ww.buf.Reset()
+	if err != nil {
+		return err
+	}
+	if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	return nil
+}

@@ -104,6 +104,11 @@ func NewServer(ctx context.Context, svc batchv1.BatchServiceServer, opts ServerO
 	if err := batchv1.RegisterBatchServiceHandlerClient(ctx, gw, rc); err != nil {
 		return nil, fmt.Errorf("register REST handlers: %w", err)
 	}
+	// Replaces the generated WatchBatch handler (the last registered wins):
+	// NDJSON or SSE, and real HTTP statuses for errors before the first event.
+	if err := rest.RegisterWatchHandler(gw, rc); err != nil {
+		return nil, fmt.Errorf("register REST watch handler: %w", err)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strconv"
 	"time"
 )
@@ -62,28 +63,70 @@ type Config struct {
 	// all batches (-upstream-rps, UPSTREAM_RPS); it halves on each 429 and
 	// recovers on success. Zero means unlimited.
 	UpstreamRPS float64
+
+	// Auth is the credential mode (-auth, AUTH_MODE): "key" (callers
+	// present a gateway token; the gateway calls upstream with its own
+	// key), "passthrough" (the caller's bearer credential is forwarded
+	// upstream) or "none" (no caller check). Defaults: "key" when an
+	// upstream key is set, "none" for -demo on loopback addresses.
+	Auth string
+	// ClientTokensFile lists the gateway tokens of key mode, one
+	// "name token" pair per line (-client-tokens-file, CLIENT_TOKENS_FILE).
+	// Reloaded on SIGHUP.
+	ClientTokensFile string
+	// TLSCert and TLSKey turn on TLS on both ports (-tls-cert, -tls-key).
+	TLSCert, TLSKey string
+	// TLSClientCA, when set, requires client certificates signed by it
+	// (mTLS) on both ports (-tls-client-ca).
+	TLSClientCA string
+	// MaxWatchers caps open watch streams in total (-max-watchers); 0:
+	// unlimited.
+	MaxWatchers int
+	// MaxWatchersPerCaller caps open watch streams per caller
+	// (-max-watchers-per-caller); 0: unlimited.
+	MaxWatchersPerCaller int
+	// CallerRPS caps each caller's calls per second, watch streams opened
+	// included (-caller-rps); 0: unlimited. The burst is twice the rate.
+	CallerRPS float64
+	// MaxStreamsPerConn caps concurrent gRPC streams per client connection
+	// (-grpc-max-streams-per-conn).
+	MaxStreamsPerConn int
+	// CORSOrigins lists the browser origins allowed to call the HTTP port
+	// (-cors-origins, comma-separated); empty: CORS off.
+	CORSOrigins string
+	// LogFormat is "text" or "json" (-log-format, LOG_FORMAT).
+	LogFormat string
+	// UpstreamUnhealthyAfter is how long the upstream may fail without a
+	// success before /readyz and gRPC health report NOT_SERVING
+	// (-upstream-unhealthy-after); 0: never.
+	UpstreamUnhealthyAfter time.Duration
 }
 
 // Defaults returns the configuration used where neither a flag nor an
 // environment variable says otherwise.
 func Defaults() Config {
 	return Config{
-		UpstreamTimeout:     10 * time.Second,
-		UpstreamMaxAttempts: 3,
-		GRPCAddr:            ":9090",
-		HTTPAddr:            ":8080",
-		ShutdownTimeout:     20 * time.Second,
-		LogLevel:            slog.LevelInfo,
-		PollInterval:        30 * time.Second,
-		WatchHeartbeat:      15 * time.Second,
-		WatchFailureBudget:  5 * time.Minute,
-		WatchMaxAge:         time.Hour,
+		UpstreamTimeout:        10 * time.Second,
+		UpstreamMaxAttempts:    3,
+		GRPCAddr:               ":9090",
+		HTTPAddr:               ":8080",
+		ShutdownTimeout:        20 * time.Second,
+		LogLevel:               slog.LevelInfo,
+		PollInterval:           30 * time.Second,
+		WatchHeartbeat:         15 * time.Second,
+		WatchFailureBudget:     5 * time.Minute,
+		WatchMaxAge:            time.Hour,
+		MaxWatchers:            100_000,
+		MaxWatchersPerCaller:   25_000,
+		MaxStreamsPerConn:      1000,
+		LogFormat:              "text",
+		UpstreamUnhealthyAfter: time.Minute,
 	}
 }
 
 // ErrNoUpstream is returned by Load when neither -demo nor an upstream URL
 // and key are configured.
-var ErrNoUpstream = errors.New("no upstream configured: set -upstream-url (UPSTREAM_URL) and -upstream-api-key (UPSTREAM_API_KEY), or run with -demo")
+var ErrNoUpstream = errors.New("no upstream configured: set -upstream-url (UPSTREAM_URL) and -upstream-api-key (UPSTREAM_API_KEY) (or -auth=passthrough to forward callers' keys), or run with -demo")
 
 // Load parses args (without the program name) over Defaults, taking each
 // flag's default from the environment variable named in its help when lookup
@@ -111,6 +154,18 @@ func Load(args []string, lookup func(string) (string, bool), out io.Writer) (Con
 	e.Duration(&cfg.WatchFailureBudget, "watch-failure-budget", "WATCH_FAILURE_BUDGET", "continuous upstream failure after which watch streams end with UNAVAILABLE")
 	e.Duration(&cfg.WatchMaxAge, "watch-max-age", "WATCH_MAX_AGE", "maximum lifetime of a watch stream")
 	e.Float(&cfg.UpstreamRPS, "upstream-rps", "UPSTREAM_RPS", "upstream calls per second across all batches, slowed on 429; 0: unlimited")
+	e.String(&cfg.Auth, "auth", "AUTH_MODE", "credential mode: key, passthrough or none (default: key with an upstream key, none for -demo on loopback)")
+	e.String(&cfg.ClientTokensFile, "client-tokens-file", "CLIENT_TOKENS_FILE", `gateway tokens for -auth=key, one "name token" per line; reloaded on SIGHUP`)
+	e.String(&cfg.TLSCert, "tls-cert", "TLS_CERT", "TLS certificate (PEM) for both ports; plaintext without it")
+	e.String(&cfg.TLSKey, "tls-key", "TLS_KEY", "TLS private key (PEM) for -tls-cert")
+	e.String(&cfg.TLSClientCA, "tls-client-ca", "TLS_CLIENT_CA", "CA bundle (PEM): require client certificates it signed (mTLS)")
+	e.Int(&cfg.MaxWatchers, "max-watchers", "MAX_WATCHERS", "open watch streams in total; 0: unlimited")
+	e.Int(&cfg.MaxWatchersPerCaller, "max-watchers-per-caller", "MAX_WATCHERS_PER_CALLER", "open watch streams per caller; 0: unlimited")
+	e.Float(&cfg.CallerRPS, "caller-rps", "CALLER_RPS", "calls per second per caller (burst: twice that); 0: unlimited")
+	e.Int(&cfg.MaxStreamsPerConn, "grpc-max-streams-per-conn", "GRPC_MAX_STREAMS_PER_CONN", "concurrent gRPC streams per client connection")
+	e.String(&cfg.CORSOrigins, "cors-origins", "CORS_ORIGINS", "comma-separated browser origins allowed on the HTTP port; empty: CORS off")
+	e.String(&cfg.LogFormat, "log-format", "LOG_FORMAT", "log format: text or json")
+	e.Duration(&cfg.UpstreamUnhealthyAfter, "upstream-unhealthy-after", "UPSTREAM_UNHEALTHY_AFTER", "upstream failure without a success after which readiness is NOT_SERVING; 0: never")
 
 	if e.err != nil {
 		return Config{}, e.err
@@ -118,8 +173,21 @@ func Load(args []string, lookup func(string) (string, bool), out io.Writer) (Con
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
-	if cfg.Demo && !e.isSet(fs, "poll-interval") {
-		cfg.PollInterval = time.Second
+	if cfg.Demo {
+		if !e.isSet(fs, "poll-interval") {
+			cfg.PollInterval = time.Second
+		}
+		// The demo listens on loopback unless told otherwise, where it may
+		// run without caller checks.
+		if !e.isSet(fs, "grpc-addr") {
+			cfg.GRPCAddr = "127.0.0.1:9090"
+		}
+		if !e.isSet(fs, "http-addr") {
+			cfg.HTTPAddr = "127.0.0.1:8080"
+		}
+	}
+	if cfg.Auth == "" {
+		cfg.Auth = cfg.defaultAuth()
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
@@ -130,9 +198,59 @@ func Load(args []string, lookup func(string) (string, bool), out io.Writer) (Con
 	return cfg, nil
 }
 
+// defaultAuth picks the credential mode when -auth is not given.
+func (c Config) defaultAuth() string {
+	switch {
+	case c.Demo && IsLoopback(c.GRPCAddr) && IsLoopback(c.HTTPAddr) && c.ClientTokensFile == "":
+		return "none"
+	default:
+		// Without an upstream key this fails validation with
+		// ErrNoUpstream: passthrough must be asked for.
+		return "key"
+	}
+}
+
+// IsLoopback reports whether a listen address binds only a loopback
+// interface ("127.0.0.1:80", "[::1]:80", "localhost:80"; not ":80").
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 func (c Config) validate() error {
-	if !c.Demo && (c.UpstreamURL == "" || c.UpstreamAPIKey == "") {
+	if !c.Demo && c.UpstreamURL == "" {
 		return ErrNoUpstream
+	}
+	if !c.Demo && c.Auth != "passthrough" && c.UpstreamAPIKey == "" {
+		return ErrNoUpstream
+	}
+	switch c.Auth {
+	case "key":
+		if c.ClientTokensFile == "" {
+			return errors.New("-auth=key needs -client-tokens-file (CLIENT_TOKENS_FILE) with the callers' tokens; use -auth=none to let anyone in")
+		}
+	case "passthrough", "none":
+	default:
+		return fmt.Errorf("-auth must be key, passthrough or none, not %q", c.Auth)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("-tls-cert and -tls-key go together")
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		return errors.New("-tls-client-ca needs -tls-cert and -tls-key")
+	}
+	if c.MaxWatchers < 0 || c.MaxWatchersPerCaller < 0 || c.CallerRPS < 0 || c.MaxStreamsPerConn < 1 {
+		return errors.New("-max-watchers, -max-watchers-per-caller and -caller-rps must not be negative, -grpc-max-streams-per-conn must be positive")
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("-log-format must be text or json, not %q", c.LogFormat)
 	}
 	if c.UpstreamTimeout <= 0 {
 		return errors.New("-upstream-timeout must be positive")

@@ -28,17 +28,35 @@ func TestLoad(t *testing.T) {
 	}{
 		{name: "nothing configured", wantErr: config.ErrNoUpstream},
 		{name: "url without key", args: []string{"-upstream-url", "http://x"}, wantErr: config.ErrNoUpstream},
-		{name: "demo defaults", args: []string{"-demo"}, want: func(c config.Config) bool {
-			return c.Demo && c.GRPCAddr == ":9090" && c.HTTPAddr == ":8080" && c.ShutdownTimeout == 20*time.Second
+		{name: "demo defaults: loopback, no caller check, fast polls", args: []string{"-demo"}, want: func(c config.Config) bool {
+			return c.Demo && c.GRPCAddr == "127.0.0.1:9090" && c.HTTPAddr == "127.0.0.1:8080" && c.Auth == "none" &&
+				c.PollInterval == time.Second && c.ShutdownTimeout == 20*time.Second
 		}},
+		{name: "demo on all interfaces needs tokens", args: []string{"-demo", "-http-addr", ":8080"}, errText: "-client-tokens-file"},
+		{name: "demo on all interfaces with explicit none", args: []string{"-demo", "-http-addr", ":8080", "-auth", "none"},
+			want: func(c config.Config) bool { return c.Auth == "none" && c.GRPCAddr == "127.0.0.1:9090" }},
+		{name: "demo poll interval can be set", args: []string{"-demo"}, env: map[string]string{"POLL_INTERVAL": "5s"},
+			want: func(c config.Config) bool { return c.PollInterval == 5*time.Second }},
 		{name: "environment", env: map[string]string{
 			"UPSTREAM_URL": "https://api.example", "UPSTREAM_API_KEY": "sk-env", "GRPC_ADDR": ":1", "HTTP_ADDR": ":2", "LOG_LEVEL": "debug",
+			"CLIENT_TOKENS_FILE": "/etc/tokens", "LOG_FORMAT": "json",
 		}, want: func(c config.Config) bool {
-			return c.UpstreamURL == "https://api.example" && c.UpstreamAPIKey == "sk-env" && c.GRPCAddr == ":1" && c.HTTPAddr == ":2" && c.LogLevel == slog.LevelDebug
+			return c.UpstreamURL == "https://api.example" && c.UpstreamAPIKey == "sk-env" && c.GRPCAddr == ":1" && c.HTTPAddr == ":2" &&
+				c.LogLevel == slog.LevelDebug && c.Auth == "key" && c.ClientTokensFile == "/etc/tokens" && c.LogFormat == "json"
 		}},
-		{name: "flags win over environment", args: []string{"-grpc-addr", ":3", "-upstream-api-key", "sk-flag"},
-			env:  map[string]string{"UPSTREAM_URL": "http://u", "UPSTREAM_API_KEY": "sk-env", "GRPC_ADDR": ":1"},
-			want: func(c config.Config) bool { return c.GRPCAddr == ":3" && c.UpstreamAPIKey == "sk-flag" }},
+		{name: "flags win over environment", args: []string{"-grpc-addr", ":3", "-upstream-api-key", "sk-flag", "-auth", "none"},
+			env: map[string]string{"UPSTREAM_URL": "http://u", "UPSTREAM_API_KEY": "sk-env", "GRPC_ADDR": ":1", "AUTH_MODE": "key"},
+			want: func(c config.Config) bool {
+				return c.GRPCAddr == ":3" && c.UpstreamAPIKey == "sk-flag" && c.Auth == "none"
+			}},
+		{name: "key mode needs tokens", args: []string{"-upstream-url", "http://u", "-upstream-api-key", "k"}, errText: "-client-tokens-file"},
+		{name: "passthrough needs no upstream key", args: []string{"-upstream-url", "http://u", "-auth", "passthrough"},
+			want: func(c config.Config) bool { return c.Auth == "passthrough" && c.UpstreamAPIKey == "" }},
+		{name: "unknown auth mode", args: []string{"-demo", "-auth", "maybe"}, errText: "-auth must be"},
+		{name: "tls cert without key", args: []string{"-demo", "-tls-cert", "c.pem"}, errText: "-tls-key"},
+		{name: "client CA without cert", args: []string{"-demo", "-tls-client-ca", "ca.pem"}, errText: "-tls-client-ca"},
+		{name: "bad log format", args: []string{"-demo", "-log-format", "xml"}, errText: "-log-format"},
+		{name: "negative watcher cap", args: []string{"-demo", "-max-watchers", "-1"}, errText: "-max-watchers"},
 		{name: "bad duration in env", env: map[string]string{"DEMO": "1", "SHUTDOWN_TIMEOUT": "soon"}, errText: "SHUTDOWN_TIMEOUT"},
 		{name: "bad bool in env", env: map[string]string{"DEMO": "maybe"}, errText: "DEMO"},
 		{name: "bad flag", args: []string{"-nope"}, errText: "flag provided but not defined"},

@@ -1,0 +1,188 @@
+// Package limit enforces the gateway's per-caller limits as gRPC
+// interceptors: a request rate per caller (golang.org/x/time/rate), and caps
+// on open watch streams in total and per caller. Over a limit a call fails
+// with RESOURCE_EXHAUSTED (HTTP 429 over REST), with a RetryInfo when
+// waiting helps.
+package limit
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/batchgate/batchgate/internal/apierr"
+)
+
+// ErrorInfo reasons of the limits.
+const (
+	ReasonRateLimited     = "CALLER_RATE_LIMITED"
+	ReasonTooManyWatchers = "TOO_MANY_WATCHERS"
+)
+
+// Options configures a Limiter. Zero limits mean unlimited.
+type Options struct {
+	// MaxWatchers caps open watch streams in total.
+	MaxWatchers int
+	// MaxWatchersPerCaller caps open watch streams per caller.
+	MaxWatchersPerCaller int
+	// CallerRPS is each caller's sustained calls per second; the burst is
+	// twice that (at least 1).
+	CallerRPS float64
+	// CallerName names the caller of a call (set by authentication, which
+	// must run before these interceptors). Nil: every call is "".
+	CallerName func(ctx context.Context) string
+}
+
+// Limiter holds the counters and per-caller rate limiters. Create it with
+// New; it is safe for concurrent use.
+type Limiter struct {
+	opts Options
+
+	mu       sync.Mutex
+	watchers int
+	byCaller map[string]int
+	rates    map[string]*rate.Limiter
+	sweepAt  int // sweep idle rate limiters when rates reaches this size
+}
+
+// New returns a Limiter for opts.
+func New(opts Options) *Limiter {
+	if opts.CallerName == nil {
+		opts.CallerName = func(context.Context) string { return "" }
+	}
+	return &Limiter{opts: opts, byCaller: make(map[string]int), rates: make(map[string]*rate.Limiter), sweepAt: minSweep}
+}
+
+const minSweep = 1024
+
+// exempt reports whether a method is outside the limits: health checks and
+// reflection.
+func exempt(fullMethod string) bool {
+	return strings.HasPrefix(fullMethod, "/grpc.health.v1.") || strings.HasPrefix(fullMethod, "/grpc.reflection.")
+}
+
+// UnaryInterceptor applies the caller's rate limit.
+func (l *Limiter) UnaryInterceptor() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if !exempt(info.FullMethod) {
+			if err := l.allow(l.opts.CallerName(ctx)); err != nil {
+				return nil, err
+			}
+		}
+		return handler(ctx, req)
+	}
+}
+
+// StreamInterceptor applies the caller's rate limit to opening a stream,
+// and counts server-streaming calls (watches) against the watcher caps for
+// as long as they are open.
+func (l *Limiter) StreamInterceptor() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if exempt(info.FullMethod) {
+			return handler(srv, ss)
+		}
+		caller := l.opts.CallerName(ss.Context())
+		if err := l.allow(caller); err != nil {
+			return err
+		}
+		if info.IsServerStream && !info.IsClientStream {
+			release, err := l.acquireWatcher(caller)
+			if err != nil {
+				return err
+			}
+			defer release()
+		}
+		return handler(srv, ss)
+	}
+}
+
+// Watchers returns the number of open watch streams.
+func (l *Limiter) Watchers() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.watchers
+}
+
+func (l *Limiter) allow(caller string) error {
+	if l.opts.CallerRPS <= 0 {
+		return nil
+	}
+	l.mu.Lock()
+	lim, ok := l.rates[caller]
+	if !ok {
+		if len(l.rates) >= l.sweepAt {
+			l.sweepLocked()
+		}
+		lim = rate.NewLimiter(rate.Limit(l.opts.CallerRPS), max(1, int(2*l.opts.CallerRPS)))
+		l.rates[caller] = lim
+	}
+	l.mu.Unlock()
+	r := lim.Reserve()
+	if d := r.Delay(); d > 0 {
+		r.Cancel()
+		return exhausted("too many calls from this caller; slow down", ReasonRateLimited, d)
+	}
+	return nil
+}
+
+// sweepLocked forgets the rate limiters of callers that are idle (whose
+// bucket is full again), so that the map stays bounded by active callers.
+func (l *Limiter) sweepLocked() {
+	now := time.Now()
+	for name, lim := range l.rates {
+		if lim.TokensAt(now) >= float64(lim.Burst()) {
+			delete(l.rates, name)
+		}
+	}
+	l.sweepAt = max(2*len(l.rates), minSweep)
+}
+
+func (l *Limiter) acquireWatcher(caller string) (release func(), err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.opts.MaxWatchers > 0 && l.watchers >= l.opts.MaxWatchers {
+		return nil, exhausted("the gateway has too many open watch streams; retry later", ReasonTooManyWatchers, time.Second)
+	}
+	if l.opts.MaxWatchersPerCaller > 0 && l.byCaller[caller] >= l.opts.MaxWatchersPerCaller {
+		return nil, exhausted("this caller has too many open watch streams", ReasonTooManyWatchers, 0)
+	}
+	l.watchers++
+	l.byCaller[caller]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.watchers--
+			if l.byCaller[caller]--; l.byCaller[caller] <= 0 {
+				delete(l.byCaller, caller)
+			}
+		})
+	}, nil
+}
+
+func exhausted(msg, reason string, retryAfter time.Duration) error {
+	st := status.New(codes.ResourceExhausted, msg)
+	info := &errdetails.ErrorInfo{Reason: reason, Domain: apierr.Domain, Metadata: map[string]string{
+		apierr.MetaHTTPStatus: "429", apierr.MetaType: "rate_limit_error",
+	}}
+	var withDetails *status.Status
+	var err error
+	if retryAfter > 0 {
+		withDetails, err = st.WithDetails(info, &errdetails.RetryInfo{RetryDelay: durationpb.New(retryAfter)})
+	} else {
+		withDetails, err = st.WithDetails(info)
+	}
+	if err != nil {
+		return st.Err()
+	}
+	return withDetails.Err()
+}

@@ -41,7 +41,8 @@ type Config struct {
 	// trailing slashes are ignored. It must not carry a query, fragment or
 	// user info. Required.
 	BaseURL string
-	// APIKey is sent as "Authorization: Bearer <key>". It never appears in
+	// APIKey is sent as "Authorization: Bearer <key>", except on calls
+	// whose context carries a key from WithAPIKey. It never appears in
 	// errors or logs.
 	APIKey string
 	// HTTPClient makes the requests. Default: a client with its own tuned
@@ -81,6 +82,8 @@ type Client struct {
 
 	// wait sleeps for d or until ctx is done; tests replace it.
 	wait func(ctx context.Context, d time.Duration) error
+	// ownKey is Config.APIKey as a callKey, for calls without WithAPIKey.
+	ownKey callKey
 
 	requests    atomic.Uint64
 	retries     atomic.Uint64
@@ -149,11 +152,12 @@ func New(cfg Config) (*Client, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Client{
-		cfg:  cfg,
-		base: *base,
-		hc:   cfg.HTTPClient,
-		log:  cfg.Logger,
-		wait: sleepCtx,
+		cfg:    cfg,
+		base:   *base,
+		hc:     cfg.HTTPClient,
+		log:    cfg.Logger,
+		wait:   sleepCtx,
+		ownKey: callKey{key: cfg.APIKey, secrets: []string{cfg.APIKey}},
 	}, nil
 }
 
@@ -161,6 +165,8 @@ func New(cfg Config) (*Client, error) {
 //
 // batchID is checked with ValidateBatchID before any network call. Errors:
 //   - ErrInvalidBatchID (wrapped) for a bad id;
+//   - an error, before any request, when ctx carries a key from WithAPIKey
+//     that holds control characters;
 //   - *Error for a non-2xx answer (after retries, for 408, 409, 429, 5xx);
 //   - ErrMalformedResponse or ErrResponseTooLarge (wrapped) for a bad 2xx
 //     body, not retried;
@@ -171,11 +177,56 @@ func (c *Client) GetBatch(ctx context.Context, batchID string) (*batchv1.Batch, 
 	if err := ValidateBatchID(batchID); err != nil {
 		return nil, err
 	}
-	body, err := c.getWithRetry(ctx, "GetBatch", c.batchURL(batchID))
+	key, err := c.keyFor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	body, err := c.getWithRetry(ctx, "GetBatch", c.batchURL(batchID), key)
 	if err != nil {
 		return nil, err
 	}
 	return DecodeBatch(body)
+}
+
+// apiKeyKey is the context key of WithAPIKey.
+type apiKeyKey struct{}
+
+// WithAPIKey returns a copy of ctx that makes the Client's calls under it
+// send key ("Authorization: Bearer <key>") instead of Config.APIKey. This
+// is how the gateway forwards a caller's own credential upstream. An empty
+// key sends no Authorization header at all (it never falls back to
+// Config.APIKey). Errors of such calls are redacted of both keys.
+//
+// A key holding control characters makes the call fail before any request
+// is sent.
+func WithAPIKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, apiKeyKey{}, key)
+}
+
+// callKey is the credential of one call: the key it sends and the secrets
+// its errors are redacted of.
+type callKey struct {
+	key     string   // sent as Bearer; "" sends no Authorization
+	secrets []string // every key that must not appear in an error
+}
+
+// keyFor returns the key for a call made under ctx: the one attached by
+// WithAPIKey, or else Config.APIKey.
+func (c *Client) keyFor(ctx context.Context) (callKey, error) {
+	k, ok := ctx.Value(apiKeyKey{}).(string)
+	if !ok {
+		return c.ownKey, nil
+	}
+	if strings.ContainsFunc(k, isCTL) {
+		return callKey{}, errors.New("upstream: the call's API key contains control characters")
+	}
+	secrets := []string{k, c.cfg.APIKey}
+	if len(c.cfg.APIKey) > len(k) {
+		// Longest first, so that a key inside the other is not redacted
+		// piecemeal.
+		secrets[0], secrets[1] = secrets[1], secrets[0]
+	}
+	return callKey{key: k, secrets: secrets}, nil
 }
 
 // Stats returns the Client's counters so far.
@@ -198,11 +249,11 @@ func (c *Client) batchURL(id string) string {
 	return u.String()
 }
 
-// attempt makes one request. On a 2xx answer it returns the body (at most
+// attempt makes one request with key. On a 2xx answer it returns the body (at most
 // MaxBodyBytes). Otherwise it returns *Error (non-2xx), an error wrapping
 // ErrResponseTooLarge, or the transport error as is (classified by the
 // caller).
-func (c *Client) attempt(ctx context.Context, u string) ([]byte, error) {
+func (c *Client) attempt(ctx context.Context, u string, key callKey) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		// Cannot happen for URLs built by batchURL; not retryable.
@@ -210,8 +261,8 @@ func (c *Client) attempt(ctx context.Context, u string) ([]byte, error) {
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", c.cfg.UserAgent)
-	if c.cfg.APIKey != "" {
-		req.Header.Set("Authorization", "Bearer "+c.cfg.APIKey)
+	if key.key != "" {
+		req.Header.Set("Authorization", "Bearer "+key.key)
 	}
 	c.requests.Add(1)
 	resp, err := c.hc.Do(req)
@@ -229,7 +280,7 @@ func (c *Client) attempt(ctx context.Context, u string) ([]byte, error) {
 		if err != nil || int64(len(body)) > limit {
 			body = nil // status only
 		}
-		return nil, newStatusError(resp.StatusCode, resp.Header, body, time.Now(), c.cfg.MaxRetryAfter, c.cfg.APIKey)
+		return nil, newStatusError(resp.StatusCode, resp.Header, body, time.Now(), c.cfg.MaxRetryAfter, key.secrets...)
 	}
 
 	body, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxBodyBytes+1))

@@ -81,8 +81,8 @@ const maxEnvelopeFieldLen = 128
 
 // newStatusError builds the *Error for a non-2xx answer. body may be nil
 // (unread, too large or unreadable): then only the status and Retry-After
-// are set. Any occurrence of apiKey in the envelope is redacted.
-func newStatusError(status int, h http.Header, body []byte, now time.Time, maxRetryAfter time.Duration, apiKey string) *Error {
+// are set. Any occurrence of one of secrets in the envelope is redacted.
+func newStatusError(status int, h http.Header, body []byte, now time.Time, maxRetryAfter time.Duration, secrets ...string) *Error {
 	e := &Error{
 		HTTPStatus: status,
 		RetryAfter: parseRetryAfter(h, now, maxRetryAfter),
@@ -104,7 +104,7 @@ func newStatusError(status int, h http.Header, body []byte, now time.Time, maxRe
 	case '"':
 		// Some servers send {"error": "text"}.
 		if s, ok := scalarString(raw); ok {
-			e.Message = redact(s, apiKey)
+			e.Message = redact(s, secrets...)
 		}
 	case '{':
 		var f struct {
@@ -116,11 +116,11 @@ func newStatusError(status int, h http.Header, body []byte, now time.Time, maxRe
 		if json.Unmarshal(raw, &f) != nil {
 			return e
 		}
-		e.Type = envelopeField(f.Type, apiKey)
-		e.Code = envelopeField(f.Code, apiKey)
-		e.Param = envelopeField(f.Param, apiKey)
+		e.Type = envelopeField(f.Type, secrets...)
+		e.Code = envelopeField(f.Code, secrets...)
+		e.Param = envelopeField(f.Param, secrets...)
 		if s, ok := scalarString(f.Message); ok {
-			e.Message = redact(s, apiKey)
+			e.Message = redact(s, secrets...)
 		}
 	}
 	return e
@@ -130,12 +130,12 @@ func newStatusError(status int, h http.Header, body []byte, now time.Time, maxRe
 // numbers keep their decimal text, null and objects give "", control
 // characters are dropped, and the result is at most maxEnvelopeFieldLen
 // bytes.
-func envelopeField(raw json.RawMessage, apiKey string) string {
+func envelopeField(raw json.RawMessage, secrets ...string) string {
 	s, ok := scalarString(raw)
 	if !ok || s == "" {
 		return ""
 	}
-	s = redact(s, apiKey)
+	s = redact(s, secrets...)
 	s = strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) {
 			return -1
@@ -148,12 +148,14 @@ func envelopeField(raw json.RawMessage, apiKey string) string {
 	return s
 }
 
-// redact replaces every occurrence of secret in s.
-func redact(s, secret string) string {
-	if secret == "" {
-		return s
+// redact replaces every occurrence of each non-empty secret in s.
+func redact(s string, secrets ...string) string {
+	for _, secret := range secrets {
+		if secret != "" {
+			s = strings.ReplaceAll(s, secret, "[redacted]")
+		}
 	}
-	return strings.ReplaceAll(s, secret, "[redacted]")
+	return s
 }
 
 // chainError is an error with a fixed, already-sanitised message that
@@ -167,12 +169,12 @@ func (e *chainError) Error() string   { return e.msg }
 func (e *chainError) Unwrap() []error { return e.errs }
 
 // unreachableError wraps ErrUnreachable around a connection-level cause.
-// The message is redacted of apiKey. The cause is kept for errors.Is/As
+// The message is redacted of secrets. The cause is kept for errors.Is/As
 // unless it would match context.DeadlineExceeded or context.Canceled (as
 // net's dial timeouts do): those are reserved for the caller's own context.
-func unreachableError(cause error, apiKey string) error {
+func unreachableError(cause error, secrets ...string) error {
 	e := &chainError{
-		msg:  "upstream: unreachable: " + redact(cause.Error(), apiKey),
+		msg:  "upstream: unreachable: " + redact(cause.Error(), secrets...),
 		errs: []error{ErrUnreachable},
 	}
 	if !isContextErr(cause) {
@@ -192,11 +194,11 @@ func timeoutError(attemptTimeout time.Duration) error {
 
 // callerContextError wraps the caller's ctx.Err(), mentioning (not
 // wrapping) the last upstream failure, if any.
-func callerContextError(ctxErr, last error, apiKey string) error {
+func callerContextError(ctxErr, last error, secrets ...string) error {
 	if last == nil {
 		return fmt.Errorf("upstream: %w", ctxErr)
 	}
-	return fmt.Errorf("upstream: %w (last failure: %s)", ctxErr, redact(last.Error(), apiKey))
+	return fmt.Errorf("upstream: %w (last failure: %s)", ctxErr, redact(last.Error(), secrets...))
 }
 
 func isContextErr(err error) bool {

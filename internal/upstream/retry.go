@@ -10,15 +10,15 @@ import (
 	"github.com/cenkalti/backoff/v5"
 )
 
-// getWithRetry GETs u, retrying as described on GetBatch, and returns the
-// 2xx body.
+// getWithRetry GETs u with key, retrying as described on GetBatch, and
+// returns the 2xx body.
 //
 // Waits come from backoff.ExponentialBackOff (InitialBackoff doubling up to
 // MaxBackoff, ±50% jitter); when the upstream sent Retry-After the wait is
 // the larger of the two. The loop is explicit rather than backoff.Retry so
 // that the last upstream error is returned as is, and so that a wait that
 // would end past the caller's deadline returns that error at once.
-func (c *Client) getWithRetry(ctx context.Context, op, u string) ([]byte, error) {
+func (c *Client) getWithRetry(ctx context.Context, op, u string, key callKey) ([]byte, error) {
 	bo := &backoff.ExponentialBackOff{
 		InitialInterval:     c.cfg.InitialBackoff,
 		RandomizationFactor: 0.5,
@@ -30,17 +30,17 @@ func (c *Client) getWithRetry(ctx context.Context, op, u string) ([]byte, error)
 	var last error // the previous attempt's final-form error
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
-			return nil, callerContextError(err, last, c.cfg.APIKey)
+			return nil, callerContextError(err, last, key.secrets...)
 		}
 		actx, cancel := context.WithTimeout(ctx, c.cfg.AttemptTimeout)
-		body, err := c.attempt(actx, u)
+		body, err := c.attempt(actx, u, key)
 		attemptTimedOut := errors.Is(actx.Err(), context.DeadlineExceeded)
 		cancel()
 		if err == nil {
 			return body, nil
 		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			return nil, callerContextError(ctxErr, last, c.cfg.APIKey)
+			return nil, callerContextError(ctxErr, last, key.secrets...)
 		}
 
 		retryable, retryAfter := false, time.Duration(0)
@@ -52,7 +52,7 @@ func (c *Client) getWithRetry(ctx context.Context, op, u string) ([]byte, error)
 			if attemptTimedOut {
 				err = timeoutError(c.cfg.AttemptTimeout)
 			} else {
-				err = unreachableError(te.err, c.cfg.APIKey)
+				err = unreachableError(te.err, key.secrets...)
 			}
 		case errors.As(err, &se):
 			retryable = retryableStatus(se.HTTPStatus)
@@ -71,7 +71,7 @@ func (c *Client) getWithRetry(ctx context.Context, op, u string) ([]byte, error)
 		c.retries.Add(1)
 		c.logRetry(ctx, op, attempt, wait, err)
 		if werr := c.wait(ctx, wait); werr != nil {
-			return nil, callerContextError(werr, last, c.cfg.APIKey)
+			return nil, callerContextError(werr, last, key.secrets...)
 		}
 	}
 }
@@ -99,7 +99,7 @@ func (c *Client) logRetry(ctx context.Context, op string, attempt int, wait time
 		attrs = append(attrs, slog.Int("http_status", se.HTTPStatus))
 	}
 	// Every error reaching here has a sanitised message: *Error omits the
-	// upstream's message, the others are redacted of the API key.
+	// upstream's message, the others are redacted of the API keys.
 	attrs = append(attrs, slog.String("error", err.Error()))
 	c.log.LogAttrs(ctx, slog.LevelDebug, "upstream: retrying", attrs...)
 }

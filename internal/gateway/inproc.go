@@ -60,3 +60,19 @@ func (c *restClient) unary(ctx context.Context, req any, method string, opts []g
 	}
 	return resp, err
 }
+
+// chainUnary composes interceptors, outermost first, into one; nil for
+// none.
+func chainUnary(ics []grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
+	if len(ics) == 0 {
+		return nil
+	}
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		next := handler
+		for i := len(ics) - 1; i >= 0; i-- {
+			ic, h := ics[i], next
+			next = func(ctx context.Context, req any) (any, error) { return ic(ctx, req, info, h) }
+		}
+		return next(ctx, req)
+	}
+}

@@ -1,11 +1,12 @@
 // Package gateway assembles and serves batchgate: the gRPC server
 // (BatchService, health, reflection), the HTTP server (grpc-gateway's REST
-// mapping, /healthz, /readyz) and, in demo mode, the embedded upstream
-// simulator. cmd/gateway only parses configuration and calls Run.
+// mapping, /healthz, /readyz, /metrics) and, in demo mode, the embedded
+// upstream simulator. cmd/gateway only parses configuration and calls Run.
 package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,9 +18,11 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/test/bufconn"
 
@@ -27,7 +30,8 @@ import (
 	"github.com/batchgate/batchgate/internal/rest"
 )
 
-// ServerOptions configures a Server.
+// ServerOptions configures a Server. Zero fields are off or defaulted as
+// documented.
 type ServerOptions struct {
 	// GRPCAddr and HTTPAddr are the listen addresses; ":0" picks a free port.
 	GRPCAddr, HTTPAddr string
@@ -40,6 +44,31 @@ type ServerOptions struct {
 	// flipped to NOT_SERVING and before the servers stop: the place to end
 	// long-lived streams.
 	OnShutdown func()
+	// TLS, when set, serves both ports over TLS (with client certificates
+	// if it asks for them). Nil: plaintext.
+	TLS *tls.Config
+	// GRPCOptions are extra options of the public gRPC server (stats
+	// handlers, for example).
+	GRPCOptions []grpc.ServerOption
+	// UnaryInterceptors and StreamInterceptors run, outermost first, on
+	// calls to the public gRPC port.
+	UnaryInterceptors  []grpc.UnaryServerInterceptor
+	StreamInterceptors []grpc.StreamServerInterceptor
+	// RESTUnaryInterceptors and RESTStreamInterceptors run, outermost
+	// first, on calls that arrive over REST; HTTPMiddleware logs and
+	// measures those, so these are typically authentication and limits.
+	RESTUnaryInterceptors  []grpc.UnaryServerInterceptor
+	RESTStreamInterceptors []grpc.StreamServerInterceptor
+	// HTTPMiddleware wraps the whole HTTP port. Nil: none.
+	HTTPMiddleware func(http.Handler) http.Handler
+	// MetricsHandler, when set, is served at GET /metrics on the HTTP port.
+	MetricsHandler http.Handler
+	// Ready, when set, is consulted by /readyz and gRPC health while
+	// serving: false reports NOT_SERVING (an upstream that keeps failing).
+	Ready func() bool
+	// MaxStreamsPerConn caps concurrent streams per gRPC connection.
+	// Default 1000.
+	MaxStreamsPerConn uint32
 }
 
 // Server serves one BatchServiceServer over gRPC and HTTP/JSON. Create it
@@ -52,20 +81,29 @@ type Server struct {
 	http    *http.Server
 	grpcLis net.Listener
 	httpLis net.Listener
-	// inproc carries grpc-gateway's calls to the gRPC server in memory.
-	inproc *bufconn.Listener
-	conn   *grpc.ClientConn
-	ready  atomic.Bool
+	// inproc carries grpc-gateway's streaming calls, in memory, to a
+	// private gRPC server with the REST interceptors.
+	inproc     *bufconn.Listener
+	inprocGRPC *grpc.Server
+	conn       *grpc.ClientConn
+	serving    atomic.Bool // between the start of Serve and shutdown
 }
 
 // inprocBuffer is the in-memory connection buffer between the HTTP/JSON
-// front and the gRPC server.
+// front and the private gRPC server.
 const inprocBuffer = 1 << 20
+
+// maxRequestBytes bounds one request message or body: batch requests are
+// tiny.
+const maxRequestBytes = 64 << 10
 
 // NewServer binds both listeners and registers svc. It returns an error when
 // an address cannot be bound. Call Serve to start serving; until then the
 // listeners only queue connections.
 func NewServer(ctx context.Context, svc batchv1.BatchServiceServer, opts ServerOptions) (_ *Server, err error) {
+	if opts.MaxStreamsPerConn == 0 {
+		opts.MaxStreamsPerConn = 1000
+	}
 	s := &Server{opts: opts, log: opts.Logger, inproc: bufconn.Listen(inprocBuffer)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -83,15 +121,31 @@ func NewServer(ctx context.Context, svc batchv1.BatchServiceServer, opts ServerO
 		return nil, fmt.Errorf("HTTP listener: %w", err)
 	}
 
-	s.grpc = grpc.NewServer(grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))))
+	grpcOpts := []grpc.ServerOption{
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		grpc.MaxRecvMsgSize(maxRequestBytes),
+		grpc.MaxConcurrentStreams(opts.MaxStreamsPerConn),
+		// Watch streams live for hours: ping idle connections so that
+		// dead peers are noticed, and refuse clients that ping too often.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.ChainUnaryInterceptor(opts.UnaryInterceptors...),
+		grpc.ChainStreamInterceptor(opts.StreamInterceptors...),
+	}
+	if opts.TLS != nil {
+		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(opts.TLS.Clone())))
+	}
+	s.grpc = grpc.NewServer(append(grpcOpts, opts.GRPCOptions...)...)
 	batchv1.RegisterBatchServiceServer(s.grpc, svc)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 
-	// grpc-gateway calls the gRPC server as a client: unary RPCs in
-	// process, streaming ones over an in-memory connection, the only way
-	// it supports server streaming.
+	// grpc-gateway calls the service as a client: unary RPCs in process,
+	// streaming ones over an in-memory connection to a private server,
+	// the only way it supports server streaming.
+	s.inprocGRPC = grpc.NewServer(grpc.ChainStreamInterceptor(opts.RESTStreamInterceptors...))
+	batchv1.RegisterBatchServiceServer(s.inprocGRPC, svc)
 	s.conn, err = grpc.NewClient("passthrough:///inproc",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.inproc.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -100,7 +154,7 @@ func NewServer(ctx context.Context, svc batchv1.BatchServiceServer, opts ServerO
 		return nil, fmt.Errorf("in-process gRPC client: %w", err)
 	}
 	gw := rest.NewServeMux()
-	rc := &restClient{BatchServiceClient: batchv1.NewBatchServiceClient(s.conn), srv: svc}
+	rc := &restClient{BatchServiceClient: batchv1.NewBatchServiceClient(s.conn), srv: svc, interceptor: chainUnary(opts.RESTUnaryInterceptors)}
 	if err := batchv1.RegisterBatchServiceHandlerClient(ctx, gw, rc); err != nil {
 		return nil, fmt.Errorf("register REST handlers: %w", err)
 	}
@@ -115,12 +169,20 @@ func NewServer(ctx context.Context, svc batchv1.BatchServiceServer, opts ServerO
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("/", gw)
+	if opts.MetricsHandler != nil {
+		mux.Handle("GET /metrics", opts.MetricsHandler)
+	}
+	mux.Handle("/", http.MaxBytesHandler(gw, maxRequestBytes))
+	var handler http.Handler = mux
+	if opts.HTTPMiddleware != nil {
+		handler = opts.HTTPMiddleware(handler)
+	}
 	s.http = &http.Server{
-		Handler:           mux,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
+		TLSConfig:         opts.TLS.Clone(),
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	return s, nil
@@ -132,9 +194,15 @@ func (s *Server) GRPCAddr() net.Addr { return s.grpcLis.Addr() }
 // HTTPAddr returns the bound HTTP address.
 func (s *Server) HTTPAddr() net.Addr { return s.httpLis.Addr() }
 
+// ready reports whether the server takes new work: serving, not shutting
+// down, and the upstream not failing past its threshold.
+func (s *Server) ready() bool {
+	return s.serving.Load() && (s.opts.Ready == nil || s.opts.Ready())
+}
+
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if !s.ready.Load() {
+	if !s.ready() {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte("not ready\n"))
 		return
@@ -143,29 +211,58 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 }
 
 // Serve serves until ctx is done or a server fails, then shuts down: it
-// reports NOT_SERVING on health and /readyz, stops accepting, lets calls in
-// flight finish for up to ShutdownTimeout, then closes what is left. It
-// returns nil after a shutdown caused by ctx, or the first server error.
+// reports NOT_SERVING on health and /readyz, runs OnShutdown, stops
+// accepting, lets calls in flight finish for up to ShutdownTimeout, then
+// closes what is left. It returns nil after a shutdown caused by ctx, or
+// the first server error.
 func (s *Server) Serve(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return ignoreClosed(s.grpc.Serve(s.grpcLis)) })
-	g.Go(func() error { return ignoreClosed(s.grpc.Serve(s.inproc)) })
-	g.Go(func() error { return ignoreClosed(s.http.Serve(s.httpLis)) })
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	s.health.SetServingStatus(batchv1.BatchService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	s.ready.Store(true)
-	s.log.Info("serving", slog.String("grpc_addr", s.GRPCAddr().String()), slog.String("http_addr", s.HTTPAddr().String()))
-
+	g.Go(func() error { return ignoreClosed(s.inprocGRPC.Serve(s.inproc)) })
 	g.Go(func() error {
-		<-gctx.Done()
-		s.shutdown()
-		return nil
+		if s.opts.TLS != nil {
+			return ignoreClosed(s.http.ServeTLS(s.httpLis, "", ""))
+		}
+		return ignoreClosed(s.http.Serve(s.httpLis))
+	})
+	s.serving.Store(true)
+	s.setHealth()
+	s.log.Info("serving", slog.String("grpc_addr", s.GRPCAddr().String()), slog.String("http_addr", s.HTTPAddr().String()),
+		slog.Bool("tls", s.opts.TLS != nil), slog.Bool("mtls", s.opts.TLS != nil && s.opts.TLS.ClientCAs != nil))
+	if s.opts.TLS == nil {
+		s.log.Warn("serving plaintext gRPC and HTTP: fine on loopback or behind a TLS-terminating proxy; set -tls-cert and -tls-key otherwise")
+	}
+	g.Go(func() error {
+		// gRPC health follows readiness: the upstream may start or stop
+		// failing at any time.
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				s.setHealth()
+			case <-gctx.Done():
+				s.shutdown()
+				return nil
+			}
+		}
 	})
 	return g.Wait()
 }
 
+// setHealth publishes readiness on gRPC health, for the server as a whole
+// and for BatchService.
+func (s *Server) setHealth() {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if s.ready() {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	s.health.SetServingStatus("", st)
+	s.health.SetServingStatus(batchv1.BatchService_ServiceDesc.ServiceName, st)
+}
+
 func (s *Server) shutdown() {
-	s.ready.Store(false)
+	s.serving.Store(false)
 	s.health.Shutdown()
 	s.log.Info("shutting down", slog.Duration("timeout", s.opts.ShutdownTimeout))
 	if s.opts.OnShutdown != nil {
@@ -182,18 +279,20 @@ func (s *Server) shutdown() {
 		}
 		return nil
 	})
-	g.Go(func() error {
-		done := make(chan struct{})
-		go func() { s.grpc.GracefulStop(); close(done) }()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			s.log.Warn("gRPC graceful stop timed out; stopping")
-			s.grpc.Stop()
-			<-done
-		}
-		return nil
-	})
+	for _, srv := range []*grpc.Server{s.grpc, s.inprocGRPC} {
+		g.Go(func() error {
+			done := make(chan struct{})
+			go func() { srv.GracefulStop(); close(done) }()
+			select {
+			case <-done:
+			case <-ctx.Done():
+				s.log.Warn("gRPC graceful stop timed out; stopping")
+				srv.Stop()
+				<-done
+			}
+			return nil
+		})
+	}
 	_ = g.Wait()
 	_ = s.conn.Close()
 	s.log.Info("stopped")

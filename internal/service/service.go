@@ -41,6 +41,12 @@ type Options struct {
 	MaxAge time.Duration
 	// Logger receives the service's logs; nil discards them.
 	Logger *slog.Logger
+	// Credential returns an opaque, non-secret key of the credential a
+	// call is made with upstream (a hash of the caller's key when callers'
+	// keys are passed through), so that batches fetched with one
+	// credential are never shared with calls made with another. Nil: every
+	// call shares the gateway's own credential ("").
+	Credential func(ctx context.Context) string
 }
 
 // Service implements batchv1.BatchServiceServer. Create it with New; the
@@ -48,16 +54,20 @@ type Options struct {
 type Service struct {
 	batchv1.UnimplementedBatchServiceServer
 
-	hub       Hub
-	heartbeat time.Duration
-	maxAge    time.Duration
-	log       *slog.Logger
-	now       func() time.Time
+	hub        Hub
+	credential func(ctx context.Context) string
+	heartbeat  time.Duration
+	maxAge     time.Duration
+	log        *slog.Logger
+	now        func() time.Time
 }
 
 // New returns a Service that reads batches through hub.
 func New(hub Hub, opts Options) *Service {
-	s := &Service{hub: hub, heartbeat: opts.Heartbeat, maxAge: opts.MaxAge, log: opts.Logger, now: time.Now}
+	s := &Service{hub: hub, credential: opts.Credential, heartbeat: opts.Heartbeat, maxAge: opts.MaxAge, log: opts.Logger, now: time.Now}
+	if s.credential == nil {
+		s.credential = func(context.Context) string { return "" }
+	}
 	if s.heartbeat <= 0 {
 		s.heartbeat = 15 * time.Second
 	}
@@ -86,9 +96,9 @@ func (s *Service) GetBatch(ctx context.Context, req *batchv1.GetBatchRequest) (*
 }
 
 // key returns the hub key for a call: the batch id and the credential the
-// call is made with ("" while the gateway uses its own key).
-func (s *Service) key(_ context.Context, id string) watch.Key {
-	return watch.Key{BatchID: id}
+// call is made with.
+func (s *Service) key(ctx context.Context, id string) watch.Key {
+	return watch.Key{Credential: s.credential(ctx), BatchID: id}
 }
 
 // fail maps err to a status, logs it and returns it as an error.

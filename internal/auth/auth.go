@@ -1,0 +1,334 @@
+// Package auth decides who may call the gateway and with whose upstream
+// credential, in one of three modes:
+//
+//   - key: callers present a gateway token ("authorization: Bearer <token>"
+//     in gRPC metadata or the HTTP header) listed in a tokens file; the
+//     gateway calls the upstream with its own key. The file can be
+//     reloaded while serving.
+//   - passthrough: the caller's own Bearer credential is forwarded upstream
+//     (through upstream.WithAPIKey), and the call is identified by a keyed
+//     hash of it, Caller.CredentialHash, which is what shared pollers,
+//     caches and coalesced calls must be keyed by.
+//   - none: every call is let in as "anonymous".
+//
+// An Authenticator checks one call (Authenticate) and provides gRPC
+// interceptors that do so for every call but health checks and reflection.
+// It puts a Caller in the context, whose Name is safe for logs and metric
+// labels. No token or credential ever appears in an error, a log line or a
+// Caller.
+//
+// In passthrough mode the gateway cannot tell a real credential from an
+// invented one (only the upstream can), so every distinct credential gets
+// its own Caller.Name: anything keyed by it (metric labels, per-caller
+// limiters) must bound how many names it keeps.
+package auth
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/batchgate/batchgate/internal/apierr"
+	"github.com/batchgate/batchgate/internal/upstream"
+)
+
+// Mode is a credential mode: ModeKey, ModePassthrough or ModeNone.
+type Mode string
+
+// The credential modes.
+const (
+	// ModeKey admits callers with a gateway token from the tokens file and
+	// calls the upstream with the gateway's own key.
+	ModeKey Mode = "key"
+	// ModePassthrough admits any caller with a Bearer credential and
+	// forwards that credential upstream.
+	ModePassthrough Mode = "passthrough"
+	// ModeNone admits everyone as "anonymous".
+	ModeNone Mode = "none"
+)
+
+// ParseMode returns the Mode named s: "key", "passthrough" or "none".
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(s); m {
+	case ModeKey, ModePassthrough, ModeNone:
+		return m, nil
+	}
+	return "", fmt.Errorf("auth: unknown mode %q: want key, passthrough or none", s)
+}
+
+// Caller is who made a call. Name goes into logs and metric labels; it is
+// never a secret.
+type Caller struct {
+	// Name is, in key mode, the token's name from the tokens file; in
+	// passthrough mode "passthrough:" and the first 8 hex digits of
+	// CredentialHash; in mode none "anonymous".
+	Name string
+	// CredentialHash is, in passthrough mode, the hex HMAC-SHA256 of the
+	// caller's credential under a random per-process key, and "" in the
+	// other modes. It is what watch.Key.Credential must be set to: equal
+	// for equal credentials, different (but for a negligible chance) for
+	// different ones, and useless outside the process.
+	CredentialHash string
+}
+
+// AnonymousName is Caller.Name in mode none.
+const AnonymousName = "anonymous"
+
+// passthroughPrefix starts Caller.Name in passthrough mode.
+const passthroughPrefix = "passthrough:"
+
+// callerKey is the context key of a Caller.
+type callerKey struct{}
+
+// NewContext returns a copy of ctx carrying c.
+func NewContext(ctx context.Context, c Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
+
+// FromContext returns the Caller in ctx, and whether there is one. Calls
+// the interceptors exempt (health checks, reflection) have none.
+func FromContext(ctx context.Context) (Caller, bool) {
+	c, ok := ctx.Value(callerKey{}).(Caller)
+	return c, ok
+}
+
+// MaxCredentialLen caps the Bearer credential of one call, in both key and
+// passthrough mode (4 KiB).
+const MaxCredentialLen = 4 << 10
+
+// ErrorInfo reasons of the Unauthenticated errors Authenticate returns.
+const (
+	// ReasonMissingToken: no authorization, or a Bearer scheme without a
+	// token.
+	ReasonMissingToken = "MISSING_BEARER_TOKEN"
+	// ReasonInvalidToken: an authorization that is not "Bearer <token>"
+	// with a well-formed token, or (in key mode) an unknown token.
+	ReasonInvalidToken = "INVALID_BEARER_TOKEN"
+)
+
+// The errors Authenticate returns. They carry an ErrorInfo with the
+// gateway's domain, HTTP status 401 and type "invalid_api_key", which
+// apierr.WriteHTTP turns into a 401 with the upstream-style envelope.
+var (
+	errMissing = unauthenticated("missing bearer token", ReasonMissingToken)
+	errScheme  = unauthenticated(`invalid bearer token: authorization must be "Bearer <token>"`, ReasonInvalidToken)
+	errInvalid = unauthenticated("invalid bearer token", ReasonInvalidToken)
+	errNoAuth  = unauthenticated("the gateway's authenticator is not configured", ReasonInvalidToken)
+)
+
+func unauthenticated(msg, reason string) error {
+	st := status.New(codes.Unauthenticated, msg)
+	withInfo, err := st.WithDetails(&errdetails.ErrorInfo{
+		Reason: reason,
+		Domain: apierr.Domain,
+		Metadata: map[string]string{
+			apierr.MetaHTTPStatus: "401",
+			apierr.MetaType:       "invalid_api_key",
+		},
+	})
+	if err == nil {
+		st = withInfo
+	}
+	return st.Err()
+}
+
+// Options configures an Authenticator.
+type Options struct {
+	// Mode is the credential mode. Required.
+	Mode Mode
+	// TokensFile is the path of the tokens file (see ParseTokens). Required
+	// in key mode, which needs at least one token; not allowed in the
+	// other modes, where it would be ignored.
+	TokensFile string
+	// Logger receives a line when tokens are loaded and a debug line for
+	// every rejected call (with the reason, never the token). Nil
+	// discards.
+	Logger *slog.Logger
+}
+
+// Authenticator checks calls according to its Mode. Create it with New. It
+// is safe for concurrent use; Reload may run while calls are checked.
+type Authenticator struct {
+	mode   Mode
+	path   string
+	log    *slog.Logger
+	tokens atomic.Pointer[Tokens]
+	// reloadMu serialises Reload, so the file read last is the one kept.
+	reloadMu sync.Mutex
+}
+
+// New returns an Authenticator for opts. In key mode it loads TokensFile
+// and fails when the file cannot be read, does not parse or lists no
+// tokens.
+func New(opts Options) (*Authenticator, error) {
+	mode, err := ParseMode(string(opts.Mode))
+	if err != nil {
+		return nil, err
+	}
+	a := &Authenticator{mode: mode, path: opts.TokensFile, log: opts.Logger}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case mode == ModeKey && opts.TokensFile == "":
+		return nil, errors.New("auth: key mode needs a tokens file")
+	case mode != ModeKey && opts.TokensFile != "":
+		return nil, fmt.Errorf("auth: a tokens file is only used in key mode, not in mode %s", mode)
+	case mode == ModeKey:
+		t, err := loadNonEmpty(opts.TokensFile)
+		if err != nil {
+			return nil, err
+		}
+		a.tokens.Store(t)
+		a.log.Info("auth: tokens loaded", slog.Int("tokens", t.Len()))
+	}
+	return a, nil
+}
+
+func loadNonEmpty(path string) (*Tokens, error) {
+	t, err := LoadTokens(path)
+	if err != nil {
+		return nil, err
+	}
+	if t.Len() == 0 {
+		return nil, errNoTokens
+	}
+	return t, nil
+}
+
+// Reload re-reads the tokens file in key mode; calls checked afterwards use
+// the new tokens. When the file cannot be read, does not parse or lists no
+// tokens, the old tokens stay in force and the error is returned for the
+// caller to log. Outside key mode Reload does nothing and returns nil.
+func (a *Authenticator) Reload() error {
+	if a.mode != ModeKey {
+		return nil
+	}
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	t, err := loadNonEmpty(a.path)
+	if err != nil {
+		return err
+	}
+	a.tokens.Store(t)
+	a.log.Info("auth: tokens reloaded", slog.Int("tokens", t.Len()))
+	return nil
+}
+
+// Mode returns the credential mode.
+func (a *Authenticator) Mode() Mode { return a.mode }
+
+// Authenticate checks one call's authorization value (the raw
+// "authorization" metadata or HTTP header value, "" when absent) and
+// returns the context to continue the call with:
+//
+//   - key mode: the value must be "Bearer <token>" (scheme in any case,
+//     blanks around the token tolerated) with a token from the tokens
+//     file; the context gets Caller{Name: the token's name}.
+//   - passthrough mode: the value must be "Bearer <credential>" with a
+//     credential of at most MaxCredentialLen printable ASCII characters
+//     without spaces; the context gets the Caller (Name and
+//     CredentialHash) and, through upstream.WithAPIKey, the credential
+//     for the upstream call.
+//   - mode none: the context gets Caller{Name: "anonymous"}, whatever the
+//     value.
+//
+// Otherwise the error is a gRPC status error with code Unauthenticated and
+// an ErrorInfo that makes it a 401 with type "invalid_api_key" over REST.
+// Its message never contains the value.
+func (a *Authenticator) Authenticate(ctx context.Context, authorization string) (context.Context, error) {
+	switch a.mode {
+	case ModeNone:
+		return NewContext(ctx, Caller{Name: AnonymousName}), nil
+	case ModeKey:
+		token, err := bearer(authorization)
+		if err != nil {
+			return nil, a.reject(ctx, err)
+		}
+		name, ok := a.tokens.Load().Lookup(token)
+		if !ok {
+			return nil, a.reject(ctx, errInvalid)
+		}
+		return NewContext(ctx, Caller{Name: name}), nil
+	case ModePassthrough:
+		cred, err := bearer(authorization)
+		if err != nil {
+			return nil, a.reject(ctx, err)
+		}
+		h := credentialHash(cred)
+		ctx = NewContext(ctx, Caller{Name: passthroughPrefix + h[:8], CredentialHash: h})
+		return upstream.WithAPIKey(ctx, cred), nil
+	default: // the zero Authenticator: fail closed
+		return nil, a.rejectUnconfigured(ctx)
+	}
+}
+
+func (a *Authenticator) reject(ctx context.Context, err error) error {
+	if a.log.Enabled(ctx, slog.LevelDebug) {
+		reason := "invalid"
+		switch err {
+		case errMissing:
+			reason = "missing"
+		case errScheme:
+			reason = "not bearer"
+		}
+		a.log.LogAttrs(ctx, slog.LevelDebug, "auth: call rejected",
+			slog.String("mode", string(a.mode)), slog.String("reason", reason))
+	}
+	return err
+}
+
+func (a *Authenticator) rejectUnconfigured(ctx context.Context) error {
+	if a.log != nil {
+		a.log.LogAttrs(ctx, slog.LevelError, "auth: call rejected by an unconfigured authenticator")
+	}
+	return errNoAuth
+}
+
+// bearer returns the token of a "Bearer <token>" authorization value, or
+// errMissing, errScheme or errInvalid.
+func bearer(v string) (string, error) {
+	v = strings.Trim(v, " \t")
+	if v == "" {
+		return "", errMissing
+	}
+	scheme, rest := v, ""
+	if i := strings.IndexAny(v, " \t"); i >= 0 {
+		scheme, rest = v[:i], strings.TrimLeft(v[i:], " \t")
+	}
+	if !strings.EqualFold(scheme, "bearer") {
+		return "", errScheme
+	}
+	if rest == "" {
+		return "", errMissing
+	}
+	if len(rest) > MaxCredentialLen {
+		return "", errInvalid
+	}
+	for i := 0; i < len(rest); i++ {
+		if !isVisibleASCII(rest[i]) {
+			return "", errInvalid
+		}
+	}
+	return rest, nil
+}
+
+// credentialHash returns the hex HMAC-SHA256 of cred under credentialKey.
+func credentialHash(cred string) string {
+	m := hmac.New(sha256.New, credentialKey)
+	_, _ = io.WriteString(m, cred)
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(m.Sum(sum[:0]))
+}

@@ -36,6 +36,7 @@ func startStack(b *testing.B, mutate ...func(*config.Config)) *stack {
 	up := httptest.NewServer(simulator.New(simulator.Options{APIKey: benchKey}))
 	b.Cleanup(up.Close)
 	cfg := config.Defaults()
+	cfg.Auth = "none"
 	cfg.UpstreamURL, cfg.UpstreamAPIKey = up.URL, benchKey
 	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.ShutdownTimeout = 5 * time.Second

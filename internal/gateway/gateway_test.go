@@ -62,6 +62,7 @@ func startSim(t *testing.T, simOpts simulator.Options, mutate ...func(*config.Co
 	t.Cleanup(up.Close)
 
 	cfg := config.Defaults()
+	cfg.Auth = "none"
 	cfg.UpstreamURL = up.URL
 	cfg.UpstreamAPIKey = testKey
 	cfg.GRPCAddr = "127.0.0.1:0"
@@ -391,6 +392,7 @@ func TestHealthAndReflection(t *testing.T) {
 func TestDemoMode(t *testing.T) {
 	t.Parallel()
 	cfg := config.Defaults()
+	cfg.Auth = "none"
 	cfg.Demo = true
 	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
 	ctx, cancel := context.WithCancel(context.Background())

@@ -45,7 +45,9 @@ func TestChainUnaryOrder(t *testing.T) {
 
 type fetchFunc func(context.Context, string) (*batchv1.Batch, error)
 
-func (f fetchFunc) GetBatch(ctx context.Context, id string) (*batchv1.Batch, error) { return f(ctx, id) }
+func (f fetchFunc) GetBatch(ctx context.Context, id string) (*batchv1.Batch, error) {
+	return f(ctx, id)
+}
 
 func TestUpstreamHealth(t *testing.T) {
 	t.Parallel()

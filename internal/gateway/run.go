@@ -9,7 +9,22 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
 	"time"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/rs/cors"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/batchgate/batchgate/internal/auth"
+	"github.com/batchgate/batchgate/internal/limit"
+	"github.com/batchgate/batchgate/internal/reqlog"
 
 	"github.com/batchgate/batchgate/internal/config"
 	"github.com/batchgate/batchgate/internal/service"
@@ -24,27 +39,55 @@ import (
 type Gateway struct {
 	server *Server
 	hub    *watch.Hub
+	authn  *auth.Authenticator
+	limits *limit.Limiter
 	demo   *demoUpstream
 	log    *slog.Logger
 }
 
 // New builds a Gateway from cfg: it starts the demo simulator when cfg.Demo
-// is set, creates the upstream client and the service, and binds both
-// listeners. It returns an error for an invalid upstream URL or an address
-// that cannot be bound.
-func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Gateway, error) {
+// is set, creates the authenticator, the upstream client, the shared
+// pollers and the service, and binds both listeners. It returns an error
+// for a bad tokens file or TLS material, an invalid upstream URL or an
+// address that cannot be bound.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	g := &Gateway{log: log}
+	defer func() {
+		if err != nil {
+			g.close()
+		}
+	}()
+	mode, err := auth.ParseMode(cfg.Auth)
+	if err != nil {
+		return nil, err
+	}
+	tokensFile := ""
+	if mode == auth.ModeKey {
+		tokensFile = cfg.ClientTokensFile
+	}
+	if g.authn, err = auth.New(auth.Options{Mode: mode, TokensFile: tokensFile, Logger: log.With(slog.String("component", "auth"))}); err != nil {
+		return nil, err
+	}
+	if mode == auth.ModeNone {
+		log.Warn("no caller check (-auth=none): anyone who reaches the ports can use the gateway's upstream key")
+	}
+	tlsCfg, err := LoadTLS(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA)
+	if err != nil {
+		return nil, err
+	}
+
 	upURL, upKey := cfg.UpstreamURL, cfg.UpstreamAPIKey
 	if cfg.Demo {
-		d, err := startDemo(ctx, log)
-		if err != nil {
+		if g.demo, err = startDemo(ctx, log, mode == auth.ModePassthrough); err != nil {
 			return nil, err
 		}
-		g.demo = d
-		upURL, upKey = d.url, d.key
+		upURL, upKey = g.demo.url, g.demo.key
+	}
+	if mode == auth.ModePassthrough {
+		upKey = "" // only callers' keys go upstream
 	}
 	client, err := upstream.New(upstream.Config{
 		BaseURL:        upURL,
@@ -54,30 +97,122 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Gateway, er
 		Logger:         log.With(slog.String("component", "upstream")),
 	})
 	if err != nil {
-		g.closeDemo()
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
-	g.hub = watch.New(client, hubOptions(cfg, log))
+	health := newUpstreamHealth(client)
+	g.hub = watch.New(health, hubOptions(cfg, log))
 	svc := service.New(g.hub, service.Options{
-		Heartbeat: cfg.WatchHeartbeat,
-		MaxAge:    cfg.WatchMaxAge,
-		Logger:    log.With(slog.String("component", "service")),
+		Heartbeat:  cfg.WatchHeartbeat,
+		MaxAge:     cfg.WatchMaxAge,
+		Logger:     log.With(slog.String("component", "service")),
+		Credential: func(ctx context.Context) string { c, _ := auth.FromContext(ctx); return c.CredentialHash },
+	})
+	g.limits = limit.New(limit.Options{
+		MaxWatchers:          cfg.MaxWatchers,
+		MaxWatchersPerCaller: cfg.MaxWatchersPerCaller,
+		CallerRPS:            cfg.CallerRPS,
+		CallerName:           callerKey,
+	})
+	logOpts := reqlog.Options{
+		Logger:         log,
+		CallerName:     callerName,
+		HTTPCallerName: g.httpCallerName,
+	}
+	onPanic := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		log.ErrorContext(ctx, "panic in a call", slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+		return status.Error(codes.Internal, "internal error")
 	})
 	g.server, err = NewServer(ctx, svc, ServerOptions{
-		GRPCAddr:        cfg.GRPCAddr,
-		HTTPAddr:        cfg.HTTPAddr,
-		ShutdownTimeout: cfg.ShutdownTimeout,
-		Logger:          log,
+		GRPCAddr:          cfg.GRPCAddr,
+		HTTPAddr:          cfg.HTTPAddr,
+		ShutdownTimeout:   cfg.ShutdownTimeout,
+		Logger:            log,
+		TLS:               tlsCfg,
+		MaxStreamsPerConn: uint32(cfg.MaxStreamsPerConn),
+		UnaryInterceptors: []grpc.UnaryServerInterceptor{
+			recovery.UnaryServerInterceptor(onPanic),
+			reqlog.UnaryInterceptor(logOpts),
+			g.authn.UnaryInterceptor(),
+			g.limits.UnaryInterceptor(),
+		},
+		StreamInterceptors: []grpc.StreamServerInterceptor{
+			recovery.StreamServerInterceptor(onPanic),
+			reqlog.StreamInterceptor(logOpts),
+			g.authn.StreamInterceptor(),
+			g.limits.StreamInterceptor(),
+		},
+		RESTUnaryInterceptors: []grpc.UnaryServerInterceptor{
+			recovery.UnaryServerInterceptor(onPanic),
+			g.authn.UnaryInterceptor(),
+			g.limits.UnaryInterceptor(),
+		},
+		RESTStreamInterceptors: []grpc.StreamServerInterceptor{
+			recovery.StreamServerInterceptor(onPanic),
+			g.authn.StreamInterceptor(),
+			g.limits.StreamInterceptor(),
+		},
+		HTTPMiddleware: func(h http.Handler) http.Handler {
+			return reqlog.HTTPMiddleware(logOpts, corsMiddleware(cfg.CORSOrigins, h))
+		},
+		Ready: func() bool { return health.healthy(cfg.UpstreamUnhealthyAfter) },
 		// Watch streams end (UNAVAILABLE, reconnect) as soon as shutdown
 		// starts, so that graceful stop only waits for unary calls.
 		OnShutdown: g.hub.Close,
 	})
 	if err != nil {
-		g.hub.Close()
-		g.closeDemo()
 		return nil, err
 	}
+	log.Info("credential mode", slog.String("auth", string(mode)))
 	return g, nil
+}
+
+// callerName names the caller of a call for logs.
+func callerName(ctx context.Context) string {
+	c, _ := auth.FromContext(ctx)
+	return c.Name
+}
+
+// callerKey identifies the caller of a call for its limits: the full
+// credential hash in passthrough mode (names there are short hashes that
+// may collide), the name otherwise.
+func callerKey(ctx context.Context) string {
+	c, _ := auth.FromContext(ctx)
+	if c.CredentialHash != "" {
+		return c.CredentialHash
+	}
+	return c.Name
+}
+
+// httpCallerName names the caller of an HTTP request for the access log:
+// the authenticated name, or "unauthenticated".
+func (g *Gateway) httpCallerName(r *http.Request) string {
+	ctx, err := g.authn.Authenticate(r.Context(), r.Header.Get("Authorization"))
+	if err != nil {
+		return "unauthenticated"
+	}
+	return callerName(ctx)
+}
+
+// corsMiddleware allows the listed browser origins (comma-separated) to
+// call the HTTP port; with none listed it returns h unchanged and browsers
+// enforce the same-origin policy.
+func corsMiddleware(origins string, h http.Handler) http.Handler {
+	var list []string
+	for o := range strings.SplitSeq(origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			list = append(list, o)
+		}
+	}
+	if len(list) == 0 {
+		return h
+	}
+	return cors.New(cors.Options{
+		AllowedOrigins: list,
+		AllowedMethods: []string{http.MethodGet, http.MethodPost, http.MethodHead},
+		AllowedHeaders: []string{"*"},
+		ExposedHeaders: []string{"X-Request-Id", "Retry-After"},
+		MaxAge:         600,
+	}).Handler(h)
 }
 
 // hubOptions turns the configuration into the shared pollers' options.
@@ -98,6 +233,14 @@ func hubOptions(cfg config.Config, log *slog.Logger) watch.Options {
 // HubStats returns the shared pollers' counters.
 func (g *Gateway) HubStats() watch.Stats { return g.hub.Stats() }
 
+// close releases what New started, for a New that failed.
+func (g *Gateway) close() {
+	if g.hub != nil {
+		g.hub.Close()
+	}
+	g.closeDemo()
+}
+
 // GRPCAddr returns the bound gRPC address.
 func (g *Gateway) GRPCAddr() net.Addr { return g.server.GRPCAddr() }
 
@@ -115,10 +258,32 @@ func (g *Gateway) DemoBatchIDs() []string {
 
 // Serve serves until ctx is done, then shuts down gracefully (see
 // Server.Serve), ending every watch stream, and stops the demo simulator.
+// While it serves, SIGHUP reloads the client tokens file.
 func (g *Gateway) Serve(ctx context.Context) error {
 	defer g.closeDemo()
 	defer g.hub.Close()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				g.ReloadTokens()
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	return g.server.Serve(ctx)
+}
+
+// ReloadTokens re-reads the client tokens file (key mode); on error the
+// old tokens stay in force and the error is logged.
+func (g *Gateway) ReloadTokens() {
+	if err := g.authn.Reload(); err != nil {
+		g.log.Error("reloading the client tokens file failed; the old tokens stay in force", slog.Any("error", err))
+	}
 }
 
 // Run builds a Gateway from cfg and serves it until ctx is done.
@@ -145,7 +310,9 @@ type demoUpstream struct {
 	key string
 }
 
-func startDemo(ctx context.Context, log *slog.Logger) (*demoUpstream, error) {
+// startDemo serves the simulator on a loopback port. With anyKey it
+// accepts any bearer key (for passthrough mode), else only its own.
+func startDemo(ctx context.Context, log *slog.Logger, anyKey bool) (*demoUpstream, error) {
 	var lc net.ListenConfig
 	lis, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
@@ -154,7 +321,11 @@ func startDemo(ctx context.Context, log *slog.Logger) (*demoUpstream, error) {
 	var raw [16]byte
 	_, _ = rand.Read(raw[:])
 	key := "sk-demo-" + hex.EncodeToString(raw[:])
-	sim := simulator.New(simulator.Options{APIKey: key})
+	simKey := key
+	if anyKey {
+		simKey = ""
+	}
+	sim := simulator.New(simulator.Options{APIKey: simKey})
 	d := &demoUpstream{
 		sim: sim,
 		srv: &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second},

@@ -26,8 +26,9 @@ const Header = "x-request-id"
 type Options struct {
 	// Logger receives one Info line per request. Nil discards.
 	Logger *slog.Logger
-	// CallerName names the caller of a gRPC call; it runs after the call,
-	// on the context the handler saw. Nil: no caller attribute.
+	// CallerName names the caller of a gRPC call. It runs in
+	// CallerUnaryInterceptor / CallerStreamInterceptor, which go after
+	// authentication in the chain. Nil: no caller attribute.
 	CallerName func(ctx context.Context) string
 	// HTTPCallerName names the caller of an HTTP request. Nil: no caller
 	// attribute.
@@ -36,10 +37,39 @@ type Options struct {
 
 type idKey struct{}
 
+// entry is what the logging interceptor learns from interceptors further
+// in: the caller, known only after authentication.
+type entry struct{ caller string }
+
+type entryKey struct{}
+
 // ID returns the request id of ctx, or "".
 func ID(ctx context.Context) string {
 	s, _ := ctx.Value(idKey{}).(string)
 	return s
+}
+
+// CallerUnaryInterceptor records the caller for the log line; put it after
+// authentication. Calls rejected before it are logged without a caller.
+func CallerUnaryInterceptor(o Options) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		setCaller(ctx, o)
+		return handler(ctx, req)
+	}
+}
+
+// CallerStreamInterceptor is CallerUnaryInterceptor for streams.
+func CallerStreamInterceptor(o Options) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		setCaller(ss.Context(), o)
+		return handler(srv, ss)
+	}
+}
+
+func setCaller(ctx context.Context, o Options) {
+	if e, ok := ctx.Value(entryKey{}).(*entry); ok && o.CallerName != nil {
+		e.caller = o.CallerName(ctx)
+	}
 }
 
 // requestID returns v if it is a well-formed id (1–64 characters of
@@ -65,16 +95,17 @@ func incomingID(ctx context.Context) string {
 }
 
 // UnaryInterceptor assigns the request id, returns it as header metadata
-// and logs the call.
+// and logs the call, with the caller recorded by CallerUnaryInterceptor.
 func UnaryInterceptor(o Options) grpc.UnaryServerInterceptor {
 	log := logger(o)
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		id := requestID(incomingID(ctx))
-		ctx = context.WithValue(ctx, idKey{}, id)
+		e := &entry{}
+		ctx = context.WithValue(context.WithValue(ctx, idKey{}, id), entryKey{}, e)
 		_ = grpc.SetHeader(ctx, metadata.Pairs(Header, id))
 		resp, err := handler(ctx, req)
-		logGRPC(ctx, log, o, info.FullMethod, id, start, err)
+		logGRPC(ctx, log, o, info.FullMethod, id, e.caller, start, err)
 		return resp, err
 	}
 }
@@ -87,17 +118,16 @@ func StreamInterceptor(o Options) grpc.StreamServerInterceptor {
 		start := time.Now()
 		ctx := ss.Context()
 		id := requestID(incomingID(ctx))
-		ctx = context.WithValue(ctx, idKey{}, id)
+		e := &entry{}
+		ctx = context.WithValue(context.WithValue(ctx, idKey{}, id), entryKey{}, e)
 		_ = ss.SetHeader(metadata.Pairs(Header, id))
-		ws := &stream{ServerStream: ss, ctx: ctx}
-		err := handler(srv, ws)
-		logGRPC(ws.ctx, log, o, info.FullMethod, id, start, err)
+		err := handler(srv, &stream{ServerStream: ss, ctx: ctx})
+		logGRPC(ctx, log, o, info.FullMethod, id, e.caller, start, err)
 		return err
 	}
 }
 
-// stream carries the request id in its context; handlers further in may
-// replace the context (authentication does), which is kept for the log.
+// stream carries the request id and log entry in its context.
 type stream struct {
 	grpc.ServerStream
 	ctx context.Context
@@ -105,7 +135,7 @@ type stream struct {
 
 func (s *stream) Context() context.Context { return s.ctx }
 
-func logGRPC(ctx context.Context, log *slog.Logger, o Options, method, id string, start time.Time, err error) {
+func logGRPC(ctx context.Context, log *slog.Logger, o Options, method, id, caller string, start time.Time, err error) {
 	attrs := []slog.Attr{
 		slog.String("transport", "grpc"),
 		slog.String("method", method),
@@ -114,7 +144,7 @@ func logGRPC(ctx context.Context, log *slog.Logger, o Options, method, id string
 		slog.String("request_id", id),
 	}
 	if o.CallerName != nil {
-		attrs = append(attrs, slog.String("caller", o.CallerName(ctx)))
+		attrs = append(attrs, slog.String("caller", caller))
 	}
 	log.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
 }

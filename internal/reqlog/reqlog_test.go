@@ -112,11 +112,23 @@ func TestHTTPMiddleware(t *testing.T) {
 func TestGRPCInterceptors(t *testing.T) {
 	t.Parallel()
 	var logs logBuffer
+	type callerKey struct{}
 	o := reqlog.Options{
 		Logger:     slog.New(slog.NewJSONHandler(&logs, nil)),
-		CallerName: func(context.Context) string { return "svc-b" },
+		CallerName: func(ctx context.Context) string { s, _ := ctx.Value(callerKey{}).(string); return s },
 	}
-	srv := grpc.NewServer(grpc.UnaryInterceptor(reqlog.UnaryInterceptor(o)), grpc.StreamInterceptor(reqlog.StreamInterceptor(o)))
+	// authenticate stands in for the auth interceptor: it names the caller
+	// in a context that the logging interceptor, outside it, never sees.
+	authUnary := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		return h(context.WithValue(ctx, callerKey{}, "svc-b"), req)
+	}
+	authStream := func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		return h(srv, ctxStream{ss, context.WithValue(ss.Context(), callerKey{}, "svc-b")})
+	}
+	srv := grpc.NewServer(
+		grpc.ChainUnaryInterceptor(reqlog.UnaryInterceptor(o), authUnary, reqlog.CallerUnaryInterceptor(o)),
+		grpc.ChainStreamInterceptor(reqlog.StreamInterceptor(o), authStream, reqlog.CallerStreamInterceptor(o)),
+	)
 	healthpb.RegisterHealthServer(srv, health.NewServer())
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -175,3 +187,10 @@ func TestGRPCInterceptors(t *testing.T) {
 		t.Errorf("first line request_id = %v, want abc-1", lines[0]["request_id"])
 	}
 }
+
+type ctxStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s ctxStream) Context() context.Context { return s.ctx }

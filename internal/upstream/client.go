@@ -146,7 +146,7 @@ func New(cfg Config) (*Client, error) {
 		cfg.MaxBackoff = cfg.InitialBackoff
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = defaultHTTPClient()
+		cfg.HTTPClient = DefaultHTTPClient()
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -337,7 +337,11 @@ func parseBaseURL(raw string) (*url.URL, error) {
 	return base, nil
 }
 
-func defaultHTTPClient() *http.Client {
+// DefaultHTTPClient returns a new instance of the client New uses when
+// Config.HTTPClient is nil: a transport tuned for many calls to one host,
+// no overall timeout (each attempt has its own), and redirects returned
+// rather than followed. Wrap its Transport to instrument it.
+func DefaultHTTPClient() *http.Client {
 	var t *http.Transport
 	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
 		t = dt.Clone()

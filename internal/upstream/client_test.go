@@ -894,3 +894,44 @@ func TestRetryLogHasNoSecrets(t *testing.T) {
 		t.Errorf("log leaks secrets or bodies:\n%s", out)
 	}
 }
+
+// countingTransport counts the requests it passes on.
+type countingTransport struct {
+	next http.RoundTripper
+	n    int
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n++
+	return c.next.RoundTrip(r)
+}
+
+func TestDefaultHTTPClientWrapped(t *testing.T) {
+	t.Parallel()
+	srv, _ := countingServer(t, func(_ int64, w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/moved") {
+			http.Redirect(w, r, "/v1/batches/b", http.StatusFound)
+			return
+		}
+		_, _ = w.Write([]byte(`{"id":"b"}`))
+	})
+	hc := DefaultHTTPClient()
+	if _, ok := hc.Transport.(*http.Transport); !ok {
+		t.Fatalf("default transport is %T", hc.Transport)
+	}
+	ct := &countingTransport{next: hc.Transport}
+	hc.Transport = ct
+	c, err := New(Config{BaseURL: srv.URL, HTTPClient: hc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetBatch(context.Background(), "b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetBatch(context.Background(), "moved"); err == nil {
+		t.Fatal("a redirect was followed")
+	}
+	if ct.n != 2 {
+		t.Fatalf("the wrapped transport saw %d requests, want 2", ct.n)
+	}
+}

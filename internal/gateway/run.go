@@ -25,6 +25,7 @@ import (
 	"github.com/batchgate/batchgate/internal/auth"
 	"github.com/batchgate/batchgate/internal/limit"
 	"github.com/batchgate/batchgate/internal/reqlog"
+	"github.com/batchgate/batchgate/internal/telemetry"
 
 	"github.com/batchgate/batchgate/internal/config"
 	"github.com/batchgate/batchgate/internal/service"
@@ -41,6 +42,7 @@ type Gateway struct {
 	hub    *watch.Hub
 	authn  *auth.Authenticator
 	limits *limit.Limiter
+	tel    *telemetry.Telemetry
 	demo   *demoUpstream
 	log    *slog.Logger
 }
@@ -89,7 +91,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 	if mode == auth.ModePassthrough {
 		upKey = "" // only callers' keys go upstream
 	}
+	if g.tel, err = telemetry.New(ctx, telemetry.Options{ServiceName: "batchgate", Logger: log, CallerName: callerName}); err != nil {
+		return nil, err
+	}
+	hc := upstream.DefaultHTTPClient()
+	hc.Transport = g.tel.UpstreamTransport(hc.Transport)
 	client, err := upstream.New(upstream.Config{
+		HTTPClient:     hc,
 		BaseURL:        upURL,
 		APIKey:         upKey,
 		AttemptTimeout: cfg.UpstreamTimeout,
@@ -101,6 +109,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 	}
 	health := newUpstreamHealth(client)
 	g.hub = watch.New(health, hubOptions(cfg, log))
+	g.tel.RegisterHub(func() telemetry.HubStats { return telemetry.HubStats(g.hub.Stats()) })
+	g.tel.RegisterUpstream(func() telemetry.UpstreamStats { return telemetry.UpstreamStats(client.Stats()) })
 	svc := service.New(g.hub, service.Options{
 		Heartbeat:  cfg.WatchHeartbeat,
 		MaxAge:     cfg.WatchMaxAge,
@@ -129,21 +139,32 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 		Logger:            log,
 		TLS:               tlsCfg,
 		MaxStreamsPerConn: uint32(cfg.MaxStreamsPerConn),
+		GRPCOptions:       g.tel.GRPCTracingOptions(),
+		// Metrics outermost, so that rejected and panicking calls are
+		// counted; the caller hooks right after authentication.
 		UnaryInterceptors: []grpc.UnaryServerInterceptor{
+			g.tel.UnaryServerInterceptor(),
 			recovery.UnaryServerInterceptor(onPanic),
 			reqlog.UnaryInterceptor(logOpts),
 			g.authn.UnaryInterceptor(),
+			g.tel.CallerUnaryServerInterceptor(),
+			reqlog.CallerUnaryInterceptor(logOpts),
 			g.limits.UnaryInterceptor(),
 		},
 		StreamInterceptors: []grpc.StreamServerInterceptor{
+			g.tel.StreamServerInterceptor(),
 			recovery.StreamServerInterceptor(onPanic),
 			reqlog.StreamInterceptor(logOpts),
 			g.authn.StreamInterceptor(),
+			g.tel.CallerStreamServerInterceptor(),
+			reqlog.CallerStreamInterceptor(logOpts),
 			g.limits.StreamInterceptor(),
 		},
+		// REST calls are logged and measured by the HTTP middleware.
 		RESTUnaryInterceptors: []grpc.UnaryServerInterceptor{
 			recovery.UnaryServerInterceptor(onPanic),
 			g.authn.UnaryInterceptor(),
+			g.tel.CallerUnaryServerInterceptor(),
 			g.limits.UnaryInterceptor(),
 		},
 		RESTStreamInterceptors: []grpc.StreamServerInterceptor{
@@ -152,9 +173,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 			g.limits.StreamInterceptor(),
 		},
 		HTTPMiddleware: func(h http.Handler) http.Handler {
-			return reqlog.HTTPMiddleware(logOpts, corsMiddleware(cfg.CORSOrigins, h))
+			return g.tel.HTTPMiddleware(reqlog.HTTPMiddleware(logOpts, corsMiddleware(cfg.CORSOrigins, h)))
 		},
-		Ready: func() bool { return health.healthy(cfg.UpstreamUnhealthyAfter) },
+		MetricsHandler: g.tel.MetricsHandler(),
+		Ready:          func() bool { return health.healthy(cfg.UpstreamUnhealthyAfter) },
 		// Watch streams end (UNAVAILABLE, reconnect) as soon as shutdown
 		// starts, so that graceful stop only waits for unary calls.
 		OnShutdown: g.hub.Close,
@@ -238,7 +260,20 @@ func (g *Gateway) close() {
 	if g.hub != nil {
 		g.hub.Close()
 	}
+	g.shutdownTelemetry()
 	g.closeDemo()
+}
+
+// shutdownTelemetry flushes traces, if any, within a few seconds.
+func (g *Gateway) shutdownTelemetry() {
+	if g.tel == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := g.tel.Shutdown(ctx); err != nil {
+		g.log.Warn("flushing traces failed", slog.Any("error", err))
+	}
 }
 
 // GRPCAddr returns the bound gRPC address.
@@ -261,6 +296,7 @@ func (g *Gateway) DemoBatchIDs() []string {
 // While it serves, SIGHUP reloads the client tokens file.
 func (g *Gateway) Serve(ctx context.Context) error {
 	defer g.closeDemo()
+	defer g.shutdownTelemetry()
 	defer g.hub.Close()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -1,0 +1,125 @@
+package gateway_test
+
+import (
+	"net/http"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
+	"github.com/batchgate/batchgate/internal/simulator"
+)
+
+// scrape fetches /metrics and parses it.
+func scrape(t *testing.T, baseURL string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(baseURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics: %d", resp.StatusCode)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parsing /metrics: %v", err)
+	}
+	return fams
+}
+
+// value returns the sum of the series of family name whose labels include
+// want (sample counts for histograms), or -1 when there is none.
+func value(fams map[string]*dto.MetricFamily, name string, want map[string]string) float64 {
+	f, ok := fams[name]
+	if !ok {
+		return -1
+	}
+	sum, found := 0.0, false
+next:
+	for _, m := range f.GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		for k, v := range want {
+			if labels[k] != v {
+				continue next
+			}
+		}
+		found = true
+		switch {
+		case m.Counter != nil:
+			sum += m.GetCounter().GetValue()
+		case m.Gauge != nil:
+			sum += m.GetGauge().GetValue()
+		case m.Histogram != nil:
+			sum += float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	if !found {
+		return -1
+	}
+	return sum
+}
+
+func TestMetricsAfterTraffic(t *testing.T) {
+	t.Parallel()
+	e := start(t, slowPolls, quietHeartbeat)
+	for range 3 {
+		if _, err := e.client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: "batch_nope"}); err == nil {
+			t.Fatal("want NotFound")
+		}
+	}
+	if _, err := e.client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: simulator.DemoCompleted}); err != nil {
+		t.Fatal(err)
+	}
+	code, _, _ := getJSON(t, e.baseURL+"/v1/batches/"+simulator.DemoFailed, nil)
+	if code != 200 {
+		t.Fatalf("REST GetBatch: %d", code)
+	}
+	e.sim.InjectFaults(simulator.DemoExpired, simulator.Fault{Status: 429, RetryAfter: "0"})
+	if _, err := e.client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: simulator.DemoExpired}); err != nil {
+		t.Fatal(err)
+	}
+	w := e.watch(t, simulator.DemoValidating)
+	w.next(t)
+
+	fams := scrape(t, e.baseURL)
+	tests := []struct {
+		name   string
+		labels map[string]string
+		min    float64
+	}{
+		{"grpc_server_handled_total", map[string]string{"grpc_method": "GetBatch", "grpc_code": "NotFound"}, 3},
+		{"grpc_server_handled_total", map[string]string{"grpc_method": "GetBatch", "grpc_code": "OK"}, 2},
+		{"grpc_server_handling_seconds", map[string]string{"grpc_method": "GetBatch"}, 5},
+		{"batchgate_http_requests_total", map[string]string{"route": "/v1/batches/{batch_id}", "code": "200"}, 1},
+		{"batchgate_upstream_requests_total", map[string]string{"code": "404"}, 3},
+		{"batchgate_upstream_requests_total", map[string]string{"code": "429"}, 1},
+		{"batchgate_upstream_requests_total", map[string]string{"code": "200"}, 4},
+		{"batchgate_upstream_request_duration_seconds", map[string]string{"code": "200"}, 4},
+		{"batchgate_upstream_retries_total", nil, 1},
+		{"batchgate_upstream_rate_limited_total", nil, 1},
+		{"batchgate_watchers", nil, 1},
+		{"batchgate_pollers", nil, 1},
+		{"batchgate_requests_by_caller_total", map[string]string{"caller": "anonymous", "transport": "grpc"}, 5},
+	}
+	for _, tt := range tests {
+		if got := value(fams, tt.name, tt.labels); got < tt.min {
+			t.Errorf("%s%v = %v, want at least %v", tt.name, tt.labels, got, tt.min)
+		}
+	}
+	for name := range fams {
+		for _, m := range fams[name].GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetValue() == simulator.DemoCompleted || l.GetValue() == "batch_nope" {
+					t.Errorf("%s has a batch id in label %s", name, l.GetName())
+				}
+			}
+		}
+	}
+}

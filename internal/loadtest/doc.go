@@ -1,0 +1,33 @@
+// Package loadtest measures WatchBatch fan-out end to end: an upstream
+// simulator with a counting wrapper, a gateway (a separate process, or in
+// process for tests), thousands of gRPC and SSE watchers, and for
+// comparison the same number of naive clients polling the upstream
+// directly. cmd/loadwatch is its command line; the README's Performance
+// section quotes its output.
+//
+// # Definitions
+//
+// The simulator's clock is wall time floored to a grid (Config.Tick), so
+// every upstream change happens at a known instant; after the run the tool
+// replays the simulator's history on that grid to get, per batch, the
+// sequence of states and when each began (the timeline).
+//
+//   - Upstream requests per interval: GET /v1/batches/{id} requests the
+//     simulator served, counted in consecutive whole poll intervals of the
+//     steady window.
+//   - Delivery latency (gRPC): a watcher's receipt time of a CHANGE minus
+//     the event's observed_at_unix_ms, which the gateway sets when the poll
+//     that saw the change returned. One sample per (watcher, observed
+//     change); a watcher that skipped a state (conflation) counts from the
+//     observation of the skipped state to its receipt of the later one.
+//   - Delivery latency from the upstream response: the same, measured from
+//     when the simulator wrote the response of the poll that first returned
+//     the state; needs no field from the gateway, so it also covers SSE.
+//   - Client-visible delay (staleness): from the instant the upstream
+//     changed to a client's first receipt of that state or a later one:
+//     for watchers, the wait for the gateway's next poll plus delivery; for
+//     naive clients, the wait for their own next poll.
+//
+// All times are wall-clock Unix microseconds on one machine, so the load
+// tool and the gateway share the clock.
+package loadtest

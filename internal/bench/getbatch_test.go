@@ -62,6 +62,17 @@ func startStack(b *testing.B, mutate ...func(*config.Config)) *stack {
 	return &stack{grpcAddr: g.GRPCAddr().String(), upstreamURL: up.URL, httpBase: "http://" + g.HTTPAddr().String(), grpc: batchv1.NewBatchServiceClient(conn)}
 }
 
+// dialStack connects a gRPC client to grpcAddr and returns the stack.
+func dialStack(b *testing.B, upstreamURL, grpcAddr, httpAddr string) *stack {
+	b.Helper()
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = conn.Close() })
+	return &stack{grpcAddr: grpcAddr, upstreamURL: upstreamURL, httpBase: "http://" + httpAddr, grpc: batchv1.NewBatchServiceClient(conn)}
+}
+
 // httpGet fetches url with client and discards the body; it fails the
 // benchmark on any non-200 answer.
 func httpGet(b *testing.B, client *http.Client, url, key string) {

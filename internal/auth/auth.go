@@ -25,12 +25,9 @@ package auth
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -327,8 +324,6 @@ func bearer(v string) (string, error) {
 
 // credentialHash returns the hex HMAC-SHA256 of cred under credentialKey.
 func credentialHash(cred string) string {
-	m := hmac.New(sha256.New, credentialKey)
-	_, _ = io.WriteString(m, cred)
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(m.Sum(sum[:0]))
+	d := credentialMACs.sum(cred)
+	return hex.EncodeToString(d[:])
 }

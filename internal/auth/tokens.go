@@ -8,9 +8,11 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"strings"
+	"sync"
 )
 
 // Limits of a tokens file.
@@ -40,13 +42,33 @@ func randomKey() []byte {
 // digest is the fixed-length stand-in for a token that Tokens compares.
 type digest [sha256.Size]byte
 
-func tokenDigest(token string) digest {
-	m := hmac.New(sha256.New, tokenKey)
-	_, _ = io.WriteString(m, token)
+// macPool reuses keyed HMACs: New is the costly part of a digest (it hashes
+// the key), Reset is cheap. Every call's digest is checked on every request.
+type macPool struct {
+	key  []byte
+	pool sync.Pool
+}
+
+func newMACPool(key []byte) *macPool {
+	p := &macPool{key: key}
+	p.pool.New = func() any { return hmac.New(sha256.New, p.key) }
+	return p
+}
+
+// sum returns the HMAC-SHA256 of s under the pool's key.
+func (p *macPool) sum(s string) digest {
+	m := p.pool.Get().(hash.Hash)
+	m.Reset()
+	_, _ = io.WriteString(m, s)
 	var d digest
 	m.Sum(d[:0])
+	p.pool.Put(m)
 	return d
 }
+
+var tokenMACs, credentialMACs = newMACPool(tokenKey), newMACPool(credentialKey)
+
+func tokenDigest(token string) digest { return tokenMACs.sum(token) }
 
 // Tokens is a parsed tokens file: the gateway tokens callers may present in
 // key mode, each with the name it is known by in logs and metrics. It keeps

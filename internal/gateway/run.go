@@ -165,6 +165,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 			recovery.UnaryServerInterceptor(onPanic),
 			g.authn.UnaryInterceptor(),
 			g.tel.CallerUnaryServerInterceptor(),
+			reqlog.CallerUnaryInterceptor(logOpts),
 			g.limits.UnaryInterceptor(),
 		},
 		RESTStreamInterceptors: []grpc.StreamServerInterceptor{

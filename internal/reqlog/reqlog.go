@@ -30,8 +30,10 @@ type Options struct {
 	// CallerUnaryInterceptor / CallerStreamInterceptor, which go after
 	// authentication in the chain. Nil: no caller attribute.
 	CallerName func(ctx context.Context) string
-	// HTTPCallerName names the caller of an HTTP request. Nil: no caller
-	// attribute.
+	// HTTPCallerName names the caller of an HTTP request whose caller no
+	// CallerUnaryInterceptor recorded (REST calls served in process carry
+	// the request's context through the gRPC interceptors; others do not).
+	// Nil: such requests are logged without a caller.
 	HTTPCallerName func(r *http.Request) string
 }
 
@@ -136,6 +138,9 @@ type stream struct {
 func (s *stream) Context() context.Context { return s.ctx }
 
 func logGRPC(ctx context.Context, log *slog.Logger, o Options, method, id, caller string, start time.Time, err error) {
+	if !log.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
 	attrs := []slog.Attr{
 		slog.String("transport", "grpc"),
 		slog.String("method", method),
@@ -159,9 +164,13 @@ func HTTPMiddleware(o Options, next http.Handler) http.Handler {
 		id := requestID(r.Header.Get(Header))
 		r.Header.Set(Header, id)
 		w.Header().Set(Header, id)
-		ctx := context.WithValue(r.Context(), idKey{}, id)
+		e := &entry{}
+		ctx := context.WithValue(context.WithValue(r.Context(), idKey{}, id), entryKey{}, e)
 		rw := &responseWriter{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(rw, r.WithContext(ctx))
+		if !log.Enabled(ctx, slog.LevelInfo) {
+			return
+		}
 		attrs := []slog.Attr{
 			slog.String("transport", "http"),
 			slog.String("method", r.Method),
@@ -170,8 +179,11 @@ func HTTPMiddleware(o Options, next http.Handler) http.Handler {
 			slog.Duration("duration", time.Since(start)),
 			slog.String("request_id", id),
 		}
-		if o.HTTPCallerName != nil {
-			attrs = append(attrs, slog.String("caller", o.HTTPCallerName(r)))
+		if e.caller == "" && o.HTTPCallerName != nil && log.Enabled(ctx, slog.LevelInfo) {
+			e.caller = o.HTTPCallerName(r)
+		}
+		if e.caller != "" || o.HTTPCallerName != nil {
+			attrs = append(attrs, slog.String("caller", e.caller))
 		}
 		log.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
 	})

@@ -194,3 +194,27 @@ type ctxStream struct {
 }
 
 func (s ctxStream) Context() context.Context { return s.ctx }
+
+// TestHTTPCallerFromInterceptor: a REST call served in process passes the
+// request's context through the gRPC interceptors, which name the caller;
+// HTTPCallerName is then not needed.
+func TestHTTPCallerFromInterceptor(t *testing.T) {
+	t.Parallel()
+	type callerKey struct{}
+	var logs logBuffer
+	fallback := 0
+	o := reqlog.Options{
+		Logger:         slog.New(slog.NewJSONHandler(&logs, nil)),
+		CallerName:     func(ctx context.Context) string { s, _ := ctx.Value(callerKey{}).(string); return s },
+		HTTPCallerName: func(*http.Request) string { fallback++; return "fallback" },
+	}
+	h := reqlog.HTTPMiddleware(o, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := context.WithValue(r.Context(), callerKey{}, "svc-c") // what authentication adds
+		_, _ = reqlog.CallerUnaryInterceptor(o)(ctx, nil, &grpc.UnaryServerInfo{}, func(context.Context, any) (any, error) { return nil, nil })
+	}))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v1/batches/b", nil))
+	lines := logs.lines(t)
+	if len(lines) != 1 || lines[0]["caller"] != "svc-c" || fallback != 0 {
+		t.Fatalf("lines %v, fallback calls %d", lines, fallback)
+	}
+}

@@ -592,9 +592,6 @@ func TestMainJSONLogs(t *testing.T) {
 // for the whole shutdown timeout.
 func TestSIGTERMEndsHealthWatches(t *testing.T) {
 	t.Parallel()
-	if os.Getenv("BATCHGATE_KNOWN_BUGS") != "1" {
-		t.Skip("known bug: gRPC health Watch streams are never ended, so graceful shutdown waits for -shutdown-timeout; set BATCHGATE_KNOWN_BUGS=1 to run")
-	}
 	// A shutdown timeout far beyond exitLimit: a held-up shutdown fails
 	// the test rather than finishing late.
 	p := startGateway(t, "-demo", "-shutdown-timeout", "10m")

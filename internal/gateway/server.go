@@ -86,7 +86,8 @@ type Server struct {
 	inproc     *bufconn.Listener
 	inprocGRPC *grpc.Server
 	conn       *grpc.ClientConn
-	serving    atomic.Bool // between the start of Serve and shutdown
+	serving    atomic.Bool   // between the start of Serve and shutdown
+	stopHealth chan struct{} // closed at shutdown: ends health Watch streams
 }
 
 // inprocBuffer is the in-memory connection buffer between the HTTP/JSON
@@ -104,7 +105,7 @@ func NewServer(ctx context.Context, svc batchv1.BatchServiceServer, opts ServerO
 	if opts.MaxStreamsPerConn == 0 {
 		opts.MaxStreamsPerConn = 1000
 	}
-	s := &Server{opts: opts, log: opts.Logger, inproc: bufconn.Listen(inprocBuffer)}
+	s := &Server{opts: opts, log: opts.Logger, inproc: bufconn.Listen(inprocBuffer), stopHealth: make(chan struct{})}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -138,7 +139,7 @@ func NewServer(ctx context.Context, svc batchv1.BatchServiceServer, opts ServerO
 	s.grpc = grpc.NewServer(append(grpcOpts, opts.GRPCOptions...)...)
 	batchv1.RegisterBatchServiceServer(s.grpc, svc)
 	s.health = health.NewServer()
-	healthpb.RegisterHealthServer(s.grpc, s.health)
+	healthpb.RegisterHealthServer(s.grpc, healthServer{Server: s.health, stop: s.stopHealth})
 	reflection.Register(s.grpc)
 
 	// grpc-gateway calls the service as a client: unary RPCs in process,
@@ -263,7 +264,8 @@ func (s *Server) setHealth() {
 
 func (s *Server) shutdown() {
 	s.serving.Store(false)
-	s.health.Shutdown()
+	s.health.Shutdown() // NOT_SERVING to every Check and Watch
+	close(s.stopHealth)
 	s.log.Info("shutting down", slog.Duration("timeout", s.opts.ShutdownTimeout))
 	if s.opts.OnShutdown != nil {
 		s.opts.OnShutdown()

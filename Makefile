@@ -30,7 +30,8 @@ test:
 
 ## bench: the README's benchmark command.
 bench:
-	go test -run='^$$' -bench=. -benchmem -count=6 ./internal/bench/ | tee bench.txt
+	go test -run='^$$' -bench=. -benchmem -count=8 ./internal/bench/ | tee bench.txt
+	go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da bench.txt
 
 ## loadwatch: the README's WatchBatch fan-out measurement (about 90 s; builds and runs the gateway as a separate process).
 loadwatch:

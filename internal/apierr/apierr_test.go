@@ -52,6 +52,8 @@ func TestFromError(t *testing.T) {
 		{"too large", upstream.ErrResponseTooLarge, codes.Internal, 502, "api_error", 0},
 		{"status passes through", status.Error(codes.ResourceExhausted, "too many watchers"), codes.ResourceExhausted, 429, "rate_limit_error", 0},
 		{"unknown error", errors.New("boom with secret sk-123"), codes.Internal, 500, "api_error", 0},
+		{"redirect", &upstream.Error{HTTPStatus: 302}, codes.Internal, 502, "api_error", 0},
+		{"no content", &upstream.Error{HTTPStatus: 204}, codes.Internal, 502, "api_error", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -129,6 +129,12 @@ func FromError(err error) *status.Status {
 }
 
 func fromUpstream(ue *upstream.Error) *status.Status {
+	if ue.HTTPStatus < 400 {
+		// A redirect or another answer that is neither a batch nor an
+		// error: the upstream is misbehaving; callers get a bad gateway.
+		return build(codes.Internal, fmt.Sprintf("the upstream answered HTTP %d, which the gateway does not follow", ue.HTTPStatus),
+			ReasonUpstreamMalformed, map[string]string{MetaHTTPStatus: "502", MetaType: "api_error"}, 0)
+	}
 	code := upstreamCode(ue.HTTPStatus)
 	meta := map[string]string{MetaHTTPStatus: strconv.Itoa(ue.HTTPStatus)}
 	if ue.Type != "" {

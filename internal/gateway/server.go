@@ -125,6 +125,7 @@ func NewServer(ctx context.Context, svc batchv1.BatchServiceServer, opts ServerO
 	grpcOpts := []grpc.ServerOption{
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		grpc.MaxRecvMsgSize(maxRequestBytes),
+		grpc.MaxHeaderListSize(maxRequestBytes),
 		grpc.MaxConcurrentStreams(opts.MaxStreamsPerConn),
 		// Watch streams live for hours: ping idle connections so that
 		// dead peers are noticed, and refuse clients that ping too often.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc/codes"
@@ -318,9 +319,18 @@ func (ww *watchWriter) fail(st *status.Status) {
 	ww.sseData(data)
 }
 
-// flush writes what was appended and flushes it to the client. A writer
-// that cannot flush (http.ErrNotSupported) still gets the bytes.
+// eventWriteTimeout bounds writing one event to the client: a client that
+// stops reading must not hold its watch (and the gateway's resources) open
+// forever.
+const eventWriteTimeout = time.Minute
+
+// flush writes what was appended and flushes it to the client, within
+// eventWriteTimeout. A writer that cannot flush or set deadlines
+// (http.ErrNotSupported) still gets the bytes.
 func (ww *watchWriter) flush(w http.ResponseWriter, rc *http.ResponseController) error {
+	if err := rc.SetWriteDeadline(time.Now().Add(eventWriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
 	_, err := w.Write(ww.buf.Bytes())
 	ww.buf.Reset()
 	if err != nil {

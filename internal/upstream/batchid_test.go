@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -35,8 +37,9 @@ func TestValidateBatchID(t *testing.T) {
 	}
 }
 
-// recordingTransport answers every request with a canned 200 and records
-// the URLs it was asked for; no network is involved.
+// recordingTransport answers every request with a 200 holding a batch
+// whose id is the last path segment, and records the URLs it was asked
+// for; no network is involved.
 type recordingTransport struct {
 	mu   sync.Mutex
 	urls []*url.URL
@@ -50,7 +53,7 @@ func (rt *recordingTransport) RoundTrip(req *http.Request) (*http.Response, erro
 	return &http.Response{
 		StatusCode: http.StatusOK,
 		Header:     http.Header{"Content-Type": {"application/json"}},
-		Body:       io.NopCloser(strings.NewReader(`{"id":"canned"}`)),
+		Body:       io.NopCloser(strings.NewReader(`{"id":` + strconv.Quote(path.Base(req.URL.Path)) + `}`)),
 		Request:    req,
 	}, nil
 }

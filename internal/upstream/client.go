@@ -169,7 +169,7 @@ func New(cfg Config) (*Client, error) {
 //     that holds control characters;
 //   - *Error for a non-2xx answer (after retries, for 408, 409, 429, 5xx);
 //   - ErrMalformedResponse or ErrResponseTooLarge (wrapped) for a bad 2xx
-//     body, not retried;
+//     body (including one for another batch id), not retried;
 //   - ErrUnreachable or ErrTimeout (wrapped) when the last attempt failed
 //     to connect or timed out;
 //   - an error wrapping ctx.Err() when the caller's context ended first.
@@ -185,7 +185,16 @@ func (c *Client) GetBatch(ctx context.Context, batchID string) (*batchv1.Batch, 
 	if err != nil {
 		return nil, err
 	}
-	return DecodeBatch(body)
+	b, err := DecodeBatch(body)
+	if err != nil {
+		return nil, err
+	}
+	if b.GetId() != batchID {
+		// Another batch than the one asked for: never pass it on (or
+		// cache it) as this one.
+		return nil, malformed("the answer is for another batch id")
+	}
+	return b, nil
 }
 
 // apiKeyKey is the context key of WithAPIKey.

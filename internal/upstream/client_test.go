@@ -935,3 +935,21 @@ func TestDefaultHTTPClientWrapped(t *testing.T) {
 		t.Fatalf("the wrapped transport saw %d requests, want 2", ct.n)
 	}
 }
+
+func TestGetBatchRejectsAnotherBatch(t *testing.T) {
+	t.Parallel()
+	srv, n := countingServer(t, func(_ int64, w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte(`{"id":"batch_other","status":"completed"}`))
+	})
+	c := newTestClient(t, srv.URL, nil)
+	b, err := c.GetBatch(context.Background(), "batch_mine")
+	if !errors.Is(err, ErrMalformedResponse) || b != nil {
+		t.Fatalf("got %v, %v; want ErrMalformedResponse", b, err)
+	}
+	if strings.Contains(err.Error(), "batch_other") {
+		t.Errorf("error quotes the body: %v", err)
+	}
+	if n.Load() != 1 {
+		t.Errorf("%d requests, want 1 (not retried)", n.Load())
+	}
+}

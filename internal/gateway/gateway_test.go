@@ -335,13 +335,15 @@ func TestRoutingErrorsUseEnvelope(t *testing.T) {
 	if _, ok := body["error"].(map[string]any); !ok {
 		t.Fatalf("no envelope: %v", body)
 	}
-	resp, err := http.Post(e.baseURL+"/v1/batches/"+simulator.DemoCompleted, "application/json", strings.NewReader("{}"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusMethodNotAllowed && resp.StatusCode != http.StatusNotFound {
-		t.Fatalf("POST on a GET route: status %d", resp.StatusCode)
+	for _, ct := range []string{"application/json", "application/x-www-form-urlencoded"} {
+		resp, err := http.Post(e.baseURL+"/v1/batches/"+simulator.DemoCompleted, ct, strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed {
+			t.Fatalf("POST (%s) on a GET route: status %d, want 405", ct, resp.StatusCode)
+		}
 	}
 }
 

@@ -30,9 +30,12 @@ const maxPathInMessage = 256
 // like the upstream: the Marshaler for every MIME type, and error and
 // routing-error handlers that write the upstream's error envelope through
 // apierr.WriteHTTP (so the HTTP status, the envelope and Retry-After come
-// from the one error funnel). Header matchers are grpc-gateway's defaults.
+// from the one error funnel). grpc-gateway's fallback that serves a
+// form-encoded POST as the GET of the same path is off: a POST to a
+// GET-only path is a 405. Header matchers are grpc-gateway's defaults.
 func ServeMuxOptions() []runtime.ServeMuxOption {
 	return []runtime.ServeMuxOption{
+		runtime.WithDisablePathLengthFallback(),
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &Marshaler{}),
 		runtime.WithErrorHandler(handleError),
 		runtime.WithRoutingErrorHandler(handleRoutingError),

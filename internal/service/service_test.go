@@ -1,0 +1,187 @@
+package service_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
+	"github.com/batchgate/batchgate/internal/service"
+	"github.com/batchgate/batchgate/internal/upstream"
+	"github.com/batchgate/batchgate/internal/watch"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeHub records the keys it is asked for and answers Get from a
+// function; Subscribe goes to a real hub over the same function.
+type fakeHub struct {
+	mu   sync.Mutex
+	keys []watch.Key
+	get  func(watch.Key) (*batchv1.Batch, error)
+	hub  *watch.Hub
+}
+
+func newFakeHub(t *testing.T, get func(watch.Key) (*batchv1.Batch, error)) *fakeHub {
+	f := &fakeHub{get: get}
+	f.hub = watch.New(fetchFunc(func(_ context.Context, id string) (*batchv1.Batch, error) {
+		return get(watch.Key{BatchID: id})
+	}), watch.Options{PollInterval: time.Hour})
+	t.Cleanup(f.hub.Close)
+	return f
+}
+
+type fetchFunc func(context.Context, string) (*batchv1.Batch, error)
+
+func (f fetchFunc) GetBatch(ctx context.Context, id string) (*batchv1.Batch, error) { return f(ctx, id) }
+
+func (f *fakeHub) Get(_ context.Context, k watch.Key) (*batchv1.Batch, error) {
+	f.mu.Lock()
+	f.keys = append(f.keys, k)
+	f.mu.Unlock()
+	return f.get(k)
+}
+
+func (f *fakeHub) Subscribe(ctx context.Context, k watch.Key) (*watch.Subscription, error) {
+	f.mu.Lock()
+	f.keys = append(f.keys, k)
+	f.mu.Unlock()
+	return f.hub.Subscribe(ctx, k)
+}
+
+type credKey struct{}
+
+func TestGetBatch(t *testing.T) {
+	t.Parallel()
+	done := &batchv1.Batch{Id: "batch_ok", Status: batchv1.BatchStatus_BATCH_STATUS_COMPLETED}
+	tests := []struct {
+		name string
+		id   string
+		err  error
+		code codes.Code
+		gets int
+	}{
+		{"found", "batch_ok", nil, codes.OK, 1},
+		{"invalid id never reaches the hub", "bad/id", nil, codes.InvalidArgument, 0},
+		{"empty id", "", nil, codes.InvalidArgument, 0},
+		{"upstream 404", "batch_x", &upstream.Error{HTTPStatus: 404}, codes.NotFound, 1},
+		{"upstream down", "batch_x", upstream.ErrUnreachable, codes.Unavailable, 1},
+		{"hub shut down", "batch_x", watch.ErrShutdown, codes.Unavailable, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := newFakeHub(t, func(watch.Key) (*batchv1.Batch, error) {
+				if tt.err != nil {
+					return nil, tt.err
+				}
+				return done, nil
+			})
+			svc := service.New(h, service.Options{
+				Credential: func(ctx context.Context) string { s, _ := ctx.Value(credKey{}).(string); return s },
+			})
+			ctx := context.WithValue(context.Background(), credKey{}, "cred-hash-1")
+			resp, err := svc.GetBatch(ctx, &batchv1.GetBatchRequest{BatchId: tt.id})
+			if status.Code(err) != tt.code {
+				t.Fatalf("code %v (%v), want %v", status.Code(err), err, tt.code)
+			}
+			if tt.code == codes.OK && resp.GetBatch() != done {
+				t.Fatalf("batch %v", resp.GetBatch())
+			}
+			if len(h.keys) != tt.gets {
+				t.Fatalf("hub asked %d times, want %d", len(h.keys), tt.gets)
+			}
+			if tt.gets > 0 && h.keys[0] != (watch.Key{Credential: "cred-hash-1", BatchID: tt.id}) {
+				t.Fatalf("hub key %+v: the call's credential must key the cache", h.keys[0])
+			}
+		})
+	}
+}
+
+// fakeStream is a WatchBatch server stream that records events.
+type fakeStream struct {
+	grpc.ServerStream
+	ctx    context.Context
+	mu     sync.Mutex
+	events []*batchv1.WatchBatchResponse
+	sent   chan struct{}
+}
+
+func (f *fakeStream) Context() context.Context     { return f.ctx }
+func (f *fakeStream) SetHeader(metadata.MD) error  { return nil }
+func (f *fakeStream) SendHeader(metadata.MD) error { return nil }
+func (f *fakeStream) SetTrailer(metadata.MD)       {}
+func (f *fakeStream) Send(ev *batchv1.WatchBatchResponse) error {
+	f.mu.Lock()
+	f.events = append(f.events, ev)
+	f.mu.Unlock()
+	select {
+	case f.sent <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func TestWatchBatchTerminalSnapshot(t *testing.T) {
+	t.Parallel()
+	h := newFakeHub(t, func(k watch.Key) (*batchv1.Batch, error) {
+		return &batchv1.Batch{Id: k.BatchID, Status: batchv1.BatchStatus_BATCH_STATUS_EXPIRED}, nil
+	})
+	svc := service.New(h, service.Options{})
+	fs := &fakeStream{ctx: context.Background(), sent: make(chan struct{}, 1)}
+	if err := svc.WatchBatch(&batchv1.WatchBatchRequest{BatchId: "batch_e"}, fs); err != nil {
+		t.Fatalf("WatchBatch: %v", err)
+	}
+	if len(fs.events) != 1 || !fs.events[0].GetTerminal() || fs.events[0].GetType() != batchv1.WatchEventType_WATCH_EVENT_TYPE_SNAPSHOT ||
+		fs.events[0].GetSequence() != 1 || fs.events[0].GetObservedAtUnixMs() == 0 {
+		t.Fatalf("events %v, want one terminal snapshot", fs.events)
+	}
+}
+
+func TestWatchBatchHeartbeatsAndMaxAge(t *testing.T) {
+	t.Parallel()
+	h := newFakeHub(t, func(k watch.Key) (*batchv1.Batch, error) {
+		return &batchv1.Batch{Id: k.BatchID, Status: batchv1.BatchStatus_BATCH_STATUS_IN_PROGRESS}, nil
+	})
+	svc := service.New(h, service.Options{Heartbeat: 5 * time.Millisecond, MaxAge: 200 * time.Millisecond})
+	fs := &fakeStream{ctx: context.Background(), sent: make(chan struct{}, 1)}
+	err := svc.WatchBatch(&batchv1.WatchBatchRequest{BatchId: "batch_p"}, fs)
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("err %v, want UNAVAILABLE at max age", err)
+	}
+	if len(fs.events) < 2 {
+		t.Fatalf("%d events, want a snapshot and heartbeats", len(fs.events))
+	}
+	for i, ev := range fs.events[1:] {
+		if ev.GetType() != batchv1.WatchEventType_WATCH_EVENT_TYPE_HEARTBEAT || ev.GetBatch() != nil || ev.GetSequence() != uint64(i+2) {
+			t.Fatalf("event %d: %v, want a heartbeat with sequence %d", i+2, ev, i+2)
+		}
+	}
+}
+
+func TestWatchBatchCancelled(t *testing.T) {
+	t.Parallel()
+	h := newFakeHub(t, func(k watch.Key) (*batchv1.Batch, error) {
+		return &batchv1.Batch{Id: k.BatchID, Status: batchv1.BatchStatus_BATCH_STATUS_VALIDATING}, nil
+	})
+	svc := service.New(h, service.Options{Heartbeat: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	fs := &fakeStream{ctx: ctx, sent: make(chan struct{}, 1)}
+	errc := make(chan error, 1)
+	go func() { errc <- svc.WatchBatch(&batchv1.WatchBatchRequest{BatchId: "batch_v"}, fs) }()
+	<-fs.sent
+	cancel()
+	if err := <-errc; status.Code(err) != codes.Canceled {
+		t.Fatalf("err %v, want CANCELED", err)
+	}
+	if st := h.hub.Stats(); st.Watchers != 0 {
+		t.Fatalf("%d watchers left after the stream ended", st.Watchers)
+	}
+}

@@ -29,11 +29,13 @@ type stack struct {
 	httpBase    string
 	grpcAddr    string
 	grpc        batchv1.BatchServiceClient
+	sim         *simulator.Simulator // nil for stacks started by dialStack
 }
 
 func startStack(b *testing.B, mutate ...func(*config.Config)) *stack {
 	b.Helper()
-	up := httptest.NewServer(simulator.New(simulator.Options{APIKey: benchKey}))
+	sim := simulator.New(simulator.Options{APIKey: benchKey})
+	up := httptest.NewServer(sim)
 	b.Cleanup(up.Close)
 	cfg := config.Defaults()
 	cfg.Auth = "none"
@@ -59,7 +61,7 @@ func startStack(b *testing.B, mutate ...func(*config.Config)) *stack {
 		cancel()
 		<-done
 	})
-	return &stack{grpcAddr: g.GRPCAddr().String(), upstreamURL: up.URL, httpBase: "http://" + g.HTTPAddr().String(), grpc: batchv1.NewBatchServiceClient(conn)}
+	return &stack{grpcAddr: g.GRPCAddr().String(), upstreamURL: up.URL, httpBase: "http://" + g.HTTPAddr().String(), grpc: batchv1.NewBatchServiceClient(conn), sim: sim}
 }
 
 // dialStack connects a gRPC client to grpcAddr and returns the stack.

@@ -1,11 +1,11 @@
 package auth
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
+
+	"github.com/batchgate/batchgate/internal/testutil"
 
 	"go.uber.org/goleak"
 )
@@ -70,20 +70,5 @@ func newAuth(t testing.TB, mode Mode, content string, opts ...func(*Options)) *A
 	return a
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writes, for slog.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer is a concurrency-safe log sink.
+type syncBuffer = testutil.SyncBuffer

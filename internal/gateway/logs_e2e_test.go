@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -10,8 +9,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/batchgate/batchgate/internal/testutil"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -24,24 +24,8 @@ import (
 	"github.com/batchgate/batchgate/internal/simulator"
 )
 
-// syncBuffer is a bytes.Buffer safe for the gateway's concurrent log
-// writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer is a concurrency-safe log sink.
+type syncBuffer = testutil.SyncBuffer
 
 // sentRequest is one request the logs test made, and what its log line
 // must say.

@@ -1,16 +1,16 @@
 package reqlog_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/batchgate/batchgate/internal/testutil"
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
@@ -26,24 +26,13 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// logBuffer is a concurrency-safe JSON log sink.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+// logBuffer is a concurrency-safe log sink.
+type logBuffer = testutil.SyncBuffer
 
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) lines(t *testing.T) []map[string]any {
+func logLines(t *testing.T, b *logBuffer) []map[string]any {
 	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var out []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(b.buf.String()), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {
 		if l == "" {
 			continue
 		}
@@ -97,7 +86,7 @@ func TestHTTPMiddleware(t *testing.T) {
 			if !rec.Flushed {
 				t.Error("Flush did not reach the underlying writer")
 			}
-			lines := logs.lines(t)
+			lines := logLines(t, &logs)
 			if len(lines) != 1 {
 				t.Fatalf("%d log lines, want 1", len(lines))
 			}
@@ -165,7 +154,7 @@ func TestGRPCInterceptors(t *testing.T) {
 
 	var lines []map[string]any
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if lines = logs.lines(t); len(lines) >= 3 {
+		if lines = logLines(t, &logs); len(lines) >= 3 {
 			break
 		}
 	}
@@ -213,7 +202,7 @@ func TestHTTPCallerFromInterceptor(t *testing.T) {
 		_, _ = reqlog.CallerUnaryInterceptor(o)(ctx, nil, &grpc.UnaryServerInfo{}, func(context.Context, any) (any, error) { return nil, nil })
 	}))
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v1/batches/b", nil))
-	lines := logs.lines(t)
+	lines := logLines(t, &logs)
 	if len(lines) != 1 || lines[0]["caller"] != "svc-c" || fallback != 0 {
 		t.Fatalf("lines %v, fallback calls %d", lines, fallback)
 	}

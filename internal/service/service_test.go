@@ -40,7 +40,9 @@ func newFakeHub(t *testing.T, get func(watch.Key) (*batchv1.Batch, error)) *fake
 
 type fetchFunc func(context.Context, string) (*batchv1.Batch, error)
 
-func (f fetchFunc) GetBatch(ctx context.Context, id string) (*batchv1.Batch, error) { return f(ctx, id) }
+func (f fetchFunc) GetBatch(ctx context.Context, id string) (*batchv1.Batch, error) {
+	return f(ctx, id)
+}
 
 func (f *fakeHub) Get(_ context.Context, k watch.Key) (*batchv1.Batch, error) {
 	f.mu.Lock()

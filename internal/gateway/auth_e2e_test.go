@@ -895,23 +895,5 @@ func TestPassthroughWatchIsolation(t *testing.T) {
 // watchAs opens a gRPC watch with an authorization value.
 func (e *env) watchAs(t *testing.T, authz, id string) *watcher {
 	t.Helper()
-	ctx, cancel := context.WithCancel(withAuthz(t.Context(), authz))
-	stream, err := e.client.WatchBatch(ctx, &batchv1.WatchBatchRequest{BatchId: id})
-	if err != nil {
-		cancel()
-		t.Fatalf("WatchBatch: %v", err)
-	}
-	w := &watcher{events: make(chan *batchv1.WatchBatchResponse, 64), done: make(chan error, 1), cancel: cancel}
-	go func() {
-		for {
-			ev, err := stream.Recv()
-			if err != nil {
-				w.done <- err
-				return
-			}
-			w.events <- ev
-		}
-	}()
-	t.Cleanup(cancel)
-	return w
+	return e.watchCtx(t, withAuthz(t.Context(), authz), id)
 }

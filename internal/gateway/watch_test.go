@@ -48,7 +48,13 @@ type watcher struct {
 
 func (e *env) watch(t *testing.T, id string) *watcher {
 	t.Helper()
-	ctx, cancel := context.WithCancel(t.Context())
+	return e.watchCtx(t, t.Context(), id)
+}
+
+// watchCtx opens a gRPC watch under parent (which may carry metadata).
+func (e *env) watchCtx(t *testing.T, parent context.Context, id string) *watcher {
+	t.Helper()
+	ctx, cancel := context.WithCancel(parent)
 	stream, err := e.client.WatchBatch(ctx, &batchv1.WatchBatchRequest{BatchId: id})
 	if err != nil {
 		cancel()

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/apierr"
 	"github.com/batchgate/batchgate/internal/upstream"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 )
 
 // hangGuard bounds every watch request of these tests, so that a response
@@ -48,6 +50,14 @@ func (s *watchServer) WatchBatch(req *batchv1.WatchBatchRequest, stream batchv1.
 // generated handlers and then RegisterWatchHandler, in an httptest.Server.
 // It returns the server, whose Client reads responses over real HTTP.
 func startWatch(t *testing.T, watch func(*batchv1.WatchBatchRequest, batchv1.BatchService_WatchBatchServer) error) *httptest.Server {
+	t.Helper()
+	ts := httptest.NewServer(watchMux(t, watch))
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+// watchMux is the REST mux of startWatch, without the HTTP server.
+func watchMux(t *testing.T, watch func(*batchv1.WatchBatchRequest, batchv1.BatchService_WatchBatchServer) error) *runtime.ServeMux {
 	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	gs := grpc.NewServer()
@@ -78,9 +88,7 @@ func startWatch(t *testing.T, watch func(*batchv1.WatchBatchRequest, batchv1.Bat
 	if err := RegisterWatchHandler(mux, client); err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(mux)
-	t.Cleanup(ts.Close)
-	return ts
+	return mux
 }
 
 // openWatch starts GET path with the given Accept header (none when
@@ -619,5 +627,55 @@ func TestRegisterWatchHandlerNil(t *testing.T) {
 	t.Parallel()
 	if err := RegisterWatchHandler(nil, nil); err == nil {
 		t.Fatal("no error for a nil mux and client")
+	}
+}
+
+// deadlineWriter records the write deadlines set through
+// http.ResponseController.
+type deadlineWriter struct {
+	http.ResponseWriter
+	mu        sync.Mutex
+	deadlines []time.Time
+}
+
+func (d *deadlineWriter) SetWriteDeadline(t time.Time) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.deadlines = append(d.deadlines, t)
+	return nil
+}
+
+func (d *deadlineWriter) Flush() { d.ResponseWriter.(http.Flusher).Flush() }
+
+// TestWatchBoundsEachWrite: every event is written under a write deadline,
+// so a client that stops reading cannot hold its watch open forever.
+func TestWatchBoundsEachWrite(t *testing.T) {
+	t.Parallel()
+	evs, _, _ := watchEvents(t)
+	sc := newScript(nil, evs...)
+	for range evs {
+		sc.ack() // no pacing: this test reads everything at the end
+	}
+	mux := watchMux(t, sc.run)
+	dw := &deadlineWriter{}
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		dw.ResponseWriter = w
+		mux.ServeHTTP(dw, r)
+	}))
+	t.Cleanup(ts.Close)
+	ctx, cancel := guardCtx(t)
+	defer cancel()
+	resp := openWatch(ctx, t, ts, "/v1/batches/batch_1/watch", "", nil)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	dw.mu.Lock()
+	defer dw.mu.Unlock()
+	if len(dw.deadlines) < len(evs) {
+		t.Fatalf("%d write deadlines for %d events", len(dw.deadlines), len(evs))
+	}
+	for _, d := range dw.deadlines {
+		if d.IsZero() || time.Until(d) <= 0 {
+			t.Fatalf("deadline %v is not in the future", d)
+		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
@@ -437,4 +438,18 @@ func repeat(f simulator.Fault, n int) []simulator.Fault {
 		out[i] = f
 	}
 	return out
+}
+
+// TestHugeGRPCMetadataRefused: a call whose header list exceeds 64 KiB is
+// refused, and the gateway keeps serving.
+func TestHugeGRPCMetadataRefused(t *testing.T) {
+	t.Parallel()
+	e := start(t)
+	ctx := metadata.AppendToOutgoingContext(t.Context(), "x-junk", strings.Repeat("a", 100<<10))
+	if _, err := e.client.GetBatch(ctx, &batchv1.GetBatchRequest{BatchId: simulator.DemoCompleted}); err == nil {
+		t.Fatal("a 100 KiB header list was accepted")
+	}
+	if _, err := e.client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: simulator.DemoCompleted}); err != nil {
+		t.Fatalf("the gateway stopped serving: %v", err)
+	}
 }

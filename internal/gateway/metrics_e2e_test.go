@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"io"
 	"net/http"
 	"testing"
 
@@ -87,6 +88,13 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	}
 	w := e.watch(t, simulator.DemoValidating)
 	w.next(t)
+	// A REST watch, which runs in process, is labelled with its caller too.
+	resp, err := http.Get(e.baseURL + "/v1/batches/" + simulator.DemoCancelled + "/watch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
 
 	fams := scrape(t, e.baseURL)
 	tests := []struct {
@@ -107,6 +115,8 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		{"batchgate_watchers", nil, 1},
 		{"batchgate_pollers", nil, 1},
 		{"batchgate_requests_by_caller_total", map[string]string{"caller": "anonymous", "transport": "grpc"}, 5},
+		{"batchgate_requests_by_caller_total", map[string]string{"caller": "anonymous", "transport": "http"}, 2},
+		{"batchgate_http_requests_total", map[string]string{"route": "/v1/batches/{batch_id}/watch", "code": "200"}, 1},
 	}
 	for _, tt := range tests {
 		if got := value(fams, tt.name, tt.labels); got < tt.min {

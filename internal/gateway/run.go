@@ -171,6 +171,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 		RESTStreamInterceptors: []grpc.StreamServerInterceptor{
 			recovery.StreamServerInterceptor(onPanic),
 			g.authn.StreamInterceptor(),
+			g.tel.CallerStreamServerInterceptor(),
+			reqlog.CallerStreamInterceptor(logOpts),
 			g.limits.StreamInterceptor(),
 		},
 		HTTPMiddleware: func(h http.Handler) http.Handler {

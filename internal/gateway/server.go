@@ -19,12 +19,10 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
-	"google.golang.org/grpc/test/bufconn"
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/rest"
@@ -74,25 +72,16 @@ type ServerOptions struct {
 // Server serves one BatchServiceServer over gRPC and HTTP/JSON. Create it
 // with NewServer, which binds the listeners; run it with Serve.
 type Server struct {
-	opts    ServerOptions
-	log     *slog.Logger
-	grpc    *grpc.Server
-	health  *health.Server
-	http    *http.Server
-	grpcLis net.Listener
-	httpLis net.Listener
-	// inproc carries grpc-gateway's streaming calls, in memory, to a
-	// private gRPC server with the REST interceptors.
-	inproc     *bufconn.Listener
-	inprocGRPC *grpc.Server
-	conn       *grpc.ClientConn
+	opts       ServerOptions
+	log        *slog.Logger
+	grpc       *grpc.Server
+	health     *health.Server
+	http       *http.Server
+	grpcLis    net.Listener
+	httpLis    net.Listener
 	serving    atomic.Bool   // between the start of Serve and shutdown
 	stopHealth chan struct{} // closed at shutdown: ends health Watch streams
 }
-
-// inprocBuffer is the in-memory connection buffer between the HTTP/JSON
-// front and the private gRPC server.
-const inprocBuffer = 1 << 20
 
 // maxRequestBytes bounds one request message or body: batch requests are
 // tiny.
@@ -105,7 +94,7 @@ func NewServer(ctx context.Context, svc batchv1.BatchServiceServer, opts ServerO
 	if opts.MaxStreamsPerConn == 0 {
 		opts.MaxStreamsPerConn = 1000
 	}
-	s := &Server{opts: opts, log: opts.Logger, inproc: bufconn.Listen(inprocBuffer), stopHealth: make(chan struct{})}
+	s := &Server{opts: opts, log: opts.Logger, stopHealth: make(chan struct{})}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -143,20 +132,9 @@ func NewServer(ctx context.Context, svc batchv1.BatchServiceServer, opts ServerO
 	healthpb.RegisterHealthServer(s.grpc, healthServer{Server: s.health, stop: s.stopHealth})
 	reflection.Register(s.grpc)
 
-	// grpc-gateway calls the service as a client: unary RPCs in process,
-	// streaming ones over an in-memory connection to a private server,
-	// the only way it supports server streaming.
-	s.inprocGRPC = grpc.NewServer(grpc.ChainStreamInterceptor(opts.RESTStreamInterceptors...))
-	batchv1.RegisterBatchServiceServer(s.inprocGRPC, svc)
-	s.conn, err = grpc.NewClient("passthrough:///inproc",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.inproc.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("in-process gRPC client: %w", err)
-	}
+	// grpc-gateway calls the service as a client, in process (restClient).
 	gw := rest.NewServeMux()
-	rc := &restClient{BatchServiceClient: batchv1.NewBatchServiceClient(s.conn), srv: svc, interceptor: chainUnary(opts.RESTUnaryInterceptors)}
+	rc := &restClient{srv: svc, interceptor: chainUnary(opts.RESTUnaryInterceptors), streamInterceptor: chainStream(opts.RESTStreamInterceptors)}
 	if err := batchv1.RegisterBatchServiceHandlerClient(ctx, gw, rc); err != nil {
 		return nil, fmt.Errorf("register REST handlers: %w", err)
 	}
@@ -220,7 +198,6 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) Serve(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return ignoreClosed(s.grpc.Serve(s.grpcLis)) })
-	g.Go(func() error { return ignoreClosed(s.inprocGRPC.Serve(s.inproc)) })
 	g.Go(func() error {
 		if s.opts.TLS != nil {
 			return ignoreClosed(s.http.ServeTLS(s.httpLis, "", ""))
@@ -282,27 +259,24 @@ func (s *Server) shutdown() {
 		}
 		return nil
 	})
-	for _, srv := range []*grpc.Server{s.grpc, s.inprocGRPC} {
-		g.Go(func() error {
-			done := make(chan struct{})
-			go func() { srv.GracefulStop(); close(done) }()
-			select {
-			case <-done:
-			case <-ctx.Done():
-				s.log.Warn("gRPC graceful stop timed out; stopping")
-				srv.Stop()
-				<-done
-			}
-			return nil
-		})
-	}
+	g.Go(func() error {
+		done := make(chan struct{})
+		go func() { s.grpc.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			s.log.Warn("gRPC graceful stop timed out; stopping")
+			s.grpc.Stop()
+			<-done
+		}
+		return nil
+	})
 	_ = g.Wait()
-	_ = s.conn.Close()
 	s.log.Info("stopped")
 }
 
 func (s *Server) closeListeners() {
-	for _, l := range []net.Listener{s.grpcLis, s.httpLis, s.inproc} {
+	for _, l := range []net.Listener{s.grpcLis, s.httpLis} {
 		if l != nil {
 			_ = l.Close()
 		}

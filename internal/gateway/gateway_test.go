@@ -453,3 +453,30 @@ func TestHugeGRPCMetadataRefused(t *testing.T) {
 		t.Fatalf("the gateway stopped serving: %v", err)
 	}
 }
+
+func TestHeadIsGetWithoutBody(t *testing.T) {
+	t.Parallel()
+	e := start(t)
+	tests := []struct {
+		path   string
+		status int
+	}{
+		{"/v1/batches/" + simulator.DemoCompleted, http.StatusOK},
+		{"/v1/batches/batch_nope", http.StatusNotFound},
+		{"/v1/batches/" + simulator.DemoCompleted + "/watch", http.StatusMethodNotAllowed},
+	}
+	for _, tt := range tests {
+		resp, err := http.Head(e.baseURL + tt.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.status || len(body) != 0 {
+			t.Errorf("HEAD %s: %d with %d body bytes, want %d and none", tt.path, resp.StatusCode, len(body), tt.status)
+		}
+		if tt.status == http.StatusOK && resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("HEAD %s: Content-Type %q", tt.path, resp.Header.Get("Content-Type"))
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -152,7 +153,7 @@ func NewServer(ctx context.Context, svc batchv1.BatchServiceServer, opts ServerO
 	if opts.MetricsHandler != nil {
 		mux.Handle("GET /metrics", opts.MetricsHandler)
 	}
-	mux.Handle("/", http.MaxBytesHandler(gw, maxRequestBytes))
+	mux.Handle("/", http.MaxBytesHandler(headAsGet(gw), maxRequestBytes))
 	var handler http.Handler = mux
 	if opts.HTTPMiddleware != nil {
 		handler = opts.HTTPMiddleware(handler)
@@ -288,4 +289,18 @@ func ignoreClosed(err error) error {
 		return nil
 	}
 	return err
+}
+
+// headAsGet serves HEAD as the GET of the same path, without the body (the
+// HTTP server drops it for a HEAD request), as HTTP wants of GET routes.
+// Watch streams are left out: their headers come only with the first
+// event, and a HEAD request must not start a stream.
+func headAsGet(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead && !strings.HasSuffix(r.URL.Path, "/watch") {
+			r = r.Clone(r.Context())
+			r.Method = http.MethodGet
+		}
+		h.ServeHTTP(w, r)
+	})
 }

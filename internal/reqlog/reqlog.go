@@ -88,10 +88,9 @@ func requestID(v string) string {
 }
 
 func incomingID(ctx context.Context) string {
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(Header); len(v) > 0 {
-			return v[0]
-		}
+	// ValueFromIncomingContext reads one key without copying the metadata.
+	if v := metadata.ValueFromIncomingContext(ctx, Header); len(v) > 0 {
+		return v[0]
 	}
 	return ""
 }

@@ -93,4 +93,3 @@ func FuzzHTTP(f *testing.F) {
 		}
 	})
 }
-

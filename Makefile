@@ -14,8 +14,9 @@ generate:
 checkgenerate: generate
 	@test -z "$$(git status --porcelain -- gen)" || { echo "gen/ is stale: run 'make generate' and commit"; git status --porcelain -- gen; git diff --stat -- gen; exit 1; }
 
-## lint: go vet, buf lint and buf format.
+## lint: gofmt, go vet, buf lint and buf format.
 lint:
+	@out="$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'))"; test -z "$$out" || { echo "gofmt would change:"; echo "$$out"; exit 1; }
 	go vet ./...
 	$(BUF) lint
 	$(BUF) format -d --exit-code

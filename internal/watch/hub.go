@@ -435,10 +435,38 @@ func (h *Hub) Poke(k Key) {
 	p := h.pollers[k]
 	h.mu.Unlock()
 	if p != nil {
-		select {
-		case p.poke <- struct{}{}:
-		default: // a poke is already pending
+		p.pokeNow()
+	}
+}
+
+// PokeBatch is Poke for every Key of a batch, whatever its credential: what
+// an upstream webhook ("batch X changed", no credential) calls. It returns
+// how many pollers it poked.
+func (h *Hub) PokeBatch(batchID string) int {
+	var ps []*poller
+	h.mu.Lock()
+	for k, p := range h.pollers {
+		if k.BatchID == batchID {
+			ps = append(ps, p)
 		}
+	}
+	for k := range h.cache {
+		if k.BatchID == batchID {
+			delete(h.cache, k)
+		}
+	}
+	h.mu.Unlock()
+	for _, p := range ps {
+		p.pokeNow()
+	}
+	return len(ps)
+}
+
+// pokeNow asks the poller to poll at once; a pending poke absorbs it.
+func (p *poller) pokeNow() {
+	select {
+	case p.poke <- struct{}{}:
+	default: // a poke is already pending
 	}
 }
 

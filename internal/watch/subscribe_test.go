@@ -588,6 +588,42 @@ func TestPoke(t *testing.T) {
 	}
 }
 
+// TestPokeBatch: a webhook knows only the batch id; every credential's
+// poller of that batch polls at once, and no other batch's.
+func TestPokeBatch(t *testing.T) {
+	t.Parallel()
+	ka, kb := Key{Credential: "a", BatchID: "batch_hook"}, Key{Credential: "b", BatchID: "batch_hook"}
+	other := Key{Credential: "a", BatchID: "batch_other"}
+	f := newFake().
+		script(ka, ok(running("batch_hook", 1)), ok(done("batch_hook"))).
+		script(kb, ok(running("batch_hook", 1)), ok(done("batch_hook"))).
+		script(other, ok(running("batch_other", 1)), ok(done("batch_other")))
+	h := newHub(t, f, slow)
+	if n := h.PokeBatch("batch_hook"); n != 0 {
+		t.Fatalf("PokeBatch with no pollers poked %d", n)
+	}
+	sa, sb, so := subscribe(t, h, ka), subscribe(t, h, kb), subscribe(t, h, other)
+	if n := h.PokeBatch("batch_hook"); n != 2 {
+		t.Fatalf("PokeBatch poked %d pollers, want 2", n)
+	}
+	for _, s := range []*Subscription{sa, sb} {
+		if err := waitDone(t, s); err != nil {
+			t.Fatalf("Err = %v", err)
+		}
+		if b, _ := s.Latest(); !IsTerminal(b) {
+			t.Fatalf("Latest = %v, want the terminal batch", b)
+		}
+	}
+	if c := f.Calls(other); c != 1 {
+		t.Fatalf("the other batch was fetched %d times, want 1", c)
+	}
+	select {
+	case <-so.Done():
+		t.Fatal("the other batch's subscription ended")
+	default:
+	}
+}
+
 func TestCloseEndsEverything(t *testing.T) {
 	t.Parallel()
 	f := newFake()

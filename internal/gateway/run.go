@@ -41,7 +41,6 @@ type Gateway struct {
 	server *Server
 	hub    *watch.Hub
 	authn  *auth.Authenticator
-	limits *limit.Limiter
 	tel    *telemetry.Telemetry
 	demo   *demoUpstream
 	log    *slog.Logger
@@ -117,7 +116,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 		Logger:     log.With(slog.String("component", "service")),
 		Credential: func(ctx context.Context) string { c, _ := auth.FromContext(ctx); return c.CredentialHash },
 	})
-	g.limits = limit.New(limit.Options{
+	limits := limit.New(limit.Options{
 		MaxWatchers:          cfg.MaxWatchers,
 		MaxWatchersPerCaller: cfg.MaxWatchersPerCaller,
 		CallerRPS:            cfg.CallerRPS,
@@ -149,7 +148,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 			g.authn.UnaryInterceptor(),
 			g.tel.CallerUnaryServerInterceptor(),
 			reqlog.CallerUnaryInterceptor(logOpts),
-			g.limits.UnaryInterceptor(),
+			limits.UnaryInterceptor(),
 		},
 		StreamInterceptors: []grpc.StreamServerInterceptor{
 			g.tel.StreamServerInterceptor(),
@@ -158,7 +157,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 			g.authn.StreamInterceptor(),
 			g.tel.CallerStreamServerInterceptor(),
 			reqlog.CallerStreamInterceptor(logOpts),
-			g.limits.StreamInterceptor(),
+			limits.StreamInterceptor(),
 		},
 		// REST calls are logged and measured by the HTTP middleware.
 		RESTUnaryInterceptors: []grpc.UnaryServerInterceptor{
@@ -166,14 +165,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 			g.authn.UnaryInterceptor(),
 			g.tel.CallerUnaryServerInterceptor(),
 			reqlog.CallerUnaryInterceptor(logOpts),
-			g.limits.UnaryInterceptor(),
+			limits.UnaryInterceptor(),
 		},
 		RESTStreamInterceptors: []grpc.StreamServerInterceptor{
 			recovery.StreamServerInterceptor(onPanic),
 			g.authn.StreamInterceptor(),
 			g.tel.CallerStreamServerInterceptor(),
 			reqlog.CallerStreamInterceptor(logOpts),
-			g.limits.StreamInterceptor(),
+			limits.StreamInterceptor(),
 		},
 		HTTPMiddleware: func(h http.Handler) http.Handler {
 			return g.tel.HTTPMiddleware(reqlog.HTTPMiddleware(logOpts, corsMiddleware(cfg.CORSOrigins, h)))

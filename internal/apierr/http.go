@@ -2,6 +2,7 @@ package apierr
 
 import (
 	"encoding/json"
+	"github.com/batchgate/batchgate/internal/wire"
 	"net/http"
 	"strconv"
 	"time"
@@ -11,21 +12,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
-
-// Envelope is the upstream's error body, `{"error":{...}}`, which REST
-// callers (the OpenAI SDKs among them) know how to read.
-type Envelope struct {
-	Error EnvelopeError `json:"error"`
-}
-
-// EnvelopeError is the inside of an Envelope. Param and Code are null when
-// unknown, as the upstream sends them.
-type EnvelopeError struct {
-	Message string  `json:"message"`
-	Type    string  `json:"type"`
-	Param   *string `json:"param"`
-	Code    *string `json:"code"`
-}
 
 // codeTypes gives the envelope type for a status that carries none.
 var codeTypes = map[codes.Code]string{
@@ -54,8 +40,8 @@ func HTTPStatus(st *status.Status) int {
 }
 
 // ToEnvelope returns the upstream-style error body for st.
-func ToEnvelope(st *status.Status) Envelope {
-	e := EnvelopeError{Message: st.Message(), Type: "api_error"}
+func ToEnvelope(st *status.Status) wire.ErrorEnvelope {
+	e := wire.ErrorObject{Message: st.Message(), Type: "api_error"}
 	if t, ok := codeTypes[st.Code()]; ok {
 		e.Type = t
 	}
@@ -75,7 +61,7 @@ func ToEnvelope(st *status.Status) Envelope {
 		c := st.Code().String()
 		e.Code = &c
 	}
-	return Envelope{Error: e}
+	return wire.ErrorEnvelope{Error: e}
 }
 
 // RetryAfter returns the RetryInfo delay of st, or zero.

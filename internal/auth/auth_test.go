@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/batchgate/batchgate/internal/apierr"
+	"github.com/batchgate/batchgate/internal/wire"
 )
 
 func TestParseMode(t *testing.T) {
@@ -262,7 +263,7 @@ func TestRejectionIs401Envelope(t *testing.T) {
 		if rec.Code != http.StatusUnauthorized {
 			t.Errorf("%q: status %d, want 401", tt.value, rec.Code)
 		}
-		var env apierr.Envelope
+		var env wire.ErrorEnvelope
 		if err := json.Unmarshal(rec.Body.Bytes(), &env); err != nil {
 			t.Fatalf("body %q: %v", rec.Body, err)
 		}

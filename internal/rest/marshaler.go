@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
+	"github.com/batchgate/batchgate/internal/wire"
 )
 
 // Marshaler is the runtime.Marshaler of the gateway's HTTP port. A
@@ -25,7 +26,7 @@ var fallback = &runtime.JSONPb{MarshalOptions: protojson.MarshalOptions{UseProto
 // error), anything else with protojson.
 func (*Marshaler) Marshal(v any) ([]byte, error) {
 	if b, ok := v.(*batchv1.Batch); ok {
-		return MarshalBatch(b)
+		return wire.MarshalBatch(b)
 	}
 	// WatchBatch events do not come here: RegisterWatchHandler replaces
 	// the generated handler (runtime.ForwardResponseStream) and frames
@@ -51,7 +52,7 @@ func (m *Marshaler) NewEncoder(w io.Writer) runtime.Encoder {
 		if !ok {
 			return fallback.NewEncoder(w).Encode(v)
 		}
-		buf, err := MarshalBatch(b)
+		buf, err := wire.MarshalBatch(b)
 		if err != nil {
 			return err
 		}

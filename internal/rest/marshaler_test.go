@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
+	"github.com/batchgate/batchgate/internal/wire"
 )
 
 func TestMarshalerMarshal(t *testing.T) {
@@ -24,7 +25,7 @@ func TestMarshalerMarshal(t *testing.T) {
 		InputFileId:    "file_in",
 		CreatedAt:      proto.Int64(1710000000),
 	}
-	batchJSON, err := MarshalBatch(batch)
+	batchJSON, err := wire.MarshalBatch(batch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +38,7 @@ func TestMarshalerMarshal(t *testing.T) {
 		wantErr error
 	}{
 		{name: "batch takes the upstream shape", v: batch, want: string(batchJSON)},
-		{name: "nil batch is an error", v: (*batchv1.Batch)(nil), wantErr: ErrNilBatch},
+		{name: "nil batch is an error", v: (*batchv1.Batch)(nil), wantErr: wire.ErrNilBatch},
 		{
 			name:    "other messages take protojson with proto names",
 			v:       &batchv1.GetBatchResponse{Batch: batch},
@@ -117,7 +118,7 @@ func TestMarshalerDecoding(t *testing.T) {
 func TestMarshalerNewEncoder(t *testing.T) {
 	t.Parallel()
 	batch := &batchv1.Batch{Id: "batch_1", UpstreamStatus: "completed", CreatedAt: proto.Int64(1)}
-	batchJSON, err := MarshalBatch(batch)
+	batchJSON, err := wire.MarshalBatch(batch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,8 +142,8 @@ func TestMarshalerNewEncoder(t *testing.T) {
 			}
 		})
 	}
-	if err := (&Marshaler{}).NewEncoder(&bytes.Buffer{}).Encode((*batchv1.Batch)(nil)); !errors.Is(err, ErrNilBatch) {
-		t.Errorf("encoding a nil batch: error = %v, want ErrNilBatch", err)
+	if err := (&Marshaler{}).NewEncoder(&bytes.Buffer{}).Encode((*batchv1.Batch)(nil)); !errors.Is(err, wire.ErrNilBatch) {
+		t.Errorf("encoding a nil batch: error = %v, want wire.ErrNilBatch", err)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/apierr"
 	"github.com/batchgate/batchgate/internal/upstream"
+	"github.com/batchgate/batchgate/internal/wire"
 )
 
 // fakeService answers GetBatch with its fields.
@@ -46,7 +47,7 @@ func serve(t *testing.T, svc batchv1.BatchServiceServer, method, target string) 
 
 // envelope decodes an upstream-style error body, checking its exact key
 // set.
-func envelope(t *testing.T, rec *httptest.ResponseRecorder) apierr.EnvelopeError {
+func envelope(t *testing.T, rec *httptest.ResponseRecorder) wire.ErrorObject {
 	t.Helper()
 	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type = %q, want application/json", ct)
@@ -58,7 +59,7 @@ func envelope(t *testing.T, rec *httptest.ResponseRecorder) apierr.EnvelopeError
 	if len(raw) != 1 || len(raw["error"]) != 4 {
 		t.Errorf("body %s: want exactly {\"error\":{message,type,param,code}}", rec.Body)
 	}
-	var env apierr.Envelope
+	var env wire.ErrorEnvelope
 	if err := json.Unmarshal(rec.Body.Bytes(), &env); err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +86,7 @@ func TestGetBatchOK(t *testing.T) {
 	if got := compact(t, rec.Body.Bytes()); got != compact(t, readGolden(t, "provider_sample", "gateway")) {
 		t.Errorf("body %s is not the golden gateway output", got)
 	}
-	got, err := upstream.DecodeBatch(rec.Body.Bytes())
+	got, err := wire.DecodeBatch(rec.Body.Bytes())
 	if err != nil {
 		t.Fatalf("the upstream decoder cannot read the body: %v", err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/apierr"
+	"github.com/batchgate/batchgate/internal/wire"
 )
 
 // WatchPath is the HTTP rule of WatchBatch (proto/gateway.yaml).
@@ -52,7 +53,7 @@ type WatchEventJSON struct {
 	ObservedAtMS int64 `json:"observed_at_ms"`
 	// Batch is the batch in the upstream's shape, exactly as
 	// GET /v1/batches/{batch_id} returns it; omitted on heartbeats.
-	Batch *BatchJSON `json:"batch,omitempty"`
+	Batch *wire.Batch `json:"batch,omitempty"`
 }
 
 // WatchErrorJSON is the last line of an NDJSON watch that failed after its
@@ -61,7 +62,7 @@ type WatchErrorJSON struct {
 	// Type is "error".
 	Type string `json:"type"`
 	// Error is the inside of the upstream's error envelope.
-	Error apierr.EnvelopeError `json:"error"`
+	Error wire.ErrorObject `json:"error"`
 	// HTTPStatus is the status the failure would have had before the first
 	// event, for example 503 when the gateway shuts down.
 	HTTPStatus int `json:"http_status"`
@@ -246,9 +247,9 @@ func (ww *watchWriter) event(ev *batchv1.WatchBatchResponse) error {
 		Terminal:     ev.GetTerminal(),
 		ObservedAtMS: ev.GetObservedAtUnixMs(),
 	}
-	var bj BatchJSON
+	var bj wire.Batch
 	if b := ev.GetBatch(); b != nil {
-		bj = BatchToJSON(b)
+		bj = wire.FromProto(b)
 		e.Batch = &bj
 	}
 	if !ww.sse {

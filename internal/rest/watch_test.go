@@ -26,6 +26,7 @@ import (
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/apierr"
 	"github.com/batchgate/batchgate/internal/upstream"
+	"github.com/batchgate/batchgate/internal/wire"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 )
 
@@ -402,11 +403,11 @@ func TestWatchSSE(t *testing.T) {
 
 // envelopeOf decodes an upstream error envelope, checking its exact key
 // set.
-func envelopeOf(t *testing.T, data []byte) apierr.EnvelopeError {
+func envelopeOf(t *testing.T, data []byte) wire.ErrorObject {
 	t.Helper()
 	inner := object(t, data, "error")["error"]
 	object(t, inner, "message", "type", "param", "code")
-	var env apierr.Envelope
+	var env wire.ErrorEnvelope
 	if err := json.Unmarshal(data, &env); err != nil {
 		t.Fatal(err)
 	}

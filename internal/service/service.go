@@ -17,6 +17,7 @@ import (
 	"github.com/batchgate/batchgate/internal/apierr"
 	"github.com/batchgate/batchgate/internal/upstream"
 	"github.com/batchgate/batchgate/internal/watch"
+	"github.com/batchgate/batchgate/internal/wire"
 )
 
 // Hub is what the service needs from the shared pollers. *watch.Hub
@@ -159,7 +160,7 @@ func (s *Service) WatchBatch(req *batchv1.WatchBatchRequest, stream batchv1.Batc
 	if err := w.send(batchv1.WatchEventType_WATCH_EVENT_TYPE_SNAPSHOT, last, at); err != nil {
 		return err
 	}
-	if watch.IsTerminal(last) {
+	if wire.IsTerminal(last) {
 		return nil
 	}
 
@@ -190,7 +191,7 @@ func (s *Service) WatchBatch(req *batchv1.WatchBatchRequest, stream batchv1.Batc
 				return err
 			}
 			heartbeat.Reset(s.heartbeat)
-			if watch.IsTerminal(last) {
+			if wire.IsTerminal(last) {
 				return nil
 			}
 		}
@@ -219,7 +220,7 @@ func (w *watchStream) send(typ batchv1.WatchEventType, b *batchv1.Batch, at time
 	return w.stream.Send(&batchv1.WatchBatchResponse{
 		Type:             typ,
 		Batch:            b,
-		Terminal:         b != nil && watch.IsTerminal(b),
+		Terminal:         b != nil && wire.IsTerminal(b),
 		Sequence:         w.seq,
 		ObservedAtUnixMs: at.UnixMilli(),
 	})

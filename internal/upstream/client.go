@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/batchgate/batchgate/internal/wire"
 	"io"
 	"log/slog"
 	"net"
@@ -185,14 +186,14 @@ func (c *Client) GetBatch(ctx context.Context, batchID string) (*batchv1.Batch, 
 	if err != nil {
 		return nil, err
 	}
-	b, err := DecodeBatch(body)
+	b, err := wire.DecodeBatch(body)
 	if err != nil {
 		return nil, err
 	}
 	if b.GetId() != batchID {
 		// Another batch than the one asked for: never pass it on (or
 		// cache it) as this one.
-		return nil, malformed("the answer is for another batch id")
+		return nil, fmt.Errorf("%w: the answer is for another batch id", ErrMalformedResponse)
 	}
 	return b, nil
 }

@@ -1,11 +1,10 @@
 package upstream
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/batchgate/batchgate/internal/wire"
 	"net/http"
 	"strings"
 	"time"
@@ -56,8 +55,9 @@ var (
 	// upstream was not called.
 	ErrInvalidBatchID = errors.New("invalid batch id")
 	// ErrMalformedResponse reports a 2xx answer whose body is not a valid
-	// batch object (bad JSON, wrong types, truncated).
-	ErrMalformedResponse = errors.New("upstream: malformed response")
+	// batch object (bad JSON, wrong types, truncated). It is
+	// wire.ErrMalformed, which the decoder wraps.
+	ErrMalformedResponse = wire.ErrMalformed
 	// ErrResponseTooLarge reports an answer whose body exceeded the
 	// configured cap.
 	ErrResponseTooLarge = errors.New("upstream: response body too large")
@@ -90,39 +90,14 @@ func newStatusError(status int, h http.Header, body []byte, now time.Time, maxRe
 	if len(body) == 0 {
 		return e
 	}
-	var env struct {
-		Error json.RawMessage `json:"error"`
-	}
-	if json.Unmarshal(body, &env) != nil {
+	msg, typ, param, code, ok := wire.DecodeError(body)
+	if !ok {
 		return e
 	}
-	raw := bytes.TrimSpace(env.Error)
-	if len(raw) == 0 {
-		return e
-	}
-	switch raw[0] {
-	case '"':
-		// Some servers send {"error": "text"}.
-		if s, ok := scalarString(raw); ok {
-			e.Message = redact(s, secrets...)
-		}
-	case '{':
-		var f struct {
-			Message json.RawMessage `json:"message"`
-			Type    json.RawMessage `json:"type"`
-			Param   json.RawMessage `json:"param"`
-			Code    json.RawMessage `json:"code"`
-		}
-		if json.Unmarshal(raw, &f) != nil {
-			return e
-		}
-		e.Type = envelopeField(f.Type, secrets...)
-		e.Code = envelopeField(f.Code, secrets...)
-		e.Param = envelopeField(f.Param, secrets...)
-		if s, ok := scalarString(f.Message); ok {
-			e.Message = redact(s, secrets...)
-		}
-	}
+	e.Message = redact(msg, secrets...)
+	e.Type = envelopeField(typ, secrets...)
+	e.Code = envelopeField(code, secrets...)
+	e.Param = envelopeField(param, secrets...)
 	return e
 }
 
@@ -130,9 +105,8 @@ func newStatusError(status int, h http.Header, body []byte, now time.Time, maxRe
 // numbers keep their decimal text, null and objects give "", control
 // characters are dropped, and the result is at most maxEnvelopeFieldLen
 // bytes.
-func envelopeField(raw json.RawMessage, secrets ...string) string {
-	s, ok := scalarString(raw)
-	if !ok || s == "" {
+func envelopeField(s string, secrets ...string) string {
+	if s == "" {
 		return ""
 	}
 	s = redact(s, secrets...)

@@ -5,23 +5,8 @@ import (
 	"net/http"
 	"time"
 
-	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/upstream"
 )
-
-// IsTerminal reports whether b has a terminal status: completed, failed,
-// expired or cancelled. A batch with an unknown status
-// (BATCH_STATUS_UNSPECIFIED) is never terminal, nor is a nil batch.
-func IsTerminal(b *batchv1.Batch) bool {
-	switch b.GetStatus() {
-	case batchv1.BatchStatus_BATCH_STATUS_COMPLETED,
-		batchv1.BatchStatus_BATCH_STATUS_FAILED,
-		batchv1.BatchStatus_BATCH_STATUS_EXPIRED,
-		batchv1.BatchStatus_BATCH_STATUS_CANCELLED:
-		return true
-	}
-	return false
-}
 
 // isPermanent reports whether a poller should give up on err at once
 // instead of retrying it: a 4xx answer other than 408, 409 and 429 (the

@@ -64,7 +64,7 @@
 // # Errors
 //
 // A subscription ends with a nil [Subscription.Err] once its latest batch
-// is terminal ([IsTerminal]); otherwise with the error that ended it:
+// is terminal ([github.com/batchgate/batchgate/internal/wire.IsTerminal]); otherwise with the error that ended it:
 //
 //   - a permanent upstream error (a 4xx other than 408, 409 and 429, or
 //     upstream.ErrInvalidBatchID), as returned by the Fetcher, at once;

@@ -8,6 +8,7 @@ import (
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/watch"
+	"github.com/batchgate/batchgate/internal/wire"
 )
 
 // scriptedUpstream stands in for the upstream client: each call returns the
@@ -58,16 +59,16 @@ func Example() {
 	defer sub.Close()
 
 	send := func(kind string, b *batchv1.Batch) {
-		if kind == "CHANGE" && !watch.IsTerminal(b) {
+		if kind == "CHANGE" && !wire.IsTerminal(b) {
 			return // sent on a real stream; how many depends on timing
 		}
 		fmt.Printf("%s %s %d/%d terminal=%t\n", kind, b.GetStatus(),
-			b.GetRequestCounts().GetCompleted(), b.GetRequestCounts().GetTotal(), watch.IsTerminal(b))
+			b.GetRequestCounts().GetCompleted(), b.GetRequestCounts().GetTotal(), wire.IsTerminal(b))
 	}
 
 	last := sub.Current()
 	send("SNAPSHOT", last)
-	for !watch.IsTerminal(last) {
+	for !wire.IsTerminal(last) {
 		select {
 		case <-sub.Updates():
 			last, _ = sub.Latest()

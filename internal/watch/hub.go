@@ -16,6 +16,7 @@ import (
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/upstream"
+	"github.com/batchgate/batchgate/internal/wire"
 )
 
 // Fetcher fetches one batch from the upstream. The upstream client
@@ -375,7 +376,7 @@ func (h *Hub) Subscribe(ctx context.Context, k Key) (*Subscription, error) {
 	hit := false
 	if p == nil {
 		seed, age := h.freshLocked(k, time.Now())
-		if IsTerminal(seed) {
+		if wire.IsTerminal(seed) {
 			h.mu.Unlock()
 			h.cacheHits.Add(1)
 			return h.endedSubscription(k, seed), nil

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
+	"github.com/batchgate/batchgate/internal/wire"
 )
 
 // state is what a poller publishes. It is immutable once stored; a change
@@ -116,7 +117,7 @@ func (p *poller) run(first time.Duration) {
 			failingSince = time.Time{}
 			bo.Reset()
 			h.remember(p.key, b, start)
-			if IsTerminal(b) {
+			if wire.IsTerminal(b) {
 				reason = "terminal"
 				h.finishTerminal(p, b)
 				return

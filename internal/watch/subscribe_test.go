@@ -14,6 +14,7 @@ import (
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/upstream"
+	"github.com/batchgate/batchgate/internal/wire"
 )
 
 func TestSubscribeSnapshot(t *testing.T) {
@@ -158,8 +159,8 @@ func TestVersionsCountChangesOnly(t *testing.T) {
 	if err := fast.Err(); err != nil {
 		t.Fatalf("Err = %v", err)
 	}
-	if b, v := fast.Latest(); v != 3 || !IsTerminal(b) {
-		t.Errorf("final Latest version %d, terminal %v; want 3, true", v, IsTerminal(b))
+	if b, v := fast.Latest(); v != 3 || !wire.IsTerminal(b) {
+		t.Errorf("final Latest version %d, terminal %v; want 3, true", v, wire.IsTerminal(b))
 	}
 	// The fast watcher saw versions in order, never one twice.
 	for i := 1; i < len(versions); i++ {
@@ -174,7 +175,7 @@ func TestVersionsCountChangesOnly(t *testing.T) {
 	if !ready(lazy.Updates()) {
 		t.Error("the lazy watcher is not told about the terminal batch")
 	}
-	if b, v := lazy.Latest(); v != 3 || !IsTerminal(b) || ready(lazy.Updates()) {
+	if b, v := lazy.Latest(); v != 3 || !wire.IsTerminal(b) || ready(lazy.Updates()) {
 		t.Errorf("lazy Latest = %v, %d", b, v)
 	}
 	if c := f.Calls(k); c != 6 {
@@ -218,7 +219,7 @@ func TestTerminalOnFirstFetch(t *testing.T) {
 	h := newHub(t, f, func(o *Options) { o.FreshFor = time.Hour })
 
 	s := subscribe(t, h, k)
-	if !IsTerminal(s.Current()) {
+	if !wire.IsTerminal(s.Current()) {
 		t.Fatalf("Current = %v", s.Current())
 	}
 	if !ready(s.Done()) || s.Err() != nil {
@@ -231,7 +232,7 @@ func TestTerminalOnFirstFetch(t *testing.T) {
 
 	// A later subscriber gets the cached terminal batch: no fetch, no poller.
 	s2 := subscribe(t, h, k)
-	if !IsTerminal(s2.Current()) || !ready(s2.Done()) || s2.Err() != nil {
+	if !wire.IsTerminal(s2.Current()) || !ready(s2.Done()) || s2.Err() != nil {
 		t.Errorf("second subscriber: %v, done %v, Err %v", s2.Current(), ready(s2.Done()), s2.Err())
 	}
 	if st := h.Stats(); f.Calls(k) != 1 || st.Pollers != 0 || st.CacheHits != 1 || st.Watchers != 0 {
@@ -260,7 +261,7 @@ func TestTerminalFirstFetchAlwaysDone(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if !ready(s.Done()) || s.Err() != nil || !IsTerminal(s.Current()) {
+				if !ready(s.Done()) || s.Err() != nil || !wire.IsTerminal(s.Current()) {
 					t.Errorf("terminal snapshot, done %v, Err %v", ready(s.Done()), s.Err())
 				}
 				s.Close()
@@ -334,7 +335,7 @@ func TestTransientErrorsKeepSubscriptions(t *testing.T) {
 				if err := waitDone(t, s); err != nil {
 					t.Fatalf("sub %d ended with %v", i, err)
 				}
-				if b, v := s.Latest(); !IsTerminal(b) || v != 3 {
+				if b, v := s.Latest(); !wire.IsTerminal(b) || v != 3 {
 					t.Errorf("sub %d: Latest %v version %d", i, b, v)
 				}
 			}
@@ -580,7 +581,7 @@ func TestPoke(t *testing.T) {
 	case <-time.After(patience):
 		t.Fatal("Poke did not poll")
 	}
-	if b, v := s.Latest(); !IsTerminal(b) || v != 2 {
+	if b, v := s.Latest(); !wire.IsTerminal(b) || v != 2 {
 		t.Errorf("Latest = %v, %d", b, v)
 	}
 	if err := waitDone(t, s); err != nil {
@@ -610,7 +611,7 @@ func TestPokeBatch(t *testing.T) {
 		if err := waitDone(t, s); err != nil {
 			t.Fatalf("Err = %v", err)
 		}
-		if b, _ := s.Latest(); !IsTerminal(b) {
+		if b, _ := s.Latest(); !wire.IsTerminal(b) {
 			t.Fatalf("Latest = %v, want the terminal batch", b)
 		}
 	}

@@ -10,31 +10,8 @@ import (
 	"github.com/cenkalti/backoff/v5"
 	"golang.org/x/time/rate"
 
-	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/upstream"
 )
-
-func TestIsTerminal(t *testing.T) {
-	t.Parallel()
-	terminal := map[batchv1.BatchStatus]bool{
-		batchv1.BatchStatus_BATCH_STATUS_FAILED:    true,
-		batchv1.BatchStatus_BATCH_STATUS_COMPLETED: true,
-		batchv1.BatchStatus_BATCH_STATUS_EXPIRED:   true,
-		batchv1.BatchStatus_BATCH_STATUS_CANCELLED: true,
-	}
-	for v := range batchv1.BatchStatus_name {
-		st := batchv1.BatchStatus(v)
-		if got := IsTerminal(&batchv1.Batch{Status: st}); got != terminal[st] {
-			t.Errorf("IsTerminal(%v) = %v, want %v", st, got, terminal[st])
-		}
-	}
-	if IsTerminal(&batchv1.Batch{Status: 99}) {
-		t.Error("an unknown enum value is terminal")
-	}
-	if IsTerminal(nil) {
-		t.Error("IsTerminal(nil) = true")
-	}
-}
 
 func TestIsPermanent(t *testing.T) {
 	t.Parallel()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/batchgate/batchgate/internal/upstream"
+	"github.com/batchgate/batchgate/internal/wire"
 )
 
 // These tests run the hub against the real upstream client and an
@@ -87,7 +88,7 @@ func TestWithUpstreamClient(t *testing.T) {
 			t.Fatalf("sub %d: Err = %v", i, err)
 		}
 		b, v := s.Latest()
-		if b.GetUpstreamStatus() != "completed" || !IsTerminal(b) || v != 4 {
+		if b.GetUpstreamStatus() != "completed" || !wire.IsTerminal(b) || v != 4 {
 			t.Errorf("sub %d: Latest %q version %d; want completed, 4", i, b.GetUpstreamStatus(), v)
 		}
 	}
@@ -96,7 +97,7 @@ func TestWithUpstreamClient(t *testing.T) {
 		t.Errorf("%d requests, %d polls; want 8 each", requests.Load(), st.Polls)
 	}
 	// The terminal batch answers Get from the cache.
-	if b, err := h.Get(context.Background(), k); err != nil || !IsTerminal(b) || requests.Load() != 8 {
+	if b, err := h.Get(context.Background(), k); err != nil || !wire.IsTerminal(b) || requests.Load() != 8 {
 		t.Errorf("Get = %v, %v after %d requests", b, err, requests.Load())
 	}
 }

@@ -1,10 +1,11 @@
-package upstream
+package wire
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
 	"strconv"
@@ -12,6 +13,10 @@ import (
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 )
+
+// ErrMalformed reports upstream JSON that DecodeBatch cannot read. Errors
+// wrapping it carry a short reason that never quotes the input.
+var ErrMalformed = errors.New("upstream: malformed response")
 
 // DecodeBatch decodes one upstream batch JSON object (the body of
 // GET /v1/batches/{batch_id}) into a batchv1.Batch.
@@ -22,7 +27,7 @@ import (
 //     messages); "" for output_file_id or error_file_id is read as absent;
 //   - integers may be JSON numbers (integral floats such as 1.71e9 too;
 //     a fractional part is truncated toward zero), numeric strings such as
-//     "1710000000", or null;
+//     "1710000000", or null or "" (both read as absent);
 //   - status maps to a BatchStatus (an unknown string to
 //     BATCH_STATUS_UNSPECIFIED) and is always copied to upstream_status;
 //   - metadata null leaves Metadata nil, {} gives an empty non-nil
@@ -33,24 +38,32 @@ import (
 //
 // A body that is not a single JSON object, is truncated, lacks a non-empty
 // string "id", or has the wrong JSON type for a structural field (for
-// example "request_counts": "x") yields an error wrapping
-// ErrMalformedResponse with a short reason that never quotes the body.
+// example "request_counts": "x") yields an error wrapping ErrMalformed with
+// a short reason that never quotes the body.
 func DecodeBatch(data []byte) (*batchv1.Batch, error) {
-	var w wireBatch
+	var w Batch
 	if err := json.Unmarshal(data, &w); err != nil {
 		return nil, malformed(jsonReason(err))
 	}
-	if w.ID == nil || *w.ID == "" {
+	if w.ID == "" {
 		return nil, malformed(`missing "id"`)
 	}
+	return w.ToProto(), nil
+}
+
+// ToProto returns w as a batchv1.Batch: status is mapped with
+// StatusFromString and kept verbatim in upstream_status, "" file ids are
+// absent, and absent integers (see Int) are unset. The result shares no
+// memory with w.
+func (w *Batch) ToProto() *batchv1.Batch {
 	b := &batchv1.Batch{
-		Id:               *w.ID,
-		Object:           deref(w.Object),
-		Endpoint:         deref(w.Endpoint),
-		InputFileId:      deref(w.InputFileID),
+		Id:               w.ID,
+		Object:           w.Object,
+		Endpoint:         w.Endpoint,
+		InputFileId:      w.InputFileID,
 		OutputFileId:     nonEmpty(w.OutputFileID),
 		ErrorFileId:      nonEmpty(w.ErrorFileID),
-		CompletionWindow: deref(w.CompletionWindow),
+		CompletionWindow: w.CompletionWindow,
 		CreatedAt:        w.CreatedAt.ptr(),
 		InProgressAt:     w.InProgressAt.ptr(),
 		FinalizingAt:     w.FinalizingAt.ptr(),
@@ -60,36 +73,30 @@ func DecodeBatch(data []byte) (*batchv1.Batch, error) {
 		CancellingAt:     w.CancellingAt.ptr(),
 		CancelledAt:      w.CancelledAt.ptr(),
 		ExpiresAt:        w.ExpiresAt.ptr(),
-		Model:            w.Model,
-	}
-	if w.Status != nil {
-		b.Status = statusFromString(*w.Status)
-		b.UpstreamStatus = *w.Status
+		Model:            clonePtr(w.Model),
+		Status:           StatusFromString(w.Status),
+		UpstreamStatus:   w.Status,
 	}
 	if rc := w.RequestCounts; rc != nil {
 		b.RequestCounts = &batchv1.RequestCounts{
-			Total:     rc.Total.v,
-			Completed: rc.Completed.v,
-			Failed:    rc.Failed.v,
+			Total:     rc.Total.val(),
+			Completed: rc.Completed.val(),
+			Failed:    rc.Failed.val(),
 		}
 	}
 	if w.Metadata != nil {
-		md, err := decodeMetadata(w.Metadata)
-		if err != nil {
-			return nil, err
-		}
-		b.Metadata = md
+		b.Metadata = &batchv1.Metadata{Pairs: maps.Clone(map[string]string(w.Metadata))}
 	}
 	if e := w.Errors; e != nil {
-		be := &batchv1.BatchErrors{Object: deref(e.Object)}
+		be := &batchv1.BatchErrors{Object: e.Object}
 		for _, d := range e.Data {
 			if d == nil {
 				continue
 			}
 			be.Data = append(be.Data, &batchv1.BatchError{
-				Code:    d.Code.s,
-				Message: deref(d.Message),
-				Param:   d.Param,
+				Code:    string(d.Code),
+				Message: d.Message,
+				Param:   clonePtr(d.Param),
 				Line:    d.Line.ptr(),
 			})
 		}
@@ -97,101 +104,47 @@ func DecodeBatch(data []byte) (*batchv1.Batch, error) {
 	}
 	if u := w.Usage; u != nil {
 		bu := &batchv1.Usage{
-			InputTokens:  u.InputTokens.v,
-			OutputTokens: u.OutputTokens.v,
-			TotalTokens:  u.TotalTokens.v,
+			InputTokens:  u.InputTokens.val(),
+			OutputTokens: u.OutputTokens.val(),
+			TotalTokens:  u.TotalTokens.val(),
 		}
 		if d := u.InputTokensDetails; d != nil {
-			bu.InputTokensDetails = &batchv1.InputTokensDetails{CachedTokens: d.CachedTokens.v}
+			bu.InputTokensDetails = &batchv1.InputTokensDetails{CachedTokens: d.CachedTokens.val()}
 		}
 		if d := u.OutputTokensDetails; d != nil {
-			bu.OutputTokensDetails = &batchv1.OutputTokensDetails{ReasoningTokens: d.ReasoningTokens.v}
+			bu.OutputTokensDetails = &batchv1.OutputTokensDetails{ReasoningTokens: d.ReasoningTokens.val()}
 		}
 		b.Usage = bu
 	}
-	return b, nil
+	return b
 }
 
-// wireBatch is the upstream's batch object as it arrives. Pointer and
-// flexInt fields distinguish null/missing from zero values; JSON null leaves
-// a pointer nil.
-type wireBatch struct {
-	ID               *string                     `json:"id"`
-	Object           *string                     `json:"object"`
-	Endpoint         *string                     `json:"endpoint"`
-	Status           *string                     `json:"status"`
-	InputFileID      *string                     `json:"input_file_id"`
-	OutputFileID     *string                     `json:"output_file_id"`
-	ErrorFileID      *string                     `json:"error_file_id"`
-	CompletionWindow *string                     `json:"completion_window"`
-	RequestCounts    *wireCounts                 `json:"request_counts"`
-	CreatedAt        flexInt                     `json:"created_at"`
-	InProgressAt     flexInt                     `json:"in_progress_at"`
-	FinalizingAt     flexInt                     `json:"finalizing_at"`
-	CompletedAt      flexInt                     `json:"completed_at"`
-	FailedAt         flexInt                     `json:"failed_at"`
-	ExpiredAt        flexInt                     `json:"expired_at"`
-	CancellingAt     flexInt                     `json:"cancelling_at"`
-	CancelledAt      flexInt                     `json:"cancelled_at"`
-	ExpiresAt        flexInt                     `json:"expires_at"`
-	Metadata         *map[string]json.RawMessage `json:"metadata"`
-	Errors           *wireErrors                 `json:"errors"`
-	Model            *string                     `json:"model"`
-	Usage            *wireUsage                  `json:"usage"`
-}
-
-type wireCounts struct {
-	Total     flexInt `json:"total"`
-	Completed flexInt `json:"completed"`
-	Failed    flexInt `json:"failed"`
-}
-
-type wireErrors struct {
-	Object *string           `json:"object"`
-	Data   []*wireBatchError `json:"data"`
-}
-
-type wireBatchError struct {
-	Code    flexString `json:"code"`
-	Message *string    `json:"message"`
-	Param   *string    `json:"param"`
-	Line    flexInt    `json:"line"`
-}
-
-type wireUsage struct {
-	InputTokens        flexInt `json:"input_tokens"`
-	InputTokensDetails *struct {
-		CachedTokens flexInt `json:"cached_tokens"`
-	} `json:"input_tokens_details"`
-	OutputTokens        flexInt `json:"output_tokens"`
-	OutputTokensDetails *struct {
-		ReasoningTokens flexInt `json:"reasoning_tokens"`
-	} `json:"output_tokens_details"`
-	TotalTokens flexInt `json:"total_tokens"`
-}
-
-// errNotInteger is what flexInt reports for a value it cannot read as an
-// int64, and errNotScalar what flexString reports for an object or array.
+// errNotInteger is what Int reports for a value it cannot read as an
+// int64, errNotScalar what Text reports for an object or array, and
+// errNotObject what Metadata reports for anything but an object or null.
 // They are *json.UnmarshalTypeError so that the decoder fills in the field
 // path; neither quotes the value.
 var (
 	errNotInteger = &json.UnmarshalTypeError{Value: "non-integer", Type: reflect.TypeFor[int64]()}
 	errNotScalar  = &json.UnmarshalTypeError{Value: "object or array", Type: reflect.TypeFor[string]()}
+	errNotObject  = &json.UnmarshalTypeError{Value: "non-object", Type: reflect.TypeFor[Metadata]()}
 )
 
-// flexInt is an int64 that also accepts integral (or fractional, truncated)
-// JSON floats, strings holding a JSON number ("1710000000"), and null or ""
-// (leaving it unset).
-type flexInt struct {
-	v   int64
-	set bool
-}
+// Int is an integer of the upstream's JSON. It is written as a JSON number;
+// it is read from JSON numbers (integral floats such as 1.71e9 too, a
+// fractional part truncated toward zero), strings holding a JSON number
+// (" 1710000000 "), and "" (read as absent, like null). math.MinInt64 is
+// the marker of that absence and so is itself read as absent.
+type Int int64
+
+// absent marks an Int that was "" on the wire.
+const absent Int = math.MinInt64
 
 // UnmarshalJSON implements json.Unmarshaler.
-func (f *flexInt) UnmarshalJSON(b []byte) error {
+func (f *Int) UnmarshalJSON(b []byte) error {
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 || string(b) == "null" {
-		*f = flexInt{}
+		*f = absent
 		return nil
 	}
 	s := string(b)
@@ -201,7 +154,7 @@ func (f *flexInt) UnmarshalJSON(b []byte) error {
 		}
 		s = strings.TrimSpace(s)
 		if s == "" {
-			*f = flexInt{}
+			*f = absent
 			return nil
 		}
 		// Only JSON number syntax inside the quotes: no "NaN", "Inf",
@@ -214,8 +167,25 @@ func (f *flexInt) UnmarshalJSON(b []byte) error {
 	if !ok {
 		return notInteger()
 	}
-	*f = flexInt{v: v, set: true}
+	*f = Int(v)
 	return nil
+}
+
+// val returns f, or 0 when it is absent.
+func (f Int) val() int64 {
+	if f == absent {
+		return 0
+	}
+	return int64(f)
+}
+
+// ptr returns a copy of *f, or nil when f is nil or absent.
+func (f *Int) ptr() *int64 {
+	if f == nil || *f == absent {
+		return nil
+	}
+	v := int64(*f)
+	return &v
 }
 
 // notInteger returns a fresh copy: the decoder writes the field path into
@@ -223,14 +193,6 @@ func (f *flexInt) UnmarshalJSON(b []byte) error {
 func notInteger() error {
 	e := *errNotInteger
 	return &e
-}
-
-func (f flexInt) ptr() *int64 {
-	if !f.set {
-		return nil
-	}
-	v := f.v
-	return &v
 }
 
 // parseInt64 reads s as a decimal integer, or else as a finite float within
@@ -251,20 +213,18 @@ func parseInt64(s string) (int64, bool) {
 	return int64(fl), true
 }
 
-// flexString is a string that also accepts a JSON number (kept as written)
-// or boolean, and null (leaving it empty).
-type flexString struct {
-	s string
-}
+// Text is a string of the upstream's JSON that is also read from a JSON
+// number (kept as written) or boolean, and from null (leaving it empty).
+type Text string
 
 // UnmarshalJSON implements json.Unmarshaler.
-func (f *flexString) UnmarshalJSON(b []byte) error {
+func (f *Text) UnmarshalJSON(b []byte) error {
 	s, ok := scalarString(b)
 	if !ok {
 		e := *errNotScalar
 		return &e
 	}
-	f.s = s
+	*f = Text(s)
 	return nil
 }
 
@@ -293,53 +253,52 @@ func scalarString(raw []byte) (string, bool) {
 	}
 }
 
-func decodeMetadata(m *map[string]json.RawMessage) (*batchv1.Metadata, error) {
-	md := &batchv1.Metadata{Pairs: make(map[string]string, len(*m))}
-	for k, raw := range *m {
-		raw = bytes.TrimSpace(raw)
-		if len(raw) == 0 || string(raw) == "null" {
+// Metadata is a batch's metadata object. It is written as an object of
+// strings (null when nil). It is read from an object whose values may be
+// of any type: strings as they are, numbers as written, booleans as
+// "true"/"false", objects and arrays as compact JSON; null values are
+// skipped. null leaves it nil, {} makes it empty and non-nil.
+type Metadata map[string]string
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (m *Metadata) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if string(b) == "null" {
+		*m = nil
+		return nil
+	}
+	if len(b) == 0 || b[0] != '{' {
+		e := *errNotObject
+		return &e
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	md := make(Metadata, len(raw))
+	for k, v := range raw {
+		v = bytes.TrimSpace(v)
+		if len(v) == 0 || string(v) == "null" {
 			continue
 		}
-		if s, ok := scalarString(raw); ok {
-			md.Pairs[k] = s
+		if s, ok := scalarString(v); ok {
+			md[k] = s
 			continue
 		}
 		var buf bytes.Buffer
-		if err := json.Compact(&buf, raw); err != nil {
-			return nil, malformed("metadata value is not valid JSON")
+		if err := json.Compact(&buf, v); err != nil {
+			return err
 		}
 		// Compact keeps string bytes as they were; proto strings must be
 		// valid UTF-8.
-		md.Pairs[k] = strings.ToValidUTF8(buf.String(), "\uFFFD")
+		md[k] = strings.ToValidUTF8(buf.String(), "\uFFFD")
 	}
-	return md, nil
-}
-
-func statusFromString(s string) batchv1.BatchStatus {
-	switch s {
-	case "validating":
-		return batchv1.BatchStatus_BATCH_STATUS_VALIDATING
-	case "failed":
-		return batchv1.BatchStatus_BATCH_STATUS_FAILED
-	case "in_progress":
-		return batchv1.BatchStatus_BATCH_STATUS_IN_PROGRESS
-	case "finalizing":
-		return batchv1.BatchStatus_BATCH_STATUS_FINALIZING
-	case "completed":
-		return batchv1.BatchStatus_BATCH_STATUS_COMPLETED
-	case "expired":
-		return batchv1.BatchStatus_BATCH_STATUS_EXPIRED
-	case "cancelling":
-		return batchv1.BatchStatus_BATCH_STATUS_CANCELLING
-	case "cancelled":
-		return batchv1.BatchStatus_BATCH_STATUS_CANCELLED
-	default:
-		return batchv1.BatchStatus_BATCH_STATUS_UNSPECIFIED
-	}
+	*m = md
+	return nil
 }
 
 func malformed(reason string) error {
-	return fmt.Errorf("%w: %s", ErrMalformedResponse, reason)
+	return fmt.Errorf("%w: %s", ErrMalformed, reason)
 }
 
 // jsonReason describes a decoding error without quoting the input.
@@ -381,16 +340,17 @@ func safeFieldPath(p string) string {
 	return strconv.Quote(p)
 }
 
-func deref(p *string) string {
-	if p == nil {
-		return ""
-	}
-	return *p
-}
-
 func nonEmpty(p *string) *string {
 	if p == nil || *p == "" {
 		return nil
 	}
-	return p
+	return clonePtr(p)
+}
+
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
 }

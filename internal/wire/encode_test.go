@@ -1,4 +1,4 @@
-package rest
+package wire
 
 import (
 	"bytes"
@@ -11,7 +11,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
-	"github.com/batchgate/batchgate/internal/upstream"
 )
 
 // TestProviderSampleVerbatim: the provider's own sample goes through the
@@ -19,7 +18,7 @@ import (
 func TestProviderSampleVerbatim(t *testing.T) {
 	t.Parallel()
 	in := readGolden(t, "provider_sample", "upstream")
-	b, err := upstream.DecodeBatch(in)
+	b, err := DecodeBatch(in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +60,7 @@ func TestStatusString(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			b := &batchv1.Batch{Id: "batch_1", Status: tt.status, UpstreamStatus: tt.upstream}
-			if got := BatchToJSON(b).Status; got != tt.want {
+			if got := FromProto(b).Status; got != tt.want {
 				t.Errorf("Status = %q, want %q", got, tt.want)
 			}
 			m := marshalToMap(t, b)
@@ -135,8 +134,8 @@ func TestMarshalBatchNil(t *testing.T) {
 	if _, err := MarshalBatch(nil); !errors.Is(err, ErrNilBatch) {
 		t.Errorf("MarshalBatch(nil) error = %v, want ErrNilBatch", err)
 	}
-	if got := BatchToJSON(nil); got.ID != "" || got.Metadata != nil || got.Errors != nil {
-		t.Errorf("BatchToJSON(nil) = %+v, want the zero value", got)
+	if got := FromProto(nil); got.ID != "" || got.Metadata != nil || got.Errors != nil {
+		t.Errorf("FromProto(nil) = %+v, want the zero value", got)
 	}
 }
 
@@ -226,7 +225,7 @@ func marshalToMap(t *testing.T, b *batchv1.Batch) map[string]json.RawMessage {
 
 func decodeGolden(t testing.TB, name string) *batchv1.Batch {
 	t.Helper()
-	b, err := upstream.DecodeBatch(readGolden(t, name, "upstream"))
+	b, err := DecodeBatch(readGolden(t, name, "upstream"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,11 +256,11 @@ func BenchmarkMarshalBatch(b *testing.B) {
 	}
 }
 
-// TestBatchToJSONEmptyErrorData: errors without entries are written with
+// TestFromProtoEmptyErrorData: errors without entries are written with
 // "data": [], also from fresh (unpooled) state.
-func TestBatchToJSONEmptyErrorData(t *testing.T) {
+func TestFromProtoEmptyErrorData(t *testing.T) {
 	t.Parallel()
-	got := BatchToJSON(&batchv1.Batch{Errors: &batchv1.BatchErrors{Object: "list"}})
+	got := FromProto(&batchv1.Batch{Errors: &batchv1.BatchErrors{Object: "list"}})
 	if got.Errors == nil || got.Errors.Data == nil {
 		t.Fatalf("Errors = %+v, want non-nil Data", got.Errors)
 	}

@@ -1,4 +1,4 @@
-package upstream
+package wire
 
 import (
 	"errors"
@@ -45,8 +45,11 @@ func TestDecodeBatchGolden(t *testing.T) {
 				CompletedAt: proto.Int64(1710003600), ExpiredAt: proto.Int64(42), CancellingAt: proto.Int64(-1),
 				ExpiresAt:     proto.Int64(1710086400),
 				RequestCounts: &batchv1.RequestCounts{Total: 10, Completed: 9}}},
-		{"int64 extremes", `{"id":"b","created_at":9223372036854775807,"expires_at":-9223372036854775808}`,
-			&batchv1.Batch{Id: "b", CreatedAt: proto.Int64(9223372036854775807), ExpiresAt: proto.Int64(-9223372036854775808)}},
+		{"int64 extremes", `{"id":"b","created_at":9223372036854775807,"expires_at":-9223372036854775807}`,
+			&batchv1.Batch{Id: "b", CreatedAt: proto.Int64(9223372036854775807), ExpiresAt: proto.Int64(-9223372036854775807)}},
+		// math.MinInt64 is Int's marker for "" and so reads as absent.
+		{"min int64 reads as absent", `{"id":"b","created_at":-9223372036854775808,"request_counts":{"total":-9223372036854775808}}`,
+			&batchv1.Batch{Id: "b", RequestCounts: &batchv1.RequestCounts{}}},
 		{"metadata empty object", `{"id":"b","metadata":{}}`,
 			&batchv1.Batch{Id: "b", Metadata: &batchv1.Metadata{}}},
 		{"metadata null", `{"id":"b","metadata":null}`, &batchv1.Batch{Id: "b"}},
@@ -165,8 +168,8 @@ func TestDecodeBatchMalformed(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			b, err := DecodeBatch([]byte(tt.in))
-			if !errors.Is(err, ErrMalformedResponse) {
-				t.Fatalf("DecodeBatch = %v, %v; want ErrMalformedResponse", b, err)
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("DecodeBatch = %v, %v; want ErrMalformed", b, err)
 			}
 			if !strings.Contains(err.Error(), tt.wantReason) {
 				t.Errorf("error %q does not mention %q", err, tt.wantReason)
@@ -207,8 +210,8 @@ func FuzzDecodeBatch(f *testing.F) {
 			if b != nil {
 				t.Fatalf("non-nil batch with error %v", err)
 			}
-			if !errors.Is(err, ErrMalformedResponse) {
-				t.Fatalf("error %v does not wrap ErrMalformedResponse", err)
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error %v does not wrap ErrMalformed", err)
 			}
 			if len(data) >= 64 && strings.Contains(err.Error(), string(data)) {
 				t.Fatalf("error quotes the body: %v", err)

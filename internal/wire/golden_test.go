@@ -1,4 +1,4 @@
-package rest
+package wire
 
 import (
 	"bytes"
@@ -10,8 +10,6 @@ import (
 	"testing"
 
 	"google.golang.org/protobuf/proto"
-
-	"github.com/batchgate/batchgate/internal/upstream"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/golden/*.gateway.json from the current output")
@@ -54,7 +52,7 @@ func TestGolden(t *testing.T) {
 	for _, name := range goldenCases(t) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			b, err := upstream.DecodeBatch(readGolden(t, name, "upstream"))
+			b, err := DecodeBatch(readGolden(t, name, "upstream"))
 			if err != nil {
 				t.Fatalf("DecodeBatch: %v", err)
 			}
@@ -94,7 +92,7 @@ func TestGoldenShape(t *testing.T) {
 	for _, name := range goldenCases(t) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			b, err := upstream.DecodeBatch(readGolden(t, name, "upstream"))
+			b, err := DecodeBatch(readGolden(t, name, "upstream"))
 			if err != nil {
 				t.Fatalf("DecodeBatch: %v", err)
 			}
@@ -133,7 +131,7 @@ func TestGoldenRoundTrip(t *testing.T) {
 	for _, name := range goldenCases(t) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			b1, err := upstream.DecodeBatch(readGolden(t, name, "upstream"))
+			b1, err := DecodeBatch(readGolden(t, name, "upstream"))
 			if err != nil {
 				t.Fatalf("DecodeBatch(upstream): %v", err)
 			}
@@ -141,7 +139,7 @@ func TestGoldenRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("MarshalBatch: %v", err)
 			}
-			b2, err := upstream.DecodeBatch(out1)
+			b2, err := DecodeBatch(out1)
 			if err != nil {
 				t.Fatalf("DecodeBatch(gateway output): %v\n%s", err, out1)
 			}

@@ -189,3 +189,42 @@ func TestRESTClientWatchCancel(t *testing.T) {
 		}
 	}
 }
+
+// TestUpstreamHealthObserve: readiness follows upstream.Classify. A
+// redirect, which the client never follows, is a failure (it used to count
+// as a success); an id that was never sent counts as neither.
+func TestUpstreamHealthObserve(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		err     error
+		healthy bool
+	}{
+		{"success", nil, true},
+		{"302 redirect", &upstream.Error{HTTPStatus: 302}, false},
+		{"404", &upstream.Error{HTTPStatus: 404}, true},
+		{"408", &upstream.Error{HTTPStatus: 408}, false},
+		{"409", &upstream.Error{HTTPStatus: 409}, true},
+		{"429", &upstream.Error{HTTPStatus: 429}, false},
+		{"503", &upstream.Error{HTTPStatus: 503}, false},
+		{"unreachable", upstream.ErrUnreachable, false},
+		{"canceled keeps the failure", context.Canceled, false},
+		{"invalid id keeps the failure", upstream.ErrInvalidBatchID, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			now := time.Unix(1_000_000, 0)
+			u := newUpstreamHealth(nil)
+			u.now = func() time.Time { return now }
+			// Start failing, so that neutral outcomes show they keep it.
+			u.observe(upstream.ErrTimeout)
+			now = now.Add(time.Hour)
+			u.observe(tt.err)
+			now = now.Add(time.Hour)
+			if got := u.healthy(time.Minute); got != tt.healthy {
+				t.Errorf("after %v: healthy = %v, want %v", tt.err, got, tt.healthy)
+			}
+		})
+	}
+}

@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"context"
-	"errors"
-	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -13,10 +11,11 @@ import (
 )
 
 // upstreamHealth wraps the upstream client and remembers since when the
-// upstream has been failing, for readiness. An answer that shows the
-// upstream working (a batch, or a 4xx other than 429) counts as a success;
-// connection errors, timeouts, 429, 5xx and malformed answers count as
-// failures; calls the caller abandoned count as neither.
+// upstream has been failing, for readiness, by upstream.Classify's Health:
+// an answer that shows the upstream working counts as a success, one that
+// shows it failing (3xx, 408, 429, 5xx, connection errors, timeouts,
+// malformed answers) as a failure, and the rest (calls the caller
+// abandoned, ids never sent) as neither.
 type upstreamHealth struct {
 	next         watch.Fetcher
 	failingSince atomic.Int64 // Unix nanoseconds; 0 while healthy
@@ -35,15 +34,12 @@ func (u *upstreamHealth) GetBatch(ctx context.Context, id string) (*batchv1.Batc
 }
 
 func (u *upstreamHealth) observe(err error) {
-	var ue *upstream.Error
-	switch {
-	case err == nil,
-		errors.Is(err, upstream.ErrInvalidBatchID),
-		errors.As(err, &ue) && ue.HTTPStatus < 500 && ue.HTTPStatus != http.StatusTooManyRequests:
+	switch upstream.Classify(err).Health {
+	case upstream.HealthGood:
 		u.failingSince.Store(0)
-	case errors.Is(err, context.Canceled):
-	default:
+	case upstream.HealthBad:
 		u.failingSince.CompareAndSwap(0, u.now().UnixNano())
+	case upstream.HealthUnknown:
 	}
 }
 

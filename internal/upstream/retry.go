@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -55,7 +54,7 @@ func (c *Client) getWithRetry(ctx context.Context, op, u string, key callKey) ([
 				err = unreachableError(te.err, key.secrets...)
 			}
 		case errors.As(err, &se):
-			retryable = retryableStatus(se.HTTPStatus)
+			retryable = statusOutcome(se.HTTPStatus).Retryable
 			retryAfter = se.RetryAfter
 		}
 		last = err
@@ -74,18 +73,6 @@ func (c *Client) getWithRetry(ctx context.Context, op, u string, key callKey) ([
 			return nil, callerContextError(werr, last, key.secrets...)
 		}
 	}
-}
-
-// retryableStatus reports whether a status is worth retrying, following the
-// OpenAI SDKs: 408, 409, 429 and every 5xx.
-func retryableStatus(code int) bool {
-	switch {
-	case code == http.StatusRequestTimeout, code == http.StatusConflict, code == http.StatusTooManyRequests:
-		return true
-	case code >= 500 && code <= 599:
-		return true
-	}
-	return false
 }
 
 func (c *Client) logRetry(ctx context.Context, op string, attempt int, wait time.Duration, err error) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/batchgate/batchgate/internal/apierr"
 	"github.com/batchgate/batchgate/internal/upstream"
+	"github.com/batchgate/batchgate/internal/watch"
 )
 
 func TestFromError(t *testing.T) {
@@ -130,8 +131,19 @@ func TestWriteHTTP(t *testing.T) {
 		wantParam  any
 	}{
 		{"429 retry-after rounds up", apierr.FromError(&upstream.Error{HTTPStatus: 429, Type: "rate_limit_error", Code: "rate_limited", RetryAfter: 1200 * time.Millisecond}), 429, "2", "rate_limited", nil},
-		{"invalid id has param", apierr.FromError(upstream.ErrInvalidBatchID), 400, "", "InvalidArgument", "batch_id"},
-		{"plain status", status.New(codes.NotFound, "no such thing"), 404, "", "NotFound", nil},
+		{"invalid id has param", apierr.FromError(upstream.ErrInvalidBatchID), 400, "", "invalid_batch_id", "batch_id"},
+		{"foreign status: its code in snake_case", status.New(codes.NotFound, "no such thing"), 404, "", "not_found", nil},
+		{"foreign internal status", status.New(codes.Internal, "boom"), 500, "", "internal", nil},
+		{"upstream error without a code keeps null", apierr.FromError(&upstream.Error{HTTPStatus: 404, Type: "invalid_request_error"}), 404, "", nil, nil},
+		{"shutdown", apierr.FromError(watch.ErrShutdown), 503, "1", "gateway_shutting_down", nil},
+		{"stream max age", apierr.FromError(apierr.ErrStreamMaxAge), 503, "", "stream_max_age", nil},
+		{"failure budget over unreachable", apierr.FromError(fmt.Errorf("%w: %w", watch.ErrFailureBudget, upstream.ErrUnreachable)), 502, "", "upstream_unavailable", nil},
+		{"failure budget over malformed", apierr.FromError(fmt.Errorf("%w: %w", watch.ErrFailureBudget, upstream.ErrMalformedResponse)), 503, "", "upstream_unavailable", nil},
+		{"upstream timeout", apierr.FromError(upstream.ErrTimeout), 504, "", "upstream_timeout", nil},
+		{"malformed", apierr.FromError(upstream.ErrMalformedResponse), 502, "", "upstream_bad_response", nil},
+		{"redirect", apierr.FromError(&upstream.Error{HTTPStatus: 302}), 502, "", "upstream_bad_response", nil},
+		{"caller deadline", apierr.FromError(context.DeadlineExceeded), 504, "", "deadline_exceeded", nil},
+		{"unknown error", apierr.FromError(errors.New("secret detail")), 500, "", "internal_error", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

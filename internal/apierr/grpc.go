@@ -5,18 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/protoadapt"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/batchgate/batchgate/internal/upstream"
+	"github.com/batchgate/batchgate/internal/watch"
 )
 
 // Domain is the ErrorInfo domain of every error the gateway returns.
@@ -46,6 +43,7 @@ const (
 	ReasonInternal            = "INTERNAL"
 	ReasonShuttingDown        = "SHUTTING_DOWN"
 	ReasonStreamMaxAge        = "STREAM_MAX_AGE"
+	ReasonCanceled            = "CANCELED"
 )
 
 // upstreamCodes maps upstream HTTP statuses to gRPC codes. Statuses not
@@ -79,17 +77,24 @@ func upstreamCode(httpStatus int) codes.Code {
 	}
 }
 
-// FromError turns err into a gRPC status. It is the one place that maps
-// upstream failures to codes:
+// ErrStreamMaxAge ends a watch stream that reached its maximum age.
+var ErrStreamMaxAge = errors.New("stream reached its maximum age")
+
+// FromError turns err into a gRPC status. It is the one funnel from raw
+// errors to codes:
 //
 //   - a *status.Status-carrying error is returned as is;
-//   - upstream.ErrInvalidBatchID: InvalidArgument;
+//   - upstream.ErrInvalidBatchID: InvalidArgument (invalid_batch_id);
 //   - *upstream.Error: by HTTP status (see the README's table), with an
 //     ErrorInfo carrying the upstream status, type, code and param, and a
 //     RetryInfo when the upstream sent Retry-After;
 //   - upstream.ErrUnreachable: Unavailable; upstream.ErrTimeout:
 //     DeadlineExceeded; upstream.ErrMalformedResponse and
 //     upstream.ErrResponseTooLarge: Internal;
+//   - watch.ErrShutdown: Unavailable (gateway_shutting_down, retry in 1 s);
+//     ErrStreamMaxAge: Unavailable (stream_max_age); watch.ErrFailureBudget:
+//     the last upstream failure when that is Unavailable, else Unavailable
+//     (upstream_unavailable);
 //   - context.DeadlineExceeded: DeadlineExceeded; context.Canceled: Canceled;
 //   - anything else: Internal, with a generic message.
 //
@@ -102,68 +107,83 @@ func FromError(err error) *status.Status {
 	if st, ok := status.FromError(err); ok {
 		return st
 	}
+	switch {
+	case errors.Is(err, watch.ErrShutdown):
+		return Error{Code: codes.Unavailable, HTTPStatus: http.StatusServiceUnavailable, Type: "api_error", ErrCode: CodeShuttingDown,
+			Reason: ReasonShuttingDown, Message: "the gateway is shutting down; reconnect", RetryAfter: time.Second}.Status()
+	case errors.Is(err, ErrStreamMaxAge):
+		return Error{Code: codes.Unavailable, HTTPStatus: http.StatusServiceUnavailable, Type: "api_error", ErrCode: CodeStreamMaxAge,
+			Reason: ReasonStreamMaxAge, Message: "the stream reached its maximum age; reconnect"}.Status()
+	case errors.Is(err, watch.ErrFailureBudget):
+		if st := fromCause(err); st.Code() == codes.Unavailable {
+			return st
+		}
+		return Error{Code: codes.Unavailable, HTTPStatus: http.StatusServiceUnavailable, Type: "api_error", ErrCode: CodeUpstreamUnavailable,
+			Reason: ReasonUpstreamError, Message: "the upstream kept failing; giving up on this watch"}.Status()
+	}
+	return fromCause(err)
+}
+
+// fromCause is FromError for the causes a watch's end can wrap.
+func fromCause(err error) *status.Status {
 	var ue *upstream.Error
 	switch {
 	case errors.As(err, &ue):
 		return fromUpstream(ue)
 	case errors.Is(err, upstream.ErrInvalidBatchID):
-		return build(codes.InvalidArgument, err.Error(), ReasonInvalidBatchID, map[string]string{
-			MetaHTTPStatus: "400", MetaType: "invalid_request_error", MetaParam: "batch_id",
-		}, 0)
+		return Error{Code: codes.InvalidArgument, HTTPStatus: http.StatusBadRequest, Type: "invalid_request_error", ErrCode: CodeInvalidBatchID,
+			Param: "batch_id", Reason: ReasonInvalidBatchID, Message: err.Error()}.Status()
 	case errors.Is(err, context.DeadlineExceeded):
-		return build(codes.DeadlineExceeded, "deadline exceeded waiting for the upstream", ReasonUpstreamTimeout, nil, 0)
+		return Error{Code: codes.DeadlineExceeded, HTTPStatus: http.StatusGatewayTimeout, Type: "api_error", ErrCode: CodeDeadlineExceeded,
+			Reason: ReasonUpstreamTimeout, Message: "deadline exceeded waiting for the upstream"}.Status()
 	case errors.Is(err, context.Canceled):
-		return status.New(codes.Canceled, "request canceled")
+		return Error{Code: codes.Canceled, HTTPStatus: 499, Type: "api_error", ErrCode: CodeRequestCanceled,
+			Reason: ReasonCanceled, Message: "request canceled"}.Status()
 	case errors.Is(err, upstream.ErrTimeout):
-		return build(codes.DeadlineExceeded, "the upstream did not answer in time", ReasonUpstreamTimeout,
-			map[string]string{MetaHTTPStatus: "504", MetaType: "api_error"}, 0)
+		return Error{Code: codes.DeadlineExceeded, HTTPStatus: http.StatusGatewayTimeout, Type: "api_error", ErrCode: CodeUpstreamTimeout,
+			Reason: ReasonUpstreamTimeout, Message: "the upstream did not answer in time"}.Status()
 	case errors.Is(err, upstream.ErrUnreachable):
-		return build(codes.Unavailable, "the upstream is unreachable", ReasonUpstreamUnreachable,
-			map[string]string{MetaHTTPStatus: "502", MetaType: "api_error"}, 0)
+		return Error{Code: codes.Unavailable, HTTPStatus: http.StatusBadGateway, Type: "api_error", ErrCode: CodeUpstreamUnavailable,
+			Reason: ReasonUpstreamUnreachable, Message: "the upstream is unreachable"}.Status()
 	case errors.Is(err, upstream.ErrMalformedResponse), errors.Is(err, upstream.ErrResponseTooLarge):
-		return build(codes.Internal, "the upstream sent a response the gateway cannot read", ReasonUpstreamMalformed,
-			map[string]string{MetaHTTPStatus: "502", MetaType: "api_error"}, 0)
+		return badResponse("the upstream sent a response the gateway cannot read")
 	default:
-		return build(codes.Internal, "internal error", ReasonInternal, nil, 0)
+		return Internal("internal error")
 	}
+}
+
+// Internal returns an INTERNAL status of the gateway's own with msg, which
+// must not carry details of the failure.
+func Internal(msg string) *status.Status {
+	return Error{Code: codes.Internal, HTTPStatus: http.StatusInternalServerError, Type: "api_error", ErrCode: CodeInternal,
+		Reason: ReasonInternal, Message: msg}.Status()
+}
+
+func badResponse(msg string) *status.Status {
+	return Error{Code: codes.Internal, HTTPStatus: http.StatusBadGateway, Type: "api_error", ErrCode: CodeUpstreamBadResponse,
+		Reason: ReasonUpstreamMalformed, Message: msg}.Status()
 }
 
 func fromUpstream(ue *upstream.Error) *status.Status {
 	if ue.HTTPStatus < 400 {
 		// A redirect or another answer that is neither a batch nor an
 		// error: the upstream is misbehaving; callers get a bad gateway.
-		return build(codes.Internal, fmt.Sprintf("the upstream answered HTTP %d, which the gateway does not follow", ue.HTTPStatus),
-			ReasonUpstreamMalformed, map[string]string{MetaHTTPStatus: "502", MetaType: "api_error"}, 0)
+		return badResponse(fmt.Sprintf("the upstream answered HTTP %d, which the gateway does not follow", ue.HTTPStatus))
 	}
-	code := upstreamCode(ue.HTTPStatus)
-	meta := map[string]string{MetaHTTPStatus: strconv.Itoa(ue.HTTPStatus)}
-	if ue.Type != "" {
-		meta[MetaType] = clean(ue.Type, 64)
+	e := Error{
+		Code:       upstreamCode(ue.HTTPStatus),
+		HTTPStatus: ue.HTTPStatus,
+		Type:       clean(ue.Type, 64),
+		ErrCode:    clean(ue.Code, 64),
+		Param:      clean(ue.Param, 64),
+		Reason:     ReasonUpstreamError,
+		Message:    fmt.Sprintf("upstream answered HTTP %d", ue.HTTPStatus),
+		RetryAfter: ue.RetryAfter,
 	}
-	if ue.Code != "" {
-		meta[MetaCode] = clean(ue.Code, 64)
+	if e.Type != "" {
+		e.Message += " " + e.Type
 	}
-	if ue.Param != "" {
-		meta[MetaParam] = clean(ue.Param, 64)
-	}
-	msg := fmt.Sprintf("upstream answered HTTP %d", ue.HTTPStatus)
-	if t := meta[MetaType]; t != "" {
-		msg += " " + t
-	}
-	return build(code, msg, ReasonUpstreamError, meta, ue.RetryAfter)
-}
-
-func build(code codes.Code, msg, reason string, meta map[string]string, retryAfter time.Duration) *status.Status {
-	st := status.New(code, msg)
-	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: reason, Domain: Domain, Metadata: meta}}
-	if retryAfter > 0 {
-		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(retryAfter)})
-	}
-	withDetails, err := st.WithDetails(details...)
-	if err != nil {
-		return st
-	}
-	return withDetails
+	return e.Status()
 }
 
 // clean keeps s short and printable: upstream-controlled strings end up in
@@ -179,11 +199,4 @@ func clean(s string, max int) string {
 		s = s[:max]
 	}
 	return s
-}
-
-// Unavailable returns an UNAVAILABLE status of the gateway's own (not the
-// upstream's), with an ErrorInfo of the given reason and, when retryAfter
-// is positive, a RetryInfo. Over REST it becomes a 503.
-func Unavailable(msg, reason string, retryAfter time.Duration) *status.Status {
-	return build(codes.Unavailable, msg, reason, map[string]string{MetaHTTPStatus: "503", MetaType: "api_error"}, retryAfter)
 }

@@ -5,7 +5,9 @@ import (
 	"github.com/batchgate/batchgate/internal/wire"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -57,8 +59,10 @@ func ToEnvelope(st *status.Status) wire.ErrorEnvelope {
 			e.Code = &c
 		}
 	}
-	if e.Code == nil {
-		c := st.Code().String()
+	if e.Code == nil && errorInfo(st) == nil {
+		// A status from outside the funnel (grpc-gateway, a library):
+		// its gRPC code in the upstream's snake_case style.
+		c := snakeCase(st.Code().String())
 		e.Code = &c
 	}
 	return wire.ErrorEnvelope{Error: e}
@@ -90,6 +94,22 @@ func WriteHTTP(w http.ResponseWriter, st *status.Status) {
 	}
 	w.WriteHeader(HTTPStatus(st))
 	_, _ = w.Write(append(body, '\n'))
+}
+
+// snakeCase turns a gRPC code name such as "InvalidArgument" into
+// "invalid_argument".
+func snakeCase(name string) string {
+	var b strings.Builder
+	for i, r := range name {
+		if unicode.IsUpper(r) {
+			if i > 0 {
+				b.WriteByte('_')
+			}
+			r = unicode.ToLower(r)
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func errorInfo(st *status.Status) *errdetails.ErrorInfo {

@@ -29,13 +29,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/batchgate/batchgate/internal/apierr"
 	"github.com/batchgate/batchgate/internal/upstream"
@@ -116,7 +115,7 @@ const (
 )
 
 // The errors Authenticate returns. They carry an ErrorInfo with the
-// gateway's domain, HTTP status 401 and type "invalid_api_key", which
+// gateway's domain, HTTP status 401 and code "invalid_api_key", which
 // apierr.WriteHTTP turns into a 401 with the upstream-style envelope.
 var (
 	errMissing = unauthenticated("missing bearer token", ReasonMissingToken)
@@ -126,19 +125,8 @@ var (
 )
 
 func unauthenticated(msg, reason string) error {
-	st := status.New(codes.Unauthenticated, msg)
-	withInfo, err := st.WithDetails(&errdetails.ErrorInfo{
-		Reason: reason,
-		Domain: apierr.Domain,
-		Metadata: map[string]string{
-			apierr.MetaHTTPStatus: "401",
-			apierr.MetaType:       "invalid_api_key",
-		},
-	})
-	if err == nil {
-		st = withInfo
-	}
-	return st.Err()
+	return apierr.Error{Code: codes.Unauthenticated, HTTPStatus: http.StatusUnauthorized, Type: "invalid_request_error",
+		ErrCode: apierr.CodeInvalidAPIKey, Reason: reason, Message: msg}.Err()
 }
 
 // Options configures an Authenticator.

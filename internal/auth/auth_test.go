@@ -92,7 +92,7 @@ func TestNew(t *testing.T) {
 }
 
 // wantReason asserts that err is an Unauthenticated status with reason and
-// the ErrorInfo that makes it a 401 "invalid_api_key" over REST.
+// the ErrorInfo that makes it a 401 with code "invalid_api_key" over REST.
 func wantReason(t *testing.T, err error, reason string) {
 	t.Helper()
 	st, ok := status.FromError(err)
@@ -103,8 +103,8 @@ func wantReason(t *testing.T, err error, reason string) {
 		if info, ok := d.(*errdetails.ErrorInfo); ok {
 			md := info.GetMetadata()
 			if info.GetReason() != reason || info.GetDomain() != apierr.Domain ||
-				md[apierr.MetaHTTPStatus] != "401" || md[apierr.MetaType] != "invalid_api_key" {
-				t.Errorf("ErrorInfo = %v, want reason %s, 401, invalid_api_key", info, reason)
+				md[apierr.MetaHTTPStatus] != "401" || md[apierr.MetaType] != "invalid_request_error" || md[apierr.MetaCode] != apierr.CodeInvalidAPIKey {
+				t.Errorf("ErrorInfo = %v, want reason %s, 401, invalid_request_error, invalid_api_key", info, reason)
 			}
 			return
 		}
@@ -267,8 +267,8 @@ func TestRejectionIs401Envelope(t *testing.T) {
 		if err := json.Unmarshal(rec.Body.Bytes(), &env); err != nil {
 			t.Fatalf("body %q: %v", rec.Body, err)
 		}
-		if env.Error.Type != "invalid_api_key" || env.Error.Message != tt.message {
-			t.Errorf("%q: envelope %+v, want type invalid_api_key, message %q", tt.value, env.Error, tt.message)
+		if env.Error.Code == nil || *env.Error.Code != apierr.CodeInvalidAPIKey || env.Error.Message != tt.message {
+			t.Errorf("%q: envelope %+v, want code invalid_api_key, message %q", tt.value, env.Error, tt.message)
 		}
 	}
 }

@@ -181,6 +181,7 @@ type outcome struct {
 	code       codes.Code // gRPC code (OK over REST when 2xx)
 	httpStatus int        // REST only
 	errType    string     // the envelope's type (REST) or ErrorInfo type (gRPC)
+	errCode    string     // the envelope's code (REST) or ErrorInfo code (gRPC)
 	message    string     // the error message, for leak checks
 	header     http.Header
 	batch      map[string]any // the batch (REST JSON)
@@ -212,6 +213,7 @@ func grpcOutcome(err error, md metadata.MD) outcome {
 	o := outcome{code: st.Code(), message: st.Message()}
 	if info := errorInfo(st); info != nil {
 		o.errType = info.GetMetadata()["type"]
+		o.errCode = info.GetMetadata()["code"]
 	}
 	if v := md.Get("x-request-id"); len(v) > 0 {
 		o.requestID = v[0]
@@ -312,6 +314,7 @@ func restOutcome(t *testing.T, resp *http.Response, body []byte) outcome {
 		}
 	}
 	o.errType, _ = env.Error["type"].(string)
+	o.errCode, _ = env.Error["code"].(string)
 	o.message, _ = env.Error["message"].(string)
 	return o
 }
@@ -442,7 +445,7 @@ const (
 
 // checkUnauthenticated checks the outcome of a call without a valid
 // credential: Unauthenticated, or a 401 with the upstream-style envelope
-// of type invalid_api_key, and no credential in the message.
+// of code invalid_api_key, and no credential in the message.
 func checkUnauthenticated(t *testing.T, o outcome, authz string) {
 	t.Helper()
 	if o.httpStatus != 0 {
@@ -452,8 +455,8 @@ func checkUnauthenticated(t *testing.T, o outcome, authz string) {
 	} else if o.code != codes.Unauthenticated {
 		t.Errorf("code %v (%s), want Unauthenticated", o.code, o.message)
 	}
-	if o.errType != "invalid_api_key" {
-		t.Errorf("error type %q, want invalid_api_key", o.errType)
+	if o.errType != "invalid_request_error" || o.errCode != "invalid_api_key" {
+		t.Errorf("error type %q code %q, want invalid_request_error, invalid_api_key", o.errType, o.errCode)
 	}
 	if f := strings.Fields(authz); len(f) > 0 && len(f[len(f)-1]) >= 8 && strings.Contains(o.message, f[len(f)-1]) {
 		t.Errorf("the error message %q echoes the credential", o.message)

@@ -19,20 +19,20 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/rs/cors"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
+	"github.com/batchgate/batchgate/internal/apierr"
 	"github.com/batchgate/batchgate/internal/auth"
 	"github.com/batchgate/batchgate/internal/limit"
 	"github.com/batchgate/batchgate/internal/reqlog"
 	"github.com/batchgate/batchgate/internal/telemetry"
+
+	"golang.org/x/time/rate"
 
 	"github.com/batchgate/batchgate/internal/config"
 	"github.com/batchgate/batchgate/internal/service"
 	"github.com/batchgate/batchgate/internal/simulator"
 	"github.com/batchgate/batchgate/internal/upstream"
 	"github.com/batchgate/batchgate/internal/watch"
-	"golang.org/x/time/rate"
 )
 
 // Gateway is a configured batchgate: its servers and, in demo mode, the
@@ -129,7 +129,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 	}
 	onPanic := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		log.ErrorContext(ctx, "panic in a call", slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
-		return status.Error(codes.Internal, "internal error")
+		return apierr.Internal("internal error").Err()
 	})
 	g.server, err = NewServer(ctx, svc, ServerOptions{
 		GRPCAddr:          cfg.GRPCAddr,

@@ -7,16 +7,14 @@ package limit
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/batchgate/batchgate/internal/apierr"
 )
@@ -128,7 +126,7 @@ func (l *Limiter) allow(caller string) error {
 	r := lim.Reserve()
 	if d := r.Delay(); d > 0 {
 		r.Cancel()
-		return exhausted("too many calls from this caller; slow down", ReasonRateLimited, d)
+		return exhausted("too many calls from this caller; slow down", ReasonRateLimited, apierr.CodeRateLimitExceeded, d)
 	}
 	return nil
 }
@@ -149,10 +147,10 @@ func (l *Limiter) acquireWatcher(caller string) (release func(), err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.opts.MaxWatchers > 0 && l.watchers >= l.opts.MaxWatchers {
-		return nil, exhausted("the gateway has too many open watch streams; retry later", ReasonTooManyWatchers, time.Second)
+		return nil, exhausted("the gateway has too many open watch streams; retry later", ReasonTooManyWatchers, apierr.CodeTooManyWatchers, time.Second)
 	}
 	if l.opts.MaxWatchersPerCaller > 0 && l.byCaller[caller] >= l.opts.MaxWatchersPerCaller {
-		return nil, exhausted("this caller has too many open watch streams", ReasonTooManyWatchers, 0)
+		return nil, exhausted("this caller has too many open watch streams", ReasonTooManyWatchers, apierr.CodeTooManyWatchers, 0)
 	}
 	l.watchers++
 	l.byCaller[caller]++
@@ -169,20 +167,7 @@ func (l *Limiter) acquireWatcher(caller string) (release func(), err error) {
 	}, nil
 }
 
-func exhausted(msg, reason string, retryAfter time.Duration) error {
-	st := status.New(codes.ResourceExhausted, msg)
-	info := &errdetails.ErrorInfo{Reason: reason, Domain: apierr.Domain, Metadata: map[string]string{
-		apierr.MetaHTTPStatus: "429", apierr.MetaType: "rate_limit_error",
-	}}
-	var withDetails *status.Status
-	var err error
-	if retryAfter > 0 {
-		withDetails, err = st.WithDetails(info, &errdetails.RetryInfo{RetryDelay: durationpb.New(retryAfter)})
-	} else {
-		withDetails, err = st.WithDetails(info)
-	}
-	if err != nil {
-		return st.Err()
-	}
-	return withDetails.Err()
+func exhausted(msg, reason, code string, retryAfter time.Duration) error {
+	return apierr.Error{Code: codes.ResourceExhausted, HTTPStatus: http.StatusTooManyRequests, Type: "rate_limit_error",
+		ErrCode: code, Reason: reason, Message: msg, RetryAfter: retryAfter}.Err()
 }

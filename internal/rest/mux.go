@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strconv"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -55,7 +53,7 @@ func NewServeMux(extra ...runtime.ServeMuxOption) *runtime.ServeMux {
 func handleError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	var hse *runtime.HTTPStatusError
 	if errors.As(err, &hse) && hse.HTTPStatus >= 400 && hse.HTTPStatus < 500 {
-		writeStatus(w, localStatus(codes.InvalidArgument, hse.HTTPStatus, "Invalid request URL: "+requestTarget(r), reasonInvalidURL, "invalid_url"))
+		writeStatus(w, localStatus(codes.InvalidArgument, hse.HTTPStatus, "Invalid request URL: "+requestTarget(r), reasonInvalidURL, apierr.CodeInvalidURL))
 		return
 	}
 	if hse != nil {
@@ -72,13 +70,13 @@ func handleRoutingError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marsha
 	var st *status.Status
 	switch httpStatus {
 	case http.StatusNotFound:
-		st = localStatus(codes.NotFound, httpStatus, "Unknown request URL: "+target, reasonUnknownURL, "unknown_url")
+		st = localStatus(codes.NotFound, httpStatus, "Unknown request URL: "+target, reasonUnknownURL, apierr.CodeUnknownURL)
 	case http.StatusMethodNotAllowed:
-		st = localStatus(codes.Unimplemented, httpStatus, "Method not allowed for URL: "+target, reasonMethodNotAllowed, "method_not_allowed")
+		st = localStatus(codes.Unimplemented, httpStatus, "Method not allowed for URL: "+target, reasonMethodNotAllowed, apierr.CodeMethodNotAllowed)
 	case http.StatusBadRequest:
-		st = localStatus(codes.InvalidArgument, httpStatus, "Invalid request URL: "+target, reasonInvalidURL, "invalid_url")
+		st = localStatus(codes.InvalidArgument, httpStatus, "Invalid request URL: "+target, reasonInvalidURL, apierr.CodeInvalidURL)
 	default: // grpc-gateway documents no other routing status
-		st = apierr.FromError(errors.New("unexpected routing error"))
+		st = apierr.Internal("internal error")
 	}
 	writeStatus(w, st)
 }
@@ -94,22 +92,9 @@ func writeStatus(w http.ResponseWriter, st *status.Status) {
 	apierr.WriteHTTP(w, st)
 }
 
-// localStatus builds a status in apierr's form: an ErrorInfo carrying the
-// HTTP status, the envelope type invalid_request_error and, when not empty,
-// the envelope code.
+// localStatus builds an invalid_request_error of the REST layer.
 func localStatus(code codes.Code, httpStatus int, msg, reason, errCode string) *status.Status {
-	meta := map[string]string{
-		apierr.MetaHTTPStatus: strconv.Itoa(httpStatus),
-		apierr.MetaType:       "invalid_request_error",
-	}
-	if errCode != "" {
-		meta[apierr.MetaCode] = errCode
-	}
-	st := status.New(code, msg)
-	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: apierr.Domain, Metadata: meta}); err == nil {
-		st = d
-	}
-	return st
+	return apierr.Error{Code: code, HTTPStatus: httpStatus, Type: "invalid_request_error", ErrCode: errCode, Reason: reason, Message: msg}.Status()
 }
 
 // requestTarget returns "METHOD /escaped/path" for error messages, the path

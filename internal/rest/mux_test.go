@@ -124,37 +124,37 @@ func TestErrorHandler(t *testing.T) {
 		{
 			name:       "unknown batch",
 			svc:        &fakeService{err: apierr.FromError(&upstream.Error{HTTPStatus: 404, Type: "not_found_error"}).Err()},
-			wantStatus: 404, wantType: "not_found_error", wantCode: "NotFound", wantParam: "<null>",
+			wantStatus: 404, wantType: "not_found_error", wantCode: "<null>", wantParam: "<null>",
 			wantMsg: "upstream answered HTTP 404 not_found_error",
 		},
 		{
 			name:       "invalid batch id names the param",
 			svc:        &fakeService{err: apierr.FromError(upstream.ErrInvalidBatchID).Err()},
-			wantStatus: 400, wantType: "invalid_request_error", wantCode: "InvalidArgument", wantParam: "batch_id",
+			wantStatus: 400, wantType: "invalid_request_error", wantCode: "invalid_batch_id", wantParam: "batch_id",
 			wantMsg: "invalid batch id",
 		},
 		{
 			name:       "unreachable upstream",
 			svc:        &fakeService{err: apierr.FromError(upstream.ErrUnreachable).Err()},
-			wantStatus: 502, wantType: "api_error", wantCode: "Unavailable", wantParam: "<null>",
+			wantStatus: 502, wantType: "api_error", wantCode: "upstream_unavailable", wantParam: "<null>",
 			wantMsg: "the upstream is unreachable",
 		},
 		{
 			name:       "a bare status without details",
 			svc:        &fakeService{err: status.Error(codes.Unauthenticated, "missing credential")},
-			wantStatus: 401, wantType: "invalid_api_key", wantCode: "Unauthenticated", wantParam: "<null>",
+			wantStatus: 401, wantType: "invalid_api_key", wantCode: "unauthenticated", wantParam: "<null>",
 			wantMsg: "missing credential",
 		},
 		{
 			name:       "a plain error is an internal error that leaks nothing",
 			svc:        &fakeService{err: errors.New("dial tcp 10.0.0.7:443: secret detail")},
-			wantStatus: 500, wantType: "api_error", wantCode: "Internal", wantParam: "<null>",
+			wantStatus: 500, wantType: "api_error", wantCode: "internal_error", wantParam: "<null>",
 			wantMsg: "internal error",
 		},
 		{
 			name:       "a nil batch fails to marshal: internal error",
 			svc:        &fakeService{resp: &batchv1.GetBatchResponse{}},
-			wantStatus: 500, wantType: "api_error", wantCode: "Internal", wantParam: "<null>",
+			wantStatus: 500, wantType: "api_error", wantCode: "internal_error", wantParam: "<null>",
 			wantMsg: "internal error",
 		},
 	}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
@@ -132,7 +131,7 @@ func serveWatch(mux *runtime.ServeMux, client batchv1.BatchServiceClient, w http
 			return // the client is gone; nobody reads an answer
 		}
 		if errors.Is(err, io.EOF) {
-			err = status.Error(codes.Internal, "the watch ended before its first event")
+			err = apierr.Internal("the watch ended before its first event").Err()
 		}
 		writeStatus(w, apierr.FromError(err))
 		return

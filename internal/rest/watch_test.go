@@ -23,11 +23,13 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/apierr"
 	"github.com/batchgate/batchgate/internal/upstream"
+	"github.com/batchgate/batchgate/internal/watch"
 	"github.com/batchgate/batchgate/internal/wire"
-	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 )
 
 // hangGuard bounds every watch request of these tests, so that a response
@@ -427,22 +429,22 @@ func TestWatchErrorBeforeFirstEvent(t *testing.T) {
 		wantRetry  string
 		noCall     bool // the request must not reach WatchBatch
 	}{
-		{name: "invalid id", id: "bad.id", wantStatus: 400, wantType: "invalid_request_error", wantCode: "InvalidArgument"},
+		{name: "invalid id", id: "bad.id", wantStatus: 400, wantType: "invalid_request_error", wantCode: "invalid_batch_id"},
 		{name: "unknown batch", err: apierr.FromError(&upstream.Error{HTTPStatus: 404, Type: "not_found_error", Code: "not_found"}).Err(),
 			wantStatus: 404, wantType: "not_found_error", wantCode: "not_found"},
-		{name: "upstream 401", err: apierr.FromError(&upstream.Error{HTTPStatus: 401, Type: "invalid_api_key"}).Err(),
-			wantStatus: 401, wantType: "invalid_api_key", wantCode: "Unauthenticated"},
+		{name: "upstream 401", err: apierr.FromError(&upstream.Error{HTTPStatus: 401, Type: "invalid_request_error", Code: "invalid_api_key"}).Err(),
+			wantStatus: 401, wantType: "invalid_request_error", wantCode: "invalid_api_key"},
 		{name: "insufficient balance", err: apierr.FromError(&upstream.Error{HTTPStatus: 402, Type: "insufficient_balance", Code: "402"}).Err(),
 			wantStatus: 402, wantType: "insufficient_balance", wantCode: "402"},
-		{name: "rate limited", err: apierr.FromError(&upstream.Error{HTTPStatus: 429, Type: "rate_limit_error", RetryAfter: 1500 * time.Millisecond}).Err(),
-			wantStatus: 429, wantType: "rate_limit_error", wantCode: "ResourceExhausted", wantRetry: "2"},
-		{name: "shutting down", err: apierr.Unavailable("the gateway is shutting down; reconnect", apierr.ReasonShuttingDown, time.Second).Err(),
-			wantStatus: 503, wantType: "api_error", wantCode: "Unavailable", wantRetry: "1"},
+		{name: "rate limited", err: apierr.FromError(&upstream.Error{HTTPStatus: 429, Type: "rate_limit_error", Code: "rate_limit_exceeded", RetryAfter: 1500 * time.Millisecond}).Err(),
+			wantStatus: 429, wantType: "rate_limit_error", wantCode: "rate_limit_exceeded", wantRetry: "2"},
+		{name: "shutting down", err: apierr.FromError(watch.ErrShutdown).Err(),
+			wantStatus: 503, wantType: "api_error", wantCode: "gateway_shutting_down", wantRetry: "1"},
 		{name: "bare status", err: status.Error(codes.NotFound, "no such batch"),
-			wantStatus: 404, wantType: "not_found_error", wantCode: "NotFound"},
-		{name: "no event at all", err: nil, wantStatus: 500, wantType: "api_error", wantCode: "Internal"},
+			wantStatus: 404, wantType: "not_found_error", wantCode: "not_found"},
+		{name: "no event at all", err: nil, wantStatus: 500, wantType: "api_error", wantCode: "internal_error"},
 		{name: "bad grpc-timeout header", header: http.Header{"Grpc-Timeout": {"soon"}}, noCall: true,
-			wantStatus: 400, wantType: "invalid_request_error", wantCode: "InvalidArgument"},
+			wantStatus: 400, wantType: "invalid_request_error", wantCode: "invalid_argument"},
 	}
 	for _, tt := range tests {
 		for _, accept := range []string{"", ContentTypeSSE} {
@@ -497,14 +499,14 @@ func TestWatchErrorAfterFirstEvent(t *testing.T) {
 		wantCode   string
 		wantRetry  string // milliseconds; "" when the error says nothing
 	}{
-		{name: "shutting down", err: apierr.Unavailable("the gateway is shutting down; reconnect", apierr.ReasonShuttingDown, time.Second).Err(),
-			wantStatus: "503", wantType: "api_error", wantCode: "Unavailable", wantRetry: "1000"},
+		{name: "shutting down", err: apierr.FromError(watch.ErrShutdown).Err(),
+			wantStatus: "503", wantType: "api_error", wantCode: "gateway_shutting_down", wantRetry: "1000"},
 		{name: "upstream rate limit", err: apierr.FromError(&upstream.Error{HTTPStatus: 429, Type: "rate_limit_error", Code: "rate_limit_exceeded", RetryAfter: 2500 * time.Millisecond}).Err(),
 			wantStatus: "429", wantType: "rate_limit_error", wantCode: "rate_limit_exceeded", wantRetry: "2500"},
-		{name: "upstream gone for good", err: apierr.FromError(&upstream.Error{HTTPStatus: 404, Type: "not_found_error"}).Err(),
-			wantStatus: "404", wantType: "not_found_error", wantCode: "NotFound"},
+		{name: "upstream gone for good", err: apierr.FromError(&upstream.Error{HTTPStatus: 404, Type: "not_found_error", Code: "batch_not_found"}).Err(),
+			wantStatus: "404", wantType: "not_found_error", wantCode: "batch_not_found"},
 		{name: "bare internal", err: status.Error(codes.Internal, "boom"),
-			wantStatus: "500", wantType: "api_error", wantCode: "Internal"},
+			wantStatus: "500", wantType: "api_error", wantCode: "internal"},
 	}
 	for _, tt := range tests {
 		for _, accept := range []string{"", ContentTypeSSE} {

@@ -5,7 +5,6 @@ package service
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"time"
@@ -104,7 +103,7 @@ func (s *Service) key(ctx context.Context, id string) watch.Key {
 
 // fail maps err to a status, logs it and returns it as an error.
 func (s *Service) fail(ctx context.Context, op, id string, err error) error {
-	st := statusOf(err)
+	st := apierr.FromError(err)
 	level := slog.LevelWarn
 	switch st.Code() {
 	case codes.Canceled, codes.NotFound, codes.InvalidArgument:
@@ -113,28 +112,6 @@ func (s *Service) fail(ctx context.Context, op, id string, err error) error {
 	s.log.LogAttrs(ctx, level, op+" failed",
 		slog.String("batch_id", id), slog.String("code", st.Code().String()), slog.String("error", err.Error()))
 	return st.Err()
-}
-
-// errStreamMaxAge ends a stream that reached its maximum age.
-var errStreamMaxAge = errors.New("stream reached its maximum age")
-
-// statusOf maps err to a status: the hub's shutdown and stream lifetime
-// errors are UNAVAILABLE with a retry hint (reconnect, possibly to another
-// replica); everything else goes through apierr.FromError.
-func statusOf(err error) *status.Status {
-	switch {
-	case errors.Is(err, watch.ErrShutdown):
-		return apierr.Unavailable("the gateway is shutting down; reconnect", apierr.ReasonShuttingDown, time.Second)
-	case errors.Is(err, errStreamMaxAge):
-		return apierr.Unavailable("the stream reached its maximum age; reconnect", apierr.ReasonStreamMaxAge, 0)
-	case errors.Is(err, watch.ErrFailureBudget):
-		st := apierr.FromError(err)
-		if st.Code() == codes.Unavailable {
-			return st
-		}
-		return apierr.Unavailable("the upstream kept failing; giving up on this watch", apierr.ReasonUpstreamError, 0)
-	}
-	return apierr.FromError(err)
 }
 
 // WatchBatch streams the batch: a SNAPSHOT at once, a CHANGE whenever a
@@ -179,7 +156,7 @@ func (s *Service) WatchBatch(req *batchv1.WatchBatchRequest, stream batchv1.Batc
 			heartbeat.Reset(s.heartbeat)
 			continue
 		case <-maxAge.C:
-			return s.fail(ctx, "watch batch", id, errStreamMaxAge)
+			return s.fail(ctx, "watch batch", id, apierr.ErrStreamMaxAge)
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
 		}

@@ -90,7 +90,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 	if mode == auth.ModePassthrough {
 		upKey = "" // only callers' keys go upstream
 	}
-	if g.tel, err = telemetry.New(ctx, telemetry.Options{ServiceName: "batchgate", Logger: log, CallerName: callerName}); err != nil {
+	if g.tel, err = telemetry.New(ctx, telemetry.Options{ServiceName: "batchgate", Logger: log, CallerName: callerName, CapCaller: capCaller}); err != nil {
 		return nil, err
 	}
 	hc := upstream.DefaultHTTPClient()
@@ -194,6 +194,16 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 func callerName(ctx context.Context) string {
 	c, _ := auth.FromContext(ctx)
 	return c.Name
+}
+
+// capCaller caps the caller metric label of passthrough callers, whose
+// names anyone can invent, apart from token names, which the operator
+// chose and which always get their own label.
+func capCaller(name string) (string, bool) {
+	if auth.IsPassthroughName(name) {
+		return auth.PassthroughOther, true
+	}
+	return "", false
 }
 
 // callerKey identifies the caller of a call for its limits: the full

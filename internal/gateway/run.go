@@ -180,8 +180,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 		MetricsHandler: g.tel.MetricsHandler(),
 		Ready:          func() bool { return health.healthy(cfg.UpstreamUnhealthyAfter) },
 		// Watch streams end (UNAVAILABLE, reconnect) as soon as shutdown
-		// starts, so that graceful stop only waits for unary calls.
-		OnShutdown: g.hub.Close,
+		// starts, so that graceful stop only waits for unary calls; those
+		// keep their upstream calls until the servers have drained (Serve
+		// closes the hub then, within the shutdown timeout).
+		OnShutdown: g.hub.CloseWatches,
 	})
 	if err != nil {
 		return nil, err
@@ -304,7 +306,9 @@ func (g *Gateway) DemoBatchIDs() []string {
 }
 
 // Serve serves until ctx is done, then shuts down gracefully (see
-// Server.Serve), ending every watch stream, and stops the demo simulator.
+// Server.Serve): it ends every watch stream at once, lets unary calls in
+// flight finish within the shutdown timeout, then closes the hub
+// (cancelling what is left) and stops the demo simulator.
 // While it serves, SIGHUP reloads the client tokens file.
 func (g *Gateway) Serve(ctx context.Context) error {
 	defer g.closeDemo()

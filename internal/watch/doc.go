@@ -72,7 +72,8 @@
 //     [Options.FailureBudget] of continuous transient failure (408, 409,
 //     429, 5xx, upstream.ErrUnreachable, upstream.ErrTimeout,
 //     upstream.ErrMalformedResponse, or anything unrecognised);
-//   - [ErrShutdown] when the hub is closed;
+//   - [ErrShutdown] when the hub is closed, or its watches are
+//     ([Hub.CloseWatches]: the first step of a graceful shutdown);
 //   - [ErrClosed] after [Subscription.Close].
 //
 // The first two keep the upstream error reachable with errors.As and

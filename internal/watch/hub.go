@@ -42,8 +42,9 @@ type Key struct {
 
 // Errors that end subscriptions or calls. Test them with errors.Is.
 var (
-	// ErrShutdown is returned by Subscribe and Get after Close, and ends
-	// every subscription when the hub closes.
+	// ErrShutdown is returned by Subscribe and Get after Close (Subscribe
+	// also after CloseWatches), and ends every subscription when the hub
+	// or its watches close.
 	ErrShutdown = errors.New("watch: hub shut down")
 	// ErrClosed is a subscription's Err after its own Close.
 	ErrClosed = errors.New("watch: subscription closed")
@@ -168,11 +169,14 @@ type Hub struct {
 	wg sync.WaitGroup
 
 	// mu guards the fields below. Lock order: Hub.mu, then poller.mu.
-	mu        sync.Mutex
-	closed    bool
-	pollers   map[Key]*poller
-	cache     map[Key]cacheEntry
-	nextSweep int // sweep the cache when it reaches this size
+	mu     sync.Mutex
+	closed bool
+	// watchesClosed is set by CloseWatches (and Close): Subscribe
+	// refuses, no poller starts.
+	watchesClosed bool
+	pollers       map[Key]*poller
+	cache         map[Key]cacheEntry
+	nextSweep     int // sweep the cache when it reaches this size
 
 	watchers, pollersRunning          atomic.Int64
 	polls, gets, coalesced, cacheHits atomic.Uint64
@@ -367,7 +371,7 @@ func (h *Hub) Subscribe(ctx context.Context, k Key) (*Subscription, error) {
 		return nil, err
 	}
 	h.mu.Lock()
-	if h.closed {
+	if h.closed || h.watchesClosed {
 		h.mu.Unlock()
 		return nil, ErrShutdown
 	}
@@ -470,6 +474,25 @@ func (p *poller) pokeNow() {
 	}
 }
 
+// CloseWatches is the first step of a graceful shutdown: it ends every
+// subscription with ErrShutdown and stops every poller at once, and
+// Subscribe returns ErrShutdown afterwards, while Get goes on working, so
+// that unary calls in flight (and the upstream calls they share) finish.
+// It does not wait for the pollers' goroutines; Close does. CloseWatches
+// is idempotent.
+func (h *Hub) CloseWatches() {
+	h.mu.Lock()
+	h.watchesClosed = true
+	ps := make([]*poller, 0, len(h.pollers))
+	for _, p := range h.pollers {
+		ps = append(ps, p)
+	}
+	h.mu.Unlock()
+	for _, p := range ps {
+		h.finish(p, ErrShutdown)
+	}
+}
+
 // Close ends every subscription with ErrShutdown, cancels every in-flight
 // upstream call and waits for the hub's goroutines to return. Subscribe
 // and Get return ErrShutdown afterwards. Close is idempotent.
@@ -478,6 +501,7 @@ func (h *Hub) Close() {
 	var ps []*poller
 	if !h.closed {
 		h.closed = true
+		h.watchesClosed = true
 		for _, p := range h.pollers {
 			ps = append(ps, p)
 		}

@@ -687,6 +687,57 @@ func TestCloseWhileSubscribeWaits(t *testing.T) {
 	}
 }
 
+// TestCloseWatches: the first step of shutdown ends every subscription and
+// poller at once and refuses new ones, while a Get in flight keeps its
+// upstream call and gets the batch, and later Gets still work.
+func TestCloseWatches(t *testing.T) {
+	t.Parallel()
+	watched, got := Key{BatchID: "batch_cwa"}, Key{BatchID: "batch_cwg"}
+	gate := make(chan struct{})
+	f := newFake().script(watched, ok(running("batch_cwa", 1))).
+		script(got, gated(gate, ok(running("batch_cwg", 1))))
+	h := newHub(t, f, slow)
+	s := subscribe(t, h, watched)
+	type result struct {
+		b   *batchv1.Batch
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		b, err := h.Get(context.Background(), got)
+		res <- result{b, err}
+	}()
+	waitFor(t, "the Get's fetch", func() bool { return f.Calls(got) == 1 })
+
+	h.CloseWatches()
+	if !ready(s.Done()) || !errors.Is(s.Err(), ErrShutdown) {
+		t.Errorf("subscription: done %v, Err %v; want ended with ErrShutdown", ready(s.Done()), s.Err())
+	}
+	if _, err := h.Subscribe(context.Background(), watched); !errors.Is(err, ErrShutdown) {
+		t.Errorf("Subscribe after CloseWatches = %v, want ErrShutdown", err)
+	}
+	waitFor(t, "the poller to stop", func() bool { return h.Stats().Pollers == 0 })
+	if st := h.Stats(); st.Watchers != 0 {
+		t.Errorf("after CloseWatches: %+v", st)
+	}
+
+	close(gate)
+	if r := <-res; r.err != nil || r.b.GetId() != "batch_cwg" {
+		t.Errorf("Get in flight at CloseWatches = %v, %v; want the batch", r.b, r.err)
+	}
+	if f.Cancelled() != 0 {
+		t.Error("CloseWatches cancelled the Get's upstream call")
+	}
+	if b, err := h.Get(context.Background(), Key{BatchID: "batch_cwa"}); err != nil || b == nil {
+		t.Errorf("Get after CloseWatches = %v, %v", b, err)
+	}
+	h.CloseWatches() // idempotent
+	h.Close()
+	if _, err := h.Get(context.Background(), got); !errors.Is(err, ErrShutdown) {
+		t.Errorf("Get after Close = %v, want ErrShutdown", err)
+	}
+}
+
 func TestCredentialsNeverShare(t *testing.T) {
 	t.Parallel()
 	f := newFake()

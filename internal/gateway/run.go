@@ -257,6 +257,7 @@ func hubOptions(cfg config.Config, log *slog.Logger) watch.Options {
 		PollInterval:  cfg.PollInterval,
 		FailureBudget: cfg.WatchFailureBudget,
 		FreshFor:      cfg.CacheTTL,
+		PollContext:   pollContext,
 		Logger:        log.With(slog.String("component", "watch")),
 	}
 	if cfg.UpstreamRPS > 0 {
@@ -264,6 +265,14 @@ func hubOptions(cfg config.Config, log *slog.Logger) watch.Options {
 		o.Limiter = rate.NewLimiter(rate.Limit(cfg.UpstreamRPS), burst)
 	}
 	return o
+}
+
+// pollContext is the context a shared poller polls under: a fresh one
+// with only the upstream credential of the watch that started it (in
+// passthrough mode the caller's own, put there by auth; otherwise none, so
+// the gateway's key), none of that call's metadata, span or log fields.
+func pollContext(ctx context.Context, _ watch.Key) context.Context {
+	return upstream.WithAPIKeyFrom(context.Background(), ctx)
 }
 
 // HubStats returns the shared pollers' counters.

@@ -91,9 +91,18 @@ type Options struct {
 	// where the caller of the hub attaches the credential that k.Credential
 	// stands for. Its ctx carries the values, but not the cancellation or
 	// deadline, of the call that caused the fetch: the Get caller's, or for
-	// a poller the context of the Subscribe that started it. Default: ctx
+	// a poller those of its PollContext, with the poll's span. Default: ctx
 	// unchanged.
 	FetchContext func(ctx context.Context, k Key) context.Context
+	// PollContext returns the context a new poller for k polls under, made
+	// from ctx, the context of the Subscribe that starts it. The poller
+	// keeps it for as long as it runs, long after that call has ended, so
+	// it must be a fresh context carrying only what fetches need (the
+	// credential that k.Credential stands for, typically), never ctx or
+	// its values: the call's metadata, span and log attributes. Its
+	// cancellation and deadline, if any, are ignored. Default: an empty
+	// context.
+	PollContext func(ctx context.Context, k Key) context.Context
 	// Logger receives a debug line when a poller starts and stops, with
 	// the batch id (never the credential). Nil discards.
 	Logger *slog.Logger
@@ -123,6 +132,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.FetchContext == nil {
 		o.FetchContext = func(ctx context.Context, _ Key) context.Context { return ctx }
+	}
+	if o.PollContext == nil {
+		o.PollContext = func(context.Context, Key) context.Context { return context.Background() }
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -363,9 +375,11 @@ func (h *Hub) remember(k Key, b *batchv1.Batch, start time.Time) {
 // If the current batch is terminal the subscription is returned already
 // done, with a nil Err. If ctx ends first, Subscribe returns ctx.Err(). ctx
 // only bounds the wait: the subscription lives until it ends or is closed.
-// For a new poller, ctx's values (not its cancellation) are what
-// Options.FetchContext receives for the poller's fetches. Every returned
-// Subscription must be closed.
+// A new poller keeps nothing of ctx but what Options.PollContext makes of
+// it and a link to its span: each poll is the root span of a new trace,
+// linked to the span of the Subscribe that started the poller and made
+// with that span's TracerProvider. Every returned Subscription must be
+// closed.
 func (h *Hub) Subscribe(ctx context.Context, k Key) (*Subscription, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err

@@ -521,41 +521,58 @@ func TestSubscribeContextEndsWait(t *testing.T) {
 	}
 }
 
-// reqKey marks a Subscribe's context in TestFetchContextGetsValuesNotCancellation.
+// reqKey marks a Subscribe's context in TestPollContextValuesNotCancellation.
 type reqKey struct{}
 
-func TestFetchContextGetsValuesNotCancellation(t *testing.T) {
+// TestPollContextValuesNotCancellation: a poller's fetches see what
+// Options.PollContext made of the Subscribe's context, and go on after
+// that context ended, even when PollContext returns it.
+func TestPollContextValuesNotCancellation(t *testing.T) {
 	t.Parallel()
-	k := Key{BatchID: "batch_fc"}
-	f := newFake().script(k, ok(running("batch_fc", 1)))
-	var mu sync.Mutex
-	var seen []any
-	h := newHub(t, f, func(o *Options) {
-		o.FetchContext = func(ctx context.Context, k Key) context.Context {
+	for _, tt := range []struct {
+		name string
+		poll func(ctx context.Context, k Key) context.Context
+	}{
+		{"fresh context", func(ctx context.Context, _ Key) context.Context {
+			return context.WithValue(context.Background(), reqKey{}, ctx.Value(reqKey{}))
+		}},
+		{"the Subscribe context itself", func(ctx context.Context, _ Key) context.Context { return ctx }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			k := Key{BatchID: "batch_fc"}
+			f := newFake().script(k, ok(running("batch_fc", 1)))
+			var mu sync.Mutex
+			var seen []any
+			h := newHub(t, f, func(o *Options) {
+				o.PollContext = tt.poll
+				o.FetchContext = func(ctx context.Context, k Key) context.Context {
+					mu.Lock()
+					seen = append(seen, ctx.Value(reqKey{}))
+					mu.Unlock()
+					return withCred(ctx, k)
+				}
+			})
+			ctx, cancel := context.WithCancel(context.WithValue(context.Background(), reqKey{}, "req-1"))
+			s, err := h.Subscribe(ctx, k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			cancel() // bounds only the Subscribe call
+			n := f.Calls(k)
+			waitFor(t, "polls after the Subscribe ctx ended", func() bool { return f.Calls(k) >= n+3 })
+			if ready(s.Done()) {
+				t.Fatalf("subscription ended with %v", s.Err())
+			}
 			mu.Lock()
-			seen = append(seen, ctx.Value(reqKey{}))
-			mu.Unlock()
-			return withCred(ctx, k)
-		}
-	})
-	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), reqKey{}, "req-1"))
-	s, err := h.Subscribe(ctx, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	cancel() // bounds only the Subscribe call
-	n := f.Calls(k)
-	waitFor(t, "polls after the Subscribe ctx ended", func() bool { return f.Calls(k) >= n+3 })
-	if ready(s.Done()) {
-		t.Fatalf("subscription ended with %v", s.Err())
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	for i, v := range seen {
-		if v != "req-1" {
-			t.Fatalf("fetch %d: FetchContext saw value %v", i, v)
-		}
+			defer mu.Unlock()
+			for i, v := range seen {
+				if v != "req-1" {
+					t.Fatalf("fetch %d: FetchContext saw value %v", i, v)
+				}
+			}
+		})
 	}
 }
 

@@ -85,6 +85,18 @@ const AnonymousName = "anonymous"
 // passthroughPrefix starts Caller.Name in passthrough mode.
 const passthroughPrefix = "passthrough:"
 
+// PassthroughOther is the caller label for passthrough callers beyond a
+// cap on labels: a name no Caller has (token names have no colon, and
+// passthrough names end in hex digits).
+const PassthroughOther = passthroughPrefix + "other"
+
+// IsPassthroughName reports whether name is a Caller.Name of passthrough
+// mode, one of the names anyone can invent by sending a new credential,
+// as opposed to a token's name from the tokens file or AnonymousName.
+func IsPassthroughName(name string) bool {
+	return strings.HasPrefix(name, passthroughPrefix)
+}
+
 // callerKey is the context key of a Caller.
 type callerKey struct{}
 

@@ -215,6 +215,33 @@ func TestAuthenticatePassthrough(t *testing.T) {
 	}
 }
 
+// TestIsPassthroughName: passthrough names are told apart from the names
+// of the other modes, so that their metric labels can be capped.
+func TestIsPassthroughName(t *testing.T) {
+	t.Parallel()
+	pass, err := newAuth(t, ModePassthrough, "").Authenticate(context.Background(), "Bearer "+aliceToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := FromContext(pass)
+	for _, tt := range []struct {
+		name string
+		want bool
+	}{
+		{p.Name, true},
+		{"alice", false},
+		{AnonymousName, false},
+		{"", false},
+	} {
+		if got := IsPassthroughName(tt.name); got != tt.want {
+			t.Errorf("IsPassthroughName(%q) = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	if !IsPassthroughName(PassthroughOther) || PassthroughOther == p.Name || validName(PassthroughOther) {
+		t.Errorf("PassthroughOther %q must be a passthrough label no caller has", PassthroughOther)
+	}
+}
+
 func TestAuthenticateNone(t *testing.T) {
 	t.Parallel()
 	a := newAuth(t, ModeNone, "")

@@ -21,7 +21,8 @@ type Config struct {
 	// UPSTREAM_URL). Required unless Demo is set.
 	UpstreamURL string
 	// UpstreamAPIKey is the Bearer key for the upstream (-upstream-api-key,
-	// UPSTREAM_API_KEY). Required unless Demo is set. Never logged.
+	// UPSTREAM_API_KEY). Required unless Demo is set or Auth is
+	// "passthrough". Never logged.
 	UpstreamAPIKey string
 	// UpstreamTimeout bounds one upstream attempt (-upstream-timeout).
 	UpstreamTimeout time.Duration
@@ -124,9 +125,18 @@ func Defaults() Config {
 	}
 }
 
-// ErrNoUpstream is returned by Load when neither -demo nor an upstream URL
-// and key are configured.
-var ErrNoUpstream = errors.New("no upstream configured: set -upstream-url (UPSTREAM_URL) and -upstream-api-key (UPSTREAM_API_KEY) (or -auth=passthrough to forward callers' keys), or run with -demo")
+// Errors of Load for an upstream that is not, or only partly, configured
+// (without -demo). Each says what to set.
+var (
+	// ErrNoUpstream: neither an upstream URL nor an upstream key is set.
+	ErrNoUpstream = errors.New("no upstream configured: set -upstream-url (UPSTREAM_URL) and -upstream-api-key (UPSTREAM_API_KEY) (or -auth=passthrough to forward callers' keys), or run with -demo")
+	// ErrNoUpstreamKey: an upstream URL without the key the gateway calls
+	// it with, outside passthrough mode.
+	ErrNoUpstreamKey = errors.New("-upstream-api-key (UPSTREAM_API_KEY) is required with -upstream-url unless -auth=passthrough")
+	// ErrNoUpstreamURL: an upstream key, or passthrough mode, without the
+	// upstream's URL. The error Load returns wraps it and says which.
+	ErrNoUpstreamURL = errors.New("-upstream-url (UPSTREAM_URL) is required")
+)
 
 // Load parses args (without the program name) over Defaults, taking each
 // flag's default from the environment variable named in its help when lookup
@@ -205,7 +215,8 @@ func (c Config) defaultAuth() string {
 		return "none"
 	default:
 		// Without an upstream key this fails validation with
-		// ErrNoUpstream: passthrough must be asked for.
+		// ErrNoUpstream or ErrNoUpstreamKey: passthrough must be asked
+		// for.
 		return "key"
 	}
 }
@@ -224,12 +235,30 @@ func IsLoopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func (c Config) validate() error {
-	if !c.Demo && c.UpstreamURL == "" {
-		return ErrNoUpstream
+// validateUpstream checks that, without -demo, there is an upstream URL
+// and, unless callers' keys are passed through, a key, and says what is
+// missing.
+func (c Config) validateUpstream() error {
+	if c.Demo {
+		return nil
 	}
-	if !c.Demo && c.Auth != "passthrough" && c.UpstreamAPIKey == "" {
+	passthrough := c.Auth == "passthrough"
+	switch {
+	case c.UpstreamURL == "" && c.UpstreamAPIKey != "":
+		return fmt.Errorf("%w with -upstream-api-key, or run with -demo", ErrNoUpstreamURL)
+	case c.UpstreamURL == "" && passthrough:
+		return fmt.Errorf("%w with -auth=passthrough, or run with -demo", ErrNoUpstreamURL)
+	case c.UpstreamURL == "":
 		return ErrNoUpstream
+	case c.UpstreamAPIKey == "" && !passthrough:
+		return ErrNoUpstreamKey
+	}
+	return nil
+}
+
+func (c Config) validate() error {
+	if err := c.validateUpstream(); err != nil {
+		return err
 	}
 	switch c.Auth {
 	case "key":

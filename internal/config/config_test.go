@@ -27,7 +27,9 @@ func TestLoad(t *testing.T) {
 		errText string
 	}{
 		{name: "nothing configured", wantErr: config.ErrNoUpstream},
-		{name: "url without key", args: []string{"-upstream-url", "http://x"}, wantErr: config.ErrNoUpstream},
+		{name: "url without key", args: []string{"-upstream-url", "http://x"}, wantErr: config.ErrNoUpstreamKey},
+		{name: "key without url", args: []string{"-upstream-api-key", "k"}, wantErr: config.ErrNoUpstreamURL},
+		{name: "passthrough without url", args: []string{"-auth", "passthrough"}, wantErr: config.ErrNoUpstreamURL},
 		{name: "demo defaults: loopback, no caller check, fast polls", args: []string{"-demo"}, want: func(c config.Config) bool {
 			return c.Demo && c.GRPCAddr == "127.0.0.1:9090" && c.HTTPAddr == "127.0.0.1:8080" && c.Auth == "none" &&
 				c.PollInterval == time.Second && c.ShutdownTimeout == 20*time.Second
@@ -101,5 +103,60 @@ func TestHelpHidesAPIKey(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "sk-very-secret") {
 		t.Fatalf("help prints the API key:\n%s", out.String())
+	}
+}
+
+// TestLoadUpstreamMessages: a partial upstream configuration is told what
+// is missing, not that no upstream is configured.
+func TestLoadUpstreamMessages(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    []string // in the message
+		notWant []string // not in the message
+	}{
+		{name: "nothing configured", want: []string{"no upstream configured", "-upstream-url", "UPSTREAM_URL", "-upstream-api-key", "-demo"}},
+		{name: "url without key", args: []string{"-upstream-url", "http://u"},
+			want:    []string{"-upstream-api-key (UPSTREAM_API_KEY) is required with -upstream-url unless -auth=passthrough"},
+			notWant: []string{"no upstream configured"}},
+		{name: "url without key, from the environment", env: map[string]string{"UPSTREAM_URL": "http://u"},
+			want:    []string{"-upstream-api-key (UPSTREAM_API_KEY) is required with -upstream-url unless -auth=passthrough"},
+			notWant: []string{"no upstream configured"}},
+		{name: "url without key, explicit key mode", args: []string{"-upstream-url", "http://u", "-auth", "key", "-client-tokens-file", "t"},
+			want:    []string{"-upstream-api-key (UPSTREAM_API_KEY) is required with -upstream-url unless -auth=passthrough"},
+			notWant: []string{"no upstream configured"}},
+		{name: "url without key, mode none", args: []string{"-upstream-url", "http://u", "-auth", "none"},
+			want:    []string{"-upstream-api-key (UPSTREAM_API_KEY) is required with -upstream-url unless -auth=passthrough"},
+			notWant: []string{"no upstream configured"}},
+		{name: "key without url", args: []string{"-upstream-api-key", "sk-k"},
+			want:    []string{"-upstream-url (UPSTREAM_URL) is required with -upstream-api-key", "-demo"},
+			notWant: []string{"no upstream configured", "sk-k"}},
+		{name: "key without url, from the environment", env: map[string]string{"UPSTREAM_API_KEY": "sk-env"},
+			want:    []string{"-upstream-url (UPSTREAM_URL) is required with -upstream-api-key"},
+			notWant: []string{"no upstream configured", "sk-env"}},
+		{name: "passthrough without url", args: []string{"-auth", "passthrough"},
+			want:    []string{"-upstream-url (UPSTREAM_URL) is required with -auth=passthrough"},
+			notWant: []string{"no upstream configured"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := config.Load(tt.args, env(tt.env), io.Discard)
+			if err == nil {
+				t.Fatal("Load succeeded, want an error")
+			}
+			for _, s := range tt.want {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not say %q", err, s)
+				}
+			}
+			for _, s := range tt.notWant {
+				if strings.Contains(err.Error(), s) {
+					t.Errorf("error %q says %q", err, s)
+				}
+			}
+		})
 	}
 }

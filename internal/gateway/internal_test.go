@@ -5,16 +5,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
+	"github.com/batchgate/batchgate/internal/auth"
 	"github.com/batchgate/batchgate/internal/upstream"
+	"github.com/batchgate/batchgate/internal/watch"
 )
 
 func TestChainUnaryOrder(t *testing.T) {
@@ -226,5 +232,60 @@ func TestUpstreamHealthObserve(t *testing.T) {
 				t.Errorf("after %v: healthy = %v, want %v", tt.err, got, tt.healthy)
 			}
 		})
+	}
+}
+
+// TestPollContext: a shared poller's context carries the credential of the
+// watch that started it, for the upstream, and nothing else of that call.
+func TestPollContext(t *testing.T) {
+	t.Parallel()
+	const cred = "sk-caller-credential-0123456789"
+	var mu sync.Mutex
+	var sent []string
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		sent = append(sent, r.Header.Get("Authorization"))
+		mu.Unlock()
+		_, _ = io.WriteString(w, `{"id":"batch_p","object":"batch","status":"in_progress"}`)
+	}))
+	t.Cleanup(up.Close)
+	client, err := upstream.New(upstream.Config{BaseURL: up.URL, APIKey: "sk-gateway-own-key-0000", MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	authn, err := auth.New(auth.Options{Mode: auth.ModePassthrough})
+	if err != nil {
+		t.Fatal(err)
+	}
+	call, err := authn.Authenticate(metadata.NewIncomingContext(context.Background(), metadata.Pairs("x-call", "1")), "Bearer "+cred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		ctx  context.Context
+		want string
+	}{
+		{"passthrough", call, "Bearer " + cred},
+		{"own key", metadata.NewIncomingContext(context.Background(), metadata.Pairs("x-call", "1")), "Bearer sk-gateway-own-key-0000"},
+	} {
+		ctx := pollContext(tt.ctx, watch.Key{BatchID: "batch_p"})
+		if _, ok := auth.FromContext(ctx); ok {
+			t.Errorf("%s: the poll context carries the call's Caller", tt.name)
+		}
+		if _, ok := metadata.FromIncomingContext(ctx); ok {
+			t.Errorf("%s: the poll context carries the call's metadata", tt.name)
+		}
+		mu.Lock()
+		sent = nil
+		mu.Unlock()
+		if _, err := client.GetBatch(ctx, "batch_p"); err != nil {
+			t.Fatalf("%s: GetBatch: %v", tt.name, err)
+		}
+		mu.Lock()
+		if len(sent) != 1 || sent[0] != tt.want {
+			t.Errorf("%s: upstream got Authorization %q, want %q", tt.name, sent, tt.want)
+		}
+		mu.Unlock()
 	}
 }

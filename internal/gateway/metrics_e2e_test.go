@@ -1,15 +1,22 @@
 package gateway_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
+	"github.com/batchgate/batchgate/internal/config"
 	"github.com/batchgate/batchgate/internal/simulator"
 )
 
@@ -131,5 +138,105 @@ func TestMetricsAfterTraffic(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// callerCounts returns batchgate_requests_by_caller_total{transport} by
+// caller label.
+func callerCounts(fams map[string]*dto.MetricFamily, transport string) map[string]float64 {
+	counts := map[string]float64{}
+	for _, m := range fams["batchgate_requests_by_caller_total"].GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if labels["transport"] == transport {
+			counts[labels["caller"]] += m.GetCounter().GetValue()
+		}
+	}
+	return counts
+}
+
+// TestCallerLabelCap: every token name of key mode gets a caller label of
+// its own, however many there are; passthrough callers, whose names anyone
+// can invent, get at most 100 labels, then "passthrough:other", never the
+// "other" of names that are too long.
+func TestCallerLabelCap(t *testing.T) {
+	t.Parallel()
+	const callers = 110
+	tokens := make([]string, callers)
+	lines := make([]string, callers)
+	for i := range callers {
+		tokens[i] = fmt.Sprintf("tok-%03d-0123456789abcdef", i)
+		lines[i] = fmt.Sprintf("svc-%03d %s", i, tokens[i])
+	}
+	tokensFile := writeTokens(t, "", lines...)
+	tests := []struct {
+		name  string
+		mode  func(*config.Config)
+		check func(t *testing.T, counts map[string]float64)
+	}{
+		{
+			name: "key mode",
+			mode: keyMode(tokensFile),
+			check: func(t *testing.T, counts map[string]float64) {
+				for i := range callers {
+					if name := fmt.Sprintf("svc-%03d", i); counts[name] != 1 {
+						t.Errorf("caller %q counted %v times, want 1", name, counts[name])
+					}
+				}
+				if len(counts) != callers {
+					t.Errorf("caller labels %v, want one per token name", counts)
+				}
+			},
+		},
+		{
+			name: "passthrough",
+			mode: passthroughMode,
+			check: func(t *testing.T, counts map[string]float64) {
+				own := 0
+				for name, n := range counts {
+					switch {
+					case name == "passthrough:other":
+					case strings.HasPrefix(name, "passthrough:") && len(name) == len("passthrough:")+8:
+						own++
+						if n != 1 {
+							t.Errorf("caller %q counted %v times, want 1", name, n)
+						}
+					default:
+						t.Errorf("unexpected caller label %q (%v)", name, n)
+					}
+				}
+				if own != 100 || counts["passthrough:other"] != callers-100 {
+					t.Errorf("%d passthrough labels and passthrough:other %v, want 100 and %d", own, counts["passthrough:other"], callers-100)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := startE2E(t, e2eOptions{simAnyKey: true}, tt.mode, slowPolls)
+			for _, tok := range tokens {
+				// An invalid id: answered without an upstream call.
+				_, err := e.client.GetBatch(withAuthz(t.Context(), bearer(tok)), &batchv1.GetBatchRequest{BatchId: "bad id"})
+				if status.Code(err) != codes.InvalidArgument {
+					t.Fatalf("GetBatch: %v, want InvalidArgument", err)
+				}
+			}
+			// The server counts a call just after its answer: wait for all.
+			var counts map[string]float64
+			for deadline := time.Now().Add(waitLimit); ; time.Sleep(10 * time.Millisecond) {
+				counts = callerCounts(scrape(t, e.baseURL), "grpc")
+				sum := 0.0
+				for _, n := range counts {
+					sum += n
+				}
+				if sum >= callers || time.Now().After(deadline) {
+					break
+				}
+			}
+			tt.check(t, counts)
+		})
 	}
 }

@@ -90,7 +90,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 	if mode == auth.ModePassthrough {
 		upKey = "" // only callers' keys go upstream
 	}
-	if g.tel, err = telemetry.New(ctx, telemetry.Options{ServiceName: "batchgate", Logger: log, CallerName: callerName}); err != nil {
+	if g.tel, err = telemetry.New(ctx, telemetry.Options{ServiceName: "batchgate", Logger: log, CallerName: callerName, CapCaller: capCaller}); err != nil {
 		return nil, err
 	}
 	hc := upstream.DefaultHTTPClient()
@@ -180,8 +180,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 		MetricsHandler: g.tel.MetricsHandler(),
 		Ready:          func() bool { return health.healthy(cfg.UpstreamUnhealthyAfter) },
 		// Watch streams end (UNAVAILABLE, reconnect) as soon as shutdown
-		// starts, so that graceful stop only waits for unary calls.
-		OnShutdown: g.hub.Close,
+		// starts, so that graceful stop only waits for unary calls; those
+		// keep their upstream calls until the servers have drained (Serve
+		// closes the hub then, within the shutdown timeout).
+		OnShutdown: g.hub.CloseWatches,
 	})
 	if err != nil {
 		return nil, err
@@ -194,6 +196,16 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 func callerName(ctx context.Context) string {
 	c, _ := auth.FromContext(ctx)
 	return c.Name
+}
+
+// capCaller caps the caller metric label of passthrough callers, whose
+// names anyone can invent, apart from token names, which the operator
+// chose and which always get their own label.
+func capCaller(name string) (string, bool) {
+	if auth.IsPassthroughName(name) {
+		return auth.PassthroughOther, true
+	}
+	return "", false
 }
 
 // callerKey identifies the caller of a call for its limits: the full
@@ -245,6 +257,7 @@ func hubOptions(cfg config.Config, log *slog.Logger) watch.Options {
 		PollInterval:  cfg.PollInterval,
 		FailureBudget: cfg.WatchFailureBudget,
 		FreshFor:      cfg.CacheTTL,
+		PollContext:   pollContext,
 		Logger:        log.With(slog.String("component", "watch")),
 	}
 	if cfg.UpstreamRPS > 0 {
@@ -252,6 +265,14 @@ func hubOptions(cfg config.Config, log *slog.Logger) watch.Options {
 		o.Limiter = rate.NewLimiter(rate.Limit(cfg.UpstreamRPS), burst)
 	}
 	return o
+}
+
+// pollContext is the context a shared poller polls under: a fresh one
+// with only the upstream credential of the watch that started it (in
+// passthrough mode the caller's own, put there by auth; otherwise none, so
+// the gateway's key), none of that call's metadata, span or log fields.
+func pollContext(ctx context.Context, _ watch.Key) context.Context {
+	return upstream.WithAPIKeyFrom(context.Background(), ctx)
 }
 
 // HubStats returns the shared pollers' counters.
@@ -294,7 +315,9 @@ func (g *Gateway) DemoBatchIDs() []string {
 }
 
 // Serve serves until ctx is done, then shuts down gracefully (see
-// Server.Serve), ending every watch stream, and stops the demo simulator.
+// Server.Serve): it ends every watch stream at once, lets unary calls in
+// flight finish within the shutdown timeout, then closes the hub
+// (cancelling what is left) and stops the demo simulator.
 // While it serves, SIGHUP reloads the client tokens file.
 func (g *Gateway) Serve(ctx context.Context) error {
 	defer g.closeDemo()

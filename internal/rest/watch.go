@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
@@ -98,8 +99,10 @@ type WatchErrorJSON struct {
 // NDJSON WatchErrorJSON line, or an SSE "event: error" whose data is the
 // envelope {"error":{...}} (with a "retry:" line when the error says how
 // long to wait). A client that goes away cancels the WatchBatch call at
-// once. gRPC response headers and trailers are not forwarded (the service
-// sets none).
+// once. The handler returns only after the call has ended (a response that
+// ends on the handler's side, a failed write for example, cancels it
+// first), so that nothing of the call outlives the request. gRPC response
+// headers and trailers are not forwarded (the service sets none).
 func RegisterWatchHandler(mux *runtime.ServeMux, client batchv1.BatchServiceClient) error {
 	if mux == nil || client == nil {
 		return errors.New("rest: RegisterWatchHandler needs a mux and a client")
@@ -120,11 +123,17 @@ func serveWatch(mux *runtime.ServeMux, client batchv1.BatchServiceClient, w http
 		writeStatus(w, apierr.FromError(err))
 		return
 	}
-	stream, err := client.WatchBatch(ctx, &batchv1.WatchBatchRequest{BatchId: params["batch_id"]})
+	call, err := client.WatchBatch(ctx, &batchv1.WatchBatchRequest{BatchId: params["batch_id"]})
 	if err != nil {
 		writeStatus(w, apierr.FromError(err))
 		return
 	}
+	// However the response ends, the call ends before the handler returns:
+	// an in-process WatchBatch (the gateway's) releases its watcher slot
+	// and finishes its bookkeeping only when its handler returns, and
+	// http.Server.Shutdown waits for HTTP handlers, not for that.
+	stream := &watchStream{s: call}
+	defer stream.end(cancel)
 	ev, err := stream.Recv()
 	if err != nil {
 		if r.Context().Err() != nil {
@@ -168,6 +177,34 @@ func serveWatch(mux *runtime.ServeMux, client batchv1.BatchServiceClient, w http
 			}
 			return
 		}
+	}
+}
+
+// watchStream is the WatchBatch stream of one response; it notes when the
+// call has ended (Recv returned an error).
+type watchStream struct {
+	s     grpc.ServerStreamingClient[batchv1.WatchBatchResponse]
+	ended bool
+}
+
+// Recv returns the next event.
+func (ws *watchStream) Recv() (*batchv1.WatchBatchResponse, error) {
+	ev, err := ws.s.Recv()
+	if err != nil {
+		ws.ended = true
+	}
+	return ev, err
+}
+
+// end cancels the call, if it has not ended, and waits for its end:
+// events still in flight are dropped.
+func (ws *watchStream) end(cancel context.CancelFunc) {
+	if ws.ended {
+		return
+	}
+	cancel()
+	for !ws.ended {
+		_, _ = ws.Recv()
 	}
 }
 

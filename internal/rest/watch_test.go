@@ -682,3 +682,91 @@ func TestWatchBoundsEachWrite(t *testing.T) {
 		}
 	}
 }
+
+// inprocClient is a BatchServiceClient whose WatchBatch runs its handler
+// in a goroutine of its own, as the gateway's in-process client does: the
+// handler sends one event, and once its context ends it does its end
+// bookkeeping (in the gateway: releasing the caller's watcher slot,
+// logging the call), which here waits for proceed. Only then does the
+// stream end.
+type inprocClient struct {
+	batchv1.BatchServiceClient               // nil: only WatchBatch is called
+	cancelled                  chan struct{} // closed when the handler saw its context end
+	proceed                    chan struct{} // the bookkeeping waits for it
+	released                   chan struct{} // closed by the bookkeeping
+}
+
+func (c *inprocClient) WatchBatch(ctx context.Context, _ *batchv1.WatchBatchRequest, _ ...grpc.CallOption) (grpc.ServerStreamingClient[batchv1.WatchBatchResponse], error) {
+	s := &inprocStream{ctx: ctx, events: make(chan *batchv1.WatchBatchResponse), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		select {
+		case s.events <- &batchv1.WatchBatchResponse{Type: batchv1.WatchEventType_WATCH_EVENT_TYPE_HEARTBEAT, Sequence: 1}:
+		case <-ctx.Done():
+		}
+		<-ctx.Done()
+		close(c.cancelled)
+		<-c.proceed
+		close(c.released)
+		s.err = status.FromContextError(ctx.Err()).Err()
+	}()
+	return s, nil
+}
+
+// inprocStream is the client side of an inprocClient watch.
+type inprocStream struct {
+	grpc.ClientStream // nil: only Recv is called
+	ctx               context.Context
+	events            chan *batchv1.WatchBatchResponse
+	done              chan struct{} // closed when the handler returned
+	err               error         // set before done closes
+}
+
+func (s *inprocStream) Recv() (*batchv1.WatchBatchResponse, error) {
+	select {
+	case ev := <-s.events:
+		return ev, nil
+	case <-s.done:
+		return nil, s.err
+	}
+}
+
+// brokenWriter is a ResponseWriter whose client is gone: every write
+// fails.
+type brokenWriter struct{ header http.Header }
+
+func (w *brokenWriter) Header() http.Header       { return w.header }
+func (w *brokenWriter) WriteHeader(int)           {}
+func (w *brokenWriter) Write([]byte) (int, error) { return 0, errors.New("broken pipe") }
+
+// TestWatchWaitsForTheCallToEnd: when the response ends on the handler's
+// side (here a write fails), ServeHTTP returns only after the WatchBatch
+// call has ended, its bookkeeping done, so that http.Server.Shutdown,
+// which waits for handlers, waits for that too.
+func TestWatchWaitsForTheCallToEnd(t *testing.T) {
+	t.Parallel()
+	c := &inprocClient{cancelled: make(chan struct{}), proceed: make(chan struct{}), released: make(chan struct{})}
+	mux := NewServeMux()
+	if err := RegisterWatchHandler(mux, c); err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/v1/batches/batch_x/watch", nil)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		mux.ServeHTTP(&brokenWriter{header: http.Header{}}, req)
+	}()
+	<-c.cancelled // the failed write ended the call
+	select {
+	case <-served:
+		t.Error("ServeHTTP returned while the watch's end bookkeeping was still running")
+	case <-time.After(50 * time.Millisecond): // a chance to return too early
+	}
+	close(c.proceed)
+	<-served
+	select {
+	case <-c.released:
+	default:
+		t.Error("ServeHTTP returned before the watch's end bookkeeping was done")
+	}
+}

@@ -15,25 +15,37 @@ const (
 	// callerUnknown labels requests without a caller name: rejected before
 	// authentication, or served without authentication.
 	callerUnknown = "unknown"
-	// callerOther labels requests of callers beyond the cap, and names too
-	// long or not UTF-8.
+	// callerOther labels names too long or not UTF-8, and, without
+	// Options.CapCaller, requests of callers beyond the cap.
 	callerOther = "other"
-	// defaultMaxCallers caps the distinct caller names used as labels.
+	// defaultMaxCallers caps the distinct capped caller names of one group
+	// used as labels.
 	defaultMaxCallers = 100
 	// maxCallerLen is the longest caller name used as a label, in bytes.
 	maxCallerLen = 128
 )
 
-// callerSet bounds the caller label: the first max distinct names are kept,
-// later ones become "other".
+// callerSet bounds the caller label. A name that its group function says is
+// capped (one of a group anyone can add names to) keeps its own label only
+// if it is among the first max distinct names of its group, which is
+// identified by its overflow label; later ones get that overflow label.
+// Other names (known callers) always keep their own label.
 type callerSet struct {
-	seen sync.Map // string → struct{}
-	mu   sync.Mutex
-	n    int // len(seen), under mu
-	max  int
+	group func(name string) (overflow string, capped bool)
+	seen  sync.Map // string → struct{}: names that keep their own label
+	mu    sync.Mutex
+	n     map[string]int // kept capped names per overflow label, under mu
+	max   int
 }
 
-func newCallerSet(max int) *callerSet { return &callerSet{max: max} }
+// newCallerSet returns a callerSet that keeps max names per group; a nil
+// group puts every name in one group whose overflow label is "other".
+func newCallerSet(max int, group func(string) (string, bool)) *callerSet {
+	if group == nil {
+		group = func(string) (string, bool) { return callerOther, true }
+	}
+	return &callerSet{group: group, n: make(map[string]int), max: max}
+}
 
 // label returns the caller label value for name.
 func (c *callerSet) label(name string) string {
@@ -46,16 +58,21 @@ func (c *callerSet) label(name string) string {
 	if len(name) > maxCallerLen || !utf8.ValidString(name) {
 		return callerOther
 	}
+	overflow, capped := c.group(name)
+	if !capped {
+		c.seen.Store(name, struct{}{})
+		return name
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.seen.Load(name); ok {
 		return name
 	}
-	if c.n >= c.max {
-		return callerOther
+	if c.n[overflow] >= c.max {
+		return overflow
 	}
 	c.seen.Store(name, struct{}{})
-	c.n++
+	c.n[overflow]++
 	return name
 }
 

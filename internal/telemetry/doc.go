@@ -65,8 +65,11 @@
 //   - batchgate_requests_by_caller_total{caller,transport,code} (counter):
 //     requests completed by caller name, transport "grpc" or "http", and
 //     code (gRPC code name or HTTP status). caller is "unknown" without a
-//     name, and "other" beyond the first 100 distinct names or for names
-//     longer than 128 bytes or not UTF-8.
+//     name, and "other" for names longer than 128 bytes or not UTF-8.
+//     Names of known callers (Options.CapCaller) always get their own
+//     label; other names get one only among the first 100 distinct names
+//     of their group, and the group's overflow label beyond (by default
+//     one group, "other").
 //
 // Upstream (UpstreamTransport, per attempt, retries included):
 //

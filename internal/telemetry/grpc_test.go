@@ -277,6 +277,29 @@ func TestGRPCCallerCap(t *testing.T) {
 	}
 }
 
+// TestGRPCCallerCapGroups: with Options.CapCaller, known callers keep
+// their own label however many invented ones came first, and invented ones
+// beyond the cap get their group's overflow label.
+func TestGRPCCallerCapGroups(t *testing.T) {
+	t.Parallel()
+	tel := newTelemetry(t, Options{CallerName: callerFromContext, CapCaller: invented, maxCallers: 2})
+	client := startGRPC(t, &testHealth{}, grpc.ChainUnaryInterceptor(fakeAuth, tel.UnaryServerInterceptor()))
+	for _, c := range []string{"inv:1", "inv:2", "inv:3", "inv:4", "a", "b", "c"} {
+		if got := (grpcCall{caller: c, service: "ok"}).do(t.Context(), client); got != codes.OK {
+			t.Fatalf("code %v", got)
+		}
+	}
+	m := waitScrape(t, tel, "batchgate_requests_by_caller_total", 7)
+	for caller, want := range map[string]float64{"inv:1": 1, "inv:2": 1, "inv:other": 2, "a": 1, "b": 1, "c": 1} {
+		if got := m.value(t, "batchgate_requests_by_caller_total", L("caller", caller)); got != want {
+			t.Errorf("caller %q: %v, want %v", caller, got, want)
+		}
+	}
+	if got := len(m.series("batchgate_requests_by_caller_total", nil)); got != 6 {
+		t.Errorf("%d caller series, want 6", got)
+	}
+}
+
 // TestInitGRPCMetrics: the series exist at zero before any call.
 func TestInitGRPCMetrics(t *testing.T) {
 	t.Parallel()

@@ -49,9 +49,20 @@ type Options struct {
 	// batchgate_requests_by_caller_total. An empty name is counted as
 	// "unknown". Default: returns "".
 	CallerName func(ctx context.Context) string
+	// CapCaller sorts caller names for the cap on caller label values. It
+	// returns capped false for the name of a known caller (one the
+	// operator configured, such as a token's name from a tokens file),
+	// which always gets a label of its own. For a name anyone can invent
+	// (such as a passthrough credential's hash) it returns capped true and
+	// the overflow label of the name's group: the first 100 distinct names
+	// of a group get labels of their own, later ones the overflow label,
+	// so that invented names never crowd out known ones nor another
+	// group's. Default: every name is capped, in one group whose overflow
+	// label is "other".
+	CapCaller func(name string) (overflow string, capped bool)
 
-	// maxCallers caps the distinct caller label values; 0 means
-	// defaultMaxCallers. For tests.
+	// maxCallers caps the distinct caller label values of one group; 0
+	// means defaultMaxCallers. For tests.
 	maxCallers int
 	// spanExporter, when set, turns tracing on whatever the environment
 	// says and receives every span synchronously. For tests.
@@ -115,7 +126,7 @@ func New(ctx context.Context, opts Options) (*Telemetry, error) {
 		Registry:   prometheus.NewRegistry(),
 		log:        opts.Logger,
 		callerName: opts.CallerName,
-		callers:    newCallerSet(opts.maxCallers),
+		callers:    newCallerSet(opts.maxCallers, opts.CapCaller),
 		propagator: propagation.TraceContext{},
 	}
 	if err := t.registerMetrics(); err != nil {

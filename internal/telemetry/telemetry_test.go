@@ -154,23 +154,44 @@ func TestRegistryIsolated(t *testing.T) {
 	}
 }
 
+// invented caps names that start with "inv:" in the group "inv:other", and
+// leaves the others (known callers) uncapped.
+func invented(name string) (string, bool) {
+	if strings.HasPrefix(name, "inv:") {
+		return "inv:other", true
+	}
+	return "", false
+}
+
 func TestCallerSet(t *testing.T) {
 	t.Parallel()
 	long := strings.Repeat("x", maxCallerLen+1)
 	for _, tc := range []struct {
-		name string
-		in   []string
-		want []string
+		name  string
+		group func(string) (string, bool)
+		in    []string
+		want  []string
 	}{
-		{"empty is unknown", []string{""}, []string{"unknown"}},
-		{"kept up to the cap", []string{"a", "b", "c", "a", "b"}, []string{"a", "b", "other", "a", "b"}},
-		{"invalid UTF-8", []string{"\xff"}, []string{"other"}},
-		{"too long", []string{long, "a"}, []string{"other", "a"}},
-		{"longest kept", []string{long[1:]}, []string{long[1:]}},
+		{"empty is unknown", nil, []string{""}, []string{"unknown"}},
+		{"kept up to the cap", nil, []string{"a", "b", "c", "a", "b"}, []string{"a", "b", "other", "a", "b"}},
+		{"invalid UTF-8", nil, []string{"\xff"}, []string{"other"}},
+		{"too long", nil, []string{long, "a"}, []string{"other", "a"}},
+		{"longest kept", nil, []string{long[1:]}, []string{long[1:]}},
+		{"known names are never capped", invented,
+			[]string{"a", "b", "c", "d", "a"}, []string{"a", "b", "c", "d", "a"}},
+		{"invented names are capped in their group", invented,
+			[]string{"inv:1", "inv:2", "inv:3", "inv:1", "inv:4"}, []string{"inv:1", "inv:2", "inv:other", "inv:1", "inv:other"}},
+		{"invented names do not crowd out known ones", invented,
+			[]string{"inv:1", "inv:2", "inv:3", "a", "b", "c", "inv:4"}, []string{"inv:1", "inv:2", "inv:other", "a", "b", "c", "inv:other"}},
+		{"known names do not take invented names' slots", invented,
+			[]string{"a", "b", "c", "inv:1", "inv:2", "inv:3"}, []string{"a", "b", "c", "inv:1", "inv:2", "inv:other"}},
+		{"groups are capped separately", func(name string) (string, bool) { return name[:1] + "-other", true },
+			[]string{"x1", "x2", "x3", "y1", "y2", "y3"}, []string{"x1", "x2", "x-other", "y1", "y2", "y-other"}},
+		{"too long known name", invented, []string{long}, []string{"other"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c := newCallerSet(2)
+			c := newCallerSet(2, tc.group)
 			for i, in := range tc.in {
 				if got := c.label(in); got != tc.want[i] {
 					t.Errorf("label(%q) #%d = %q, want %q", in, i, got, tc.want[i])
@@ -181,7 +202,7 @@ func TestCallerSet(t *testing.T) {
 
 	t.Run("concurrent", func(t *testing.T) {
 		t.Parallel()
-		c := newCallerSet(defaultMaxCallers)
+		c := newCallerSet(defaultMaxCallers, nil)
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		kept := map[string]bool{}

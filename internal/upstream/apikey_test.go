@@ -31,6 +31,15 @@ func TestWithAPIKeyChoosesTheKeySent(t *testing.T) {
 		{"empty per-call key sends none, never the config key", func() context.Context {
 			return WithAPIKey(context.Background(), "")
 		}, ""},
+		{"per-call key copied", func() context.Context {
+			return WithAPIKeyFrom(context.Background(), WithAPIKey(context.Background(), callerKey))
+		}, "Bearer " + callerKey},
+		{"empty per-call key copied", func() context.Context {
+			return WithAPIKeyFrom(context.Background(), WithAPIKey(context.Background(), ""))
+		}, ""},
+		{"nothing to copy", func() context.Context {
+			return WithAPIKeyFrom(context.Background(), context.Background())
+		}, "Bearer " + testKey},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -213,6 +213,18 @@ func WithAPIKey(ctx context.Context, key string) context.Context {
 	return context.WithValue(ctx, apiKeyKey{}, key)
 }
 
+// WithAPIKeyFrom returns a copy of dst that carries the key src carries
+// from WithAPIKey, if any, and dst itself otherwise: how a task that
+// outlives the call that started it (a shared poller) keeps that call's
+// credential, and nothing else of its context, without the key ever
+// leaving this package.
+func WithAPIKeyFrom(dst, src context.Context) context.Context {
+	if k, ok := src.Value(apiKeyKey{}).(string); ok {
+		return WithAPIKey(dst, k)
+	}
+	return dst
+}
+
 // callKey is the credential of one call: the key it sends and the secrets
 // its errors are redacted of.
 type callKey struct {

@@ -10,7 +10,10 @@
 // credential. A caller never receives a batch fetched with another caller's
 // credential. The credential itself never enters the hub: the hub hands the
 // [Fetcher] a context built by [Options.FetchContext], which is where the
-// caller of the hub attaches it.
+// caller of the hub attaches it. A poller, which outlives the Subscribe
+// that started it, polls under a fresh context from [Options.PollContext]
+// (the credential of that call, and nothing else of it), each poll the
+// root span of a trace of its own linked to the starting call's span.
 //
 // # Using a Hub from a streaming handler
 //
@@ -72,7 +75,8 @@
 //     [Options.FailureBudget] of continuous transient failure (408, 409,
 //     429, 5xx, upstream.ErrUnreachable, upstream.ErrTimeout,
 //     upstream.ErrMalformedResponse, or anything unrecognised);
-//   - [ErrShutdown] when the hub is closed;
+//   - [ErrShutdown] when the hub is closed, or its watches are
+//     ([Hub.CloseWatches]: the first step of a graceful shutdown);
 //   - [ErrClosed] after [Subscription.Close].
 //
 // The first two keep the upstream error reachable with errors.As and

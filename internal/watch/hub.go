@@ -43,8 +43,9 @@ type Key struct {
 
 // Errors that end subscriptions or calls. Test them with errors.Is.
 var (
-	// ErrShutdown is returned by Subscribe and Get after Close, and ends
-	// every subscription when the hub closes.
+	// ErrShutdown is returned by Subscribe and Get after Close (Subscribe
+	// also after CloseWatches), and ends every subscription when the hub
+	// or its watches close.
 	ErrShutdown = errors.New("watch: hub shut down")
 	// ErrClosed is a subscription's Err after its own Close.
 	ErrClosed = errors.New("watch: subscription closed")
@@ -91,9 +92,18 @@ type Options struct {
 	// where the caller of the hub attaches the credential that k.Credential
 	// stands for. Its ctx carries the values, but not the cancellation or
 	// deadline, of the call that caused the fetch: the Get caller's, or for
-	// a poller the context of the Subscribe that started it. Default: ctx
+	// a poller those of its PollContext, with the poll's span. Default: ctx
 	// unchanged.
 	FetchContext func(ctx context.Context, k Key) context.Context
+	// PollContext returns the context a new poller for k polls under, made
+	// from ctx, the context of the Subscribe that starts it. The poller
+	// keeps it for as long as it runs, long after that call has ended, so
+	// it must be a fresh context carrying only what fetches need (the
+	// credential that k.Credential stands for, typically), never ctx or
+	// its values: the call's metadata, span and log attributes. Its
+	// cancellation and deadline, if any, are ignored. Default: an empty
+	// context.
+	PollContext func(ctx context.Context, k Key) context.Context
 	// Logger receives a debug line when a poller starts and stops, with
 	// the batch id (never the credential). Nil discards.
 	Logger *slog.Logger
@@ -123,6 +133,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.FetchContext == nil {
 		o.FetchContext = func(ctx context.Context, _ Key) context.Context { return ctx }
+	}
+	if o.PollContext == nil {
+		o.PollContext = func(context.Context, Key) context.Context { return context.Background() }
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -169,11 +182,14 @@ type Hub struct {
 	wg sync.WaitGroup
 
 	// mu guards the fields below. Lock order: Hub.mu, then poller.mu.
-	mu        sync.Mutex
-	closed    bool
-	pollers   map[Key]*poller
-	cache     map[Key]cacheEntry
-	nextSweep int // sweep the cache when it reaches this size
+	mu     sync.Mutex
+	closed bool
+	// watchesClosed is set by CloseWatches (and Close): Subscribe
+	// refuses, no poller starts.
+	watchesClosed bool
+	pollers       map[Key]*poller
+	cache         map[Key]cacheEntry
+	nextSweep     int // sweep the cache when it reaches this size
 
 	watchers, pollersRunning          atomic.Int64
 	polls, gets, coalesced, cacheHits atomic.Uint64
@@ -360,15 +376,17 @@ func (h *Hub) remember(k Key, b *batchv1.Batch, start time.Time) {
 // If the current batch is terminal the subscription is returned already
 // done, with a nil Err. If ctx ends first, Subscribe returns ctx.Err(). ctx
 // only bounds the wait: the subscription lives until it ends or is closed.
-// For a new poller, ctx's values (not its cancellation) are what
-// Options.FetchContext receives for the poller's fetches. Every returned
-// Subscription must be closed.
+// A new poller keeps nothing of ctx but what Options.PollContext makes of
+// it and a link to its span: each poll is the root span of a new trace,
+// linked to the span of the Subscribe that started the poller and made
+// with that span's TracerProvider. Every returned Subscription must be
+// closed.
 func (h *Hub) Subscribe(ctx context.Context, k Key) (*Subscription, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	h.mu.Lock()
-	if h.closed {
+	if h.closed || h.watchesClosed {
 		h.mu.Unlock()
 		return nil, ErrShutdown
 	}
@@ -471,6 +489,25 @@ func (p *poller) pokeNow() {
 	}
 }
 
+// CloseWatches is the first step of a graceful shutdown: it ends every
+// subscription with ErrShutdown and stops every poller at once, and
+// Subscribe returns ErrShutdown afterwards, while Get goes on working, so
+// that unary calls in flight (and the upstream calls they share) finish.
+// It does not wait for the pollers' goroutines; Close does. CloseWatches
+// is idempotent.
+func (h *Hub) CloseWatches() {
+	h.mu.Lock()
+	h.watchesClosed = true
+	ps := make([]*poller, 0, len(h.pollers))
+	for _, p := range h.pollers {
+		ps = append(ps, p)
+	}
+	h.mu.Unlock()
+	for _, p := range ps {
+		h.finish(p, ErrShutdown)
+	}
+}
+
 // Close ends every subscription with ErrShutdown, cancels every in-flight
 // upstream call and waits for the hub's goroutines to return. Subscribe
 // and Get return ErrShutdown afterwards. Close is idempotent.
@@ -479,6 +516,7 @@ func (h *Hub) Close() {
 	var ps []*poller
 	if !h.closed {
 		h.closed = true
+		h.watchesClosed = true
 		for _, p := range h.pollers {
 			ps = append(ps, p)
 		}

@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
@@ -28,8 +31,10 @@ type poller struct {
 	h   *Hub
 	key Key
 
-	ctx    context.Context // cancelled when the poller ends
+	ctx    context.Context // Options.PollContext's; cancelled when the poller ends
 	cancel context.CancelFunc
+	tracer trace.Tracer  // of the starting call's span; no-op without one
+	links  []trace.Link  // to the starting call's span, if any
 	poke   chan struct{} // 1-buffered; a value means "poll now"
 	ready  chan struct{} // closed at the first state, or when the poller ends
 
@@ -45,16 +50,26 @@ type poller struct {
 // startPollerLocked registers and starts a poller for k, seeded with a
 // cached batch of the given age when seed is not nil. h.mu must be held and
 // the hub open.
+//
+// The poller keeps none of ctx, the starting call's context, whose values
+// (metadata, span, log attributes) belong to a call that ends long before
+// the poller: it polls under Options.PollContext's fresh context, and
+// traces each poll as a new root span linked to the call's span.
 func (h *Hub) startPollerLocked(ctx context.Context, k Key, seed *batchv1.Batch, age time.Duration) *poller {
-	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	pctx, cancel := context.WithCancel(context.WithoutCancel(h.opts.PollContext(ctx, k)))
+	call := trace.SpanFromContext(ctx)
 	p := &poller{
 		h:      h,
 		key:    k,
 		ctx:    pctx,
 		cancel: cancel,
+		tracer: call.TracerProvider().Tracer(tracerName),
 		poke:   make(chan struct{}, 1),
 		ready:  make(chan struct{}),
 		subs:   make(map[*Subscription]struct{}),
+	}
+	if sc := call.SpanContext(); sc.IsValid() {
+		p.links = []trace.Link{{SpanContext: sc}}
 	}
 	first := time.Duration(0)
 	if seed != nil {
@@ -107,7 +122,7 @@ func (p *poller) run(first time.Duration) {
 		}
 		start := time.Now()
 		polls++
-		b, err := h.fetch(p.ctx, p.key, &h.polls)
+		b, err := p.poll()
 		if p.ctx.Err() != nil {
 			return // stopped; whoever stopped it has ended the subscriptions
 		}
@@ -145,6 +160,27 @@ func (p *poller) run(first time.Duration) {
 		}
 		timer.Reset(wait)
 	}
+}
+
+// tracerName names the tracer of poll spans.
+const tracerName = "github.com/batchgate/batchgate/internal/watch"
+
+// poll makes one fetch as the root span of a new trace, linked to the span
+// of the call that started the poller: a poller lives for hours, and its
+// polls are not part of that call.
+func (p *poller) poll() (*batchv1.Batch, error) {
+	ctx, span := p.tracer.Start(p.ctx, "watch poll",
+		trace.WithNewRoot(),
+		trace.WithLinks(p.links...),
+		trace.WithSpanKind(trace.SpanKindInternal),
+		trace.WithAttributes(attribute.String("batchgate.batch_id", p.key.BatchID)))
+	defer span.End()
+	b, err := p.h.fetch(ctx, p.key, &p.h.polls)
+	if err != nil {
+		// Not err's text: upstream errors are kept out of telemetry.
+		span.SetStatus(otelcodes.Error, "poll failed")
+	}
+	return b, err
 }
 
 // retryDelay is the wait before retrying a transient failure: exponential

@@ -522,41 +522,58 @@ func TestSubscribeContextEndsWait(t *testing.T) {
 	}
 }
 
-// reqKey marks a Subscribe's context in TestFetchContextGetsValuesNotCancellation.
+// reqKey marks a Subscribe's context in TestPollContextValuesNotCancellation.
 type reqKey struct{}
 
-func TestFetchContextGetsValuesNotCancellation(t *testing.T) {
+// TestPollContextValuesNotCancellation: a poller's fetches see what
+// Options.PollContext made of the Subscribe's context, and go on after
+// that context ended, even when PollContext returns it.
+func TestPollContextValuesNotCancellation(t *testing.T) {
 	t.Parallel()
-	k := Key{BatchID: "batch_fc"}
-	f := newFake().script(k, ok(running("batch_fc", 1)))
-	var mu sync.Mutex
-	var seen []any
-	h := newHub(t, f, func(o *Options) {
-		o.FetchContext = func(ctx context.Context, k Key) context.Context {
+	for _, tt := range []struct {
+		name string
+		poll func(ctx context.Context, k Key) context.Context
+	}{
+		{"fresh context", func(ctx context.Context, _ Key) context.Context {
+			return context.WithValue(context.Background(), reqKey{}, ctx.Value(reqKey{}))
+		}},
+		{"the Subscribe context itself", func(ctx context.Context, _ Key) context.Context { return ctx }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			k := Key{BatchID: "batch_fc"}
+			f := newFake().script(k, ok(running("batch_fc", 1)))
+			var mu sync.Mutex
+			var seen []any
+			h := newHub(t, f, func(o *Options) {
+				o.PollContext = tt.poll
+				o.FetchContext = func(ctx context.Context, k Key) context.Context {
+					mu.Lock()
+					seen = append(seen, ctx.Value(reqKey{}))
+					mu.Unlock()
+					return withCred(ctx, k)
+				}
+			})
+			ctx, cancel := context.WithCancel(context.WithValue(context.Background(), reqKey{}, "req-1"))
+			s, err := h.Subscribe(ctx, k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			cancel() // bounds only the Subscribe call
+			n := f.Calls(k)
+			waitFor(t, "polls after the Subscribe ctx ended", func() bool { return f.Calls(k) >= n+3 })
+			if ready(s.Done()) {
+				t.Fatalf("subscription ended with %v", s.Err())
+			}
 			mu.Lock()
-			seen = append(seen, ctx.Value(reqKey{}))
-			mu.Unlock()
-			return withCred(ctx, k)
-		}
-	})
-	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), reqKey{}, "req-1"))
-	s, err := h.Subscribe(ctx, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	cancel() // bounds only the Subscribe call
-	n := f.Calls(k)
-	waitFor(t, "polls after the Subscribe ctx ended", func() bool { return f.Calls(k) >= n+3 })
-	if ready(s.Done()) {
-		t.Fatalf("subscription ended with %v", s.Err())
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	for i, v := range seen {
-		if v != "req-1" {
-			t.Fatalf("fetch %d: FetchContext saw value %v", i, v)
-		}
+			defer mu.Unlock()
+			for i, v := range seen {
+				if v != "req-1" {
+					t.Fatalf("fetch %d: FetchContext saw value %v", i, v)
+				}
+			}
+		})
 	}
 }
 
@@ -685,6 +702,57 @@ func TestCloseWhileSubscribeWaits(t *testing.T) {
 	}
 	if f.Cancelled() != 1 {
 		t.Error("Close did not cancel the in-flight fetch")
+	}
+}
+
+// TestCloseWatches: the first step of shutdown ends every subscription and
+// poller at once and refuses new ones, while a Get in flight keeps its
+// upstream call and gets the batch, and later Gets still work.
+func TestCloseWatches(t *testing.T) {
+	t.Parallel()
+	watched, got := Key{BatchID: "batch_cwa"}, Key{BatchID: "batch_cwg"}
+	gate := make(chan struct{})
+	f := newFake().script(watched, ok(running("batch_cwa", 1))).
+		script(got, gated(gate, ok(running("batch_cwg", 1))))
+	h := newHub(t, f, slow)
+	s := subscribe(t, h, watched)
+	type result struct {
+		b   *batchv1.Batch
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		b, err := h.Get(context.Background(), got)
+		res <- result{b, err}
+	}()
+	waitFor(t, "the Get's fetch", func() bool { return f.Calls(got) == 1 })
+
+	h.CloseWatches()
+	if !ready(s.Done()) || !errors.Is(s.Err(), ErrShutdown) {
+		t.Errorf("subscription: done %v, Err %v; want ended with ErrShutdown", ready(s.Done()), s.Err())
+	}
+	if _, err := h.Subscribe(context.Background(), watched); !errors.Is(err, ErrShutdown) {
+		t.Errorf("Subscribe after CloseWatches = %v, want ErrShutdown", err)
+	}
+	waitFor(t, "the poller to stop", func() bool { return h.Stats().Pollers == 0 })
+	if st := h.Stats(); st.Watchers != 0 {
+		t.Errorf("after CloseWatches: %+v", st)
+	}
+
+	close(gate)
+	if r := <-res; r.err != nil || r.b.GetId() != "batch_cwg" {
+		t.Errorf("Get in flight at CloseWatches = %v, %v; want the batch", r.b, r.err)
+	}
+	if f.Cancelled() != 0 {
+		t.Error("CloseWatches cancelled the Get's upstream call")
+	}
+	if b, err := h.Get(context.Background(), Key{BatchID: "batch_cwa"}); err != nil || b == nil {
+		t.Errorf("Get after CloseWatches = %v, %v", b, err)
+	}
+	h.CloseWatches() // idempotent
+	h.Close()
+	if _, err := h.Get(context.Background(), got); !errors.Is(err, ErrShutdown) {
+		t.Errorf("Get after Close = %v, want ErrShutdown", err)
 	}
 }
 

@@ -3,9 +3,13 @@
 // httptest.Server (tests, benchmarks) or on a loopback listener (the
 // gateway's -demo mode) and point the gateway's upstream client at it.
 //
-// The simulator is deliberately independent of the gateway's own decoding
-// code: it has its own JSON types, written from the upstream's contract,
-// because it is the thing the gateway is tested against.
+// It serves the upstream's batch object as [wire.Batch], the one Go shape of
+// that object, written by encoding/json from the struct's tags (Put and
+// PutWithExtra store one, Create returns one). It uses none of wire's
+// decoding or encoding code (DecodeBatch, MarshalBatch, FromProto), so the
+// gateway's reading of the upstream is still tested against JSON that code
+// did not write; the shape itself is pinned to the provider's sample by
+// wire's golden tests.
 //
 // # Endpoints
 //

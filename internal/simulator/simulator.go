@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/batchgate/batchgate/internal/wire"
 )
 
 // DefaultPhase is Options.Phase when it is not set.
@@ -100,22 +102,33 @@ func (s *Simulator) DemoBatchIDs() []string {
 
 // Put stores a copy of b as a static batch, replacing any batch with the
 // same id (progressing or not). A static batch is returned exactly as
-// stored, zero fields included, until it is cancelled. Put panics if b.ID is
-// empty.
-func (s *Simulator) Put(b Batch) {
+// stored (as encoding/json writes the wire.Batch: nil pointers are null or
+// left out as its fields say, zero values are written) until it is
+// cancelled. Put panics if b.ID is empty.
+func (s *Simulator) Put(b wire.Batch) {
+	s.PutWithExtra(b, nil)
+}
+
+// PutWithExtra is Put, with further top-level fields written verbatim
+// after b's, sorted by name, to test that clients tolerate fields they do
+// not know. Keys that name a field of wire.Batch are ignored. The values
+// must be valid JSON: a GET of a batch whose extra value is not is answered
+// 500. PutWithExtra copies extra.
+func (s *Simulator) PutWithExtra(b wire.Batch, extra map[string]json.RawMessage) {
 	if b.ID == "" {
 		panic("simulator: Put with an empty batch ID")
 	}
+	e := &entry{b: cloneBatch(b), extra: cloneExtra(extra)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.insertLocked(&entry{b: b.clone()})
+	s.insertLocked(e)
 }
 
 // Create makes a progressing batch as POST /v1/batches does, created now,
 // and returns it (status validating). Unlike the HTTP endpoint it does not
 // validate req; an empty Endpoint or CompletionWindow takes the supported
 // value.
-func (s *Simulator) Create(req CreateRequest) Batch {
+func (s *Simulator) Create(req CreateRequest) wire.Batch {
 	if req.Endpoint == "" {
 		req.Endpoint = SupportedEndpoint
 	}
@@ -124,15 +137,15 @@ func (s *Simulator) Create(req CreateRequest) Batch {
 	}
 	now := s.now()
 	e := &entry{
-		b: Batch{
+		b: wire.Batch{
 			ID:               "batch_" + randomHex(12),
 			Object:           "batch",
 			Endpoint:         req.Endpoint,
 			InputFileID:      req.InputFileID,
 			CompletionWindow: req.CompletionWindow,
-			CreatedAt:        now.Unix(),
-			ExpiresAt:        ptr(now.Add(completionWindow).Unix()),
-			Metadata:         maps.Clone(req.Metadata),
+			CreatedAt:        unixAt(now),
+			ExpiresAt:        unixAt(now.Add(completionWindow)),
+			Metadata:         wire.Metadata(maps.Clone(req.Metadata)),
 		},
 		slow:    1,
 		created: now,
@@ -142,7 +155,7 @@ func (s *Simulator) Create(req CreateRequest) Batch {
 	s.insertLocked(e)
 	b := e.view(now, s.phase)
 	s.mu.Unlock()
-	return b.clone()
+	return cloneBatch(b)
 }
 
 // BatchRequests returns how many GET /v1/batches/{id} requests the
@@ -301,10 +314,10 @@ func (s *Simulator) serveGet(w http.ResponseWriter, r *http.Request, id string, 
 		return
 	}
 	f, hasFault := s.popFaultLocked(id)
-	var b Batch
+	var v view
 	var found bool
 	if !hasFault {
-		b, found = s.viewLocked(id, now)
+		v, found = s.viewLocked(id, now)
 	}
 	s.mu.Unlock()
 
@@ -314,23 +327,35 @@ func (s *Simulator) serveGet(w http.ResponseWriter, r *http.Request, id string, 
 		}
 		now = s.now()
 		s.mu.Lock()
-		b, found = s.viewLocked(id, now)
+		v, found = s.viewLocked(id, now)
 		s.mu.Unlock()
 	}
 	if !found {
 		writeNotFound(w, id)
 		return
 	}
-	writeBatch(w, &b)
+	writeBatch(w, v)
+}
+
+// view is a batch as it is served: the batch at some instant and the extra
+// fields written after it, both read-only.
+type view struct {
+	b     wire.Batch
+	extra map[string]json.RawMessage
+}
+
+// viewOf returns e's view at now.
+func (s *Simulator) viewOf(e *entry, now time.Time) view {
+	return view{b: e.view(now, s.phase), extra: e.extra}
 }
 
 // viewLocked returns the current view of batch id.
-func (s *Simulator) viewLocked(id string, now time.Time) (Batch, bool) {
+func (s *Simulator) viewLocked(id string, now time.Time) (view, bool) {
 	e, ok := s.byID[id]
 	if !ok {
-		return Batch{}, false
+		return view{}, false
 	}
-	return e.view(now, s.phase), true
+	return s.viewOf(e, now), true
 }
 
 // listResponse is the body of GET /v1/batches.
@@ -381,16 +406,16 @@ func (s *Simulator) serveList(w http.ResponseWriter, r *http.Request) {
 		start = s.positionLocked(e) + 1
 	}
 	end := min(start+limit, len(s.order))
-	views := make([]Batch, 0, end-start)
+	views := make([]view, 0, end-start)
 	for _, e := range s.order[start:end] {
-		views = append(views, e.view(now, s.phase))
+		views = append(views, s.viewOf(e, now))
 	}
 	hasMore := end < len(s.order)
 	s.mu.Unlock()
 
 	resp := listResponse{Object: "list", Data: make([]json.RawMessage, 0, len(views)), HasMore: hasMore}
 	for i := range views {
-		data, err := encodeBatch(&views[i])
+		data, err := encodeBatch(&views[i].b, views[i].extra)
 		if err != nil {
 			writeInternal(w, err)
 			return
@@ -398,8 +423,8 @@ func (s *Simulator) serveList(w http.ResponseWriter, r *http.Request) {
 		resp.Data = append(resp.Data, data)
 	}
 	if len(views) > 0 {
-		resp.FirstID = &views[0].ID
-		resp.LastID = &views[len(views)-1].ID
+		resp.FirstID = &views[0].b.ID
+		resp.LastID = &views[len(views)-1].b.ID
 	}
 	writeJSON(w, http.StatusOK, &resp)
 }
@@ -447,8 +472,7 @@ func (s *Simulator) serveCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	b := s.Create(req)
-	writeBatch(w, &b)
+	writeBatch(w, view{b: s.Create(req)})
 }
 
 // validateCreate checks a POST /v1/batches body as the upstream does.
@@ -519,12 +543,12 @@ func (s *Simulator) serveCancel(w http.ResponseWriter, id string) {
 		writeNotFound(w, id)
 		return
 	}
-	b := e.view(now, s.phase)
-	if !isTerminal(b.Status) && b.Status != StatusCancelling {
+	v := s.viewOf(e, now)
+	if !isTerminal(v.b.Status) && v.b.Status != StatusCancelling {
 		e.cancelled = true
 		e.cancelAt = now
-		b = e.view(now, s.phase)
+		v = s.viewOf(e, now)
 	}
 	s.mu.Unlock()
-	writeBatch(w, &b)
+	writeBatch(w, v)
 }

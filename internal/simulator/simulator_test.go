@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/batchgate/batchgate/internal/wire"
 )
 
 func TestAuth(t *testing.T) {
@@ -256,7 +258,7 @@ func TestLifecycle(t *testing.T) {
 		{"created over HTTP", 10 * time.Second, 1, CreatedBatchTotal, func(e *env) string {
 			r := e.do("POST", "/v1/batches", testBearer,
 				`{"input_file_id":"file_in","endpoint":"/v1/chat/completions","completion_window":"24h"}`)
-			var b Batch
+			var b wire.Batch
 			if err := json.Unmarshal(r.body, &b); err != nil || r.status != 200 {
 				e.t.Fatalf("create: %d %s", r.status, r.body)
 			}
@@ -276,7 +278,7 @@ func TestLifecycle(t *testing.T) {
 			p := tc.phase * tc.slow
 			var (
 				statuses       []string
-				prev           Batch
+				prev           wire.Batch
 				inProgressSeen = map[int64]bool{}
 			)
 			for step := range 41 { // 0 .. 4 phases, in tenths of a phase
@@ -286,21 +288,21 @@ func TestLifecycle(t *testing.T) {
 				if len(statuses) == 0 || statuses[len(statuses)-1] != b.Status {
 					statuses = append(statuses, b.Status)
 				}
-				rc := b.RequestCounts
-				if rc.Total != tc.total {
+				rc, prc := counts(&b), counts(&prev)
+				if b.RequestCounts == nil || int64(rc.Total) != tc.total {
 					t.Fatalf("step %d: total %d, want %d", step, rc.Total, tc.total)
 				}
-				if rc.Completed < prev.RequestCounts.Completed || rc.Failed < prev.RequestCounts.Failed {
-					t.Fatalf("step %d: counts went down: %+v after %+v", step, rc, prev.RequestCounts)
+				if rc.Completed < prc.Completed || rc.Failed < prc.Failed {
+					t.Fatalf("step %d: counts went down: %+v after %+v", step, rc, prc)
 				}
 				if rc.Completed+rc.Failed > rc.Total {
 					t.Fatalf("step %d: counts %+v exceed total", step, rc)
 				}
-				if b.CreatedAt != t0.Unix() || !eqPtr(b.ExpiresAt, unix(t0.Add(24*time.Hour))) {
-					t.Fatalf("step %d: created_at %d expires_at %s", step, b.CreatedAt, str(b.ExpiresAt))
+				if !eqPtr(b.CreatedAt, unix(t0)) || !eqPtr(b.ExpiresAt, unix(t0.Add(24*time.Hour))) {
+					t.Fatalf("step %d: created_at %s expires_at %s", step, str(b.CreatedAt), str(b.ExpiresAt))
 				}
 				// Timestamps appear with their phase, at their exact time.
-				want := struct{ inProgress, finalizing, completed *int64 }{}
+				want := struct{ inProgress, finalizing, completed *wire.Int }{}
 				if now.Sub(t0) >= p {
 					want.inProgress = unix(t0.Add(p))
 				}
@@ -324,7 +326,7 @@ func TestLifecycle(t *testing.T) {
 						t.Fatalf("step %d: validating with counts %+v", step, rc)
 					}
 				case StatusInProgress:
-					inProgressSeen[rc.Completed] = true
+					inProgressSeen[int64(rc.Completed)] = true
 				case StatusFinalizing, StatusCompleted:
 					if rc.Completed+rc.Failed != rc.Total || rc.Failed == 0 || rc.Failed > rc.Total/10 {
 						t.Fatalf("step %d: %s with counts %+v, want all done and a few failed", step, b.Status, rc)
@@ -352,7 +354,7 @@ func TestLifecycle(t *testing.T) {
 	}
 }
 
-func reflectEqual(a, b Batch) bool {
+func reflectEqual(a, b wire.Batch) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return bytes.Equal(x, y)
@@ -373,7 +375,7 @@ func TestLifecycleExpiry(t *testing.T) {
 	if b.Status != StatusExpired || !eqPtr(b.ExpiredAt, unix(t0.Add(24*time.Hour))) || b.CompletedAt != nil {
 		t.Fatalf("at 24h: %s expired_at %s completed_at %s", b.Status, str(b.ExpiredAt), str(b.CompletedAt))
 	}
-	if rc := b.RequestCounts; rc.Completed == 0 || rc.Completed+rc.Failed >= rc.Total {
+	if rc := counts(&b); rc.Completed == 0 || rc.Completed+rc.Failed >= rc.Total {
 		t.Errorf("counts %+v, want partial", rc)
 	}
 	if m["output_file_id"] == nil {
@@ -618,7 +620,7 @@ func TestCancel(t *testing.T) {
 		id := e.sim.Create(CreateRequest{InputFileID: "f"}).ID
 		e.clock.Advance(phase * 3 / 2)
 		r := e.do("POST", "/v1/batches/"+id+"/cancel", testBearer, "")
-		var c Batch
+		var c wire.Batch
 		if err := json.Unmarshal(r.body, &c); err != nil || r.status != 200 {
 			t.Fatalf("cancel: %d %s", r.status, r.body)
 		}
@@ -626,23 +628,23 @@ func TestCancel(t *testing.T) {
 		if c.Status != StatusCancelling || !eqPtr(c.CancellingAt, unix(cancelAt)) || c.CancelledAt != nil {
 			t.Fatalf("after cancel: %s cancelling_at %s cancelled_at %s", c.Status, str(c.CancellingAt), str(c.CancelledAt))
 		}
-		if c.RequestCounts.Completed == 0 || c.InProgressAt == nil {
-			t.Fatalf("counts %+v in_progress_at %s: want partial progress", c.RequestCounts, str(c.InProgressAt))
+		if counts(&c).Completed == 0 || c.InProgressAt == nil {
+			t.Fatalf("counts %s in_progress_at %s: want partial progress", str(c.RequestCounts), str(c.InProgressAt))
 		}
 		// Cancelling again changes nothing.
 		e.clock.Advance(phase / 2)
 		if again := e.do("POST", "/v1/batches/"+id+"/cancel", testBearer, ""); !bytes.Equal(again.body, r.body) {
 			t.Errorf("second cancel:\n%s\nwant\n%s", again.body, r.body)
 		}
-		if b, _ := e.get(id); b.Status != StatusCancelling || b.RequestCounts != c.RequestCounts {
-			t.Errorf("half a phase later: %s %+v", b.Status, b.RequestCounts)
+		if b, _ := e.get(id); b.Status != StatusCancelling || !eqPtr(b.RequestCounts, c.RequestCounts) {
+			t.Errorf("half a phase later: %s %s", b.Status, str(b.RequestCounts))
 		}
 		e.clock.Advance(phase / 2)
 		b, _ := e.get(id)
 		if b.Status != StatusCancelled || !eqPtr(b.CancelledAt, unix(cancelAt.Add(phase))) || !eqPtr(b.CancellingAt, c.CancellingAt) {
 			t.Fatalf("a phase later: %s cancelled_at %s", b.Status, str(b.CancelledAt))
 		}
-		if b.RequestCounts != c.RequestCounts || b.FinalizingAt != nil || b.CompletedAt != nil {
+		if !eqPtr(b.RequestCounts, c.RequestCounts) || b.FinalizingAt != nil || b.CompletedAt != nil {
 			t.Errorf("progress went on after cancel: %+v", b)
 		}
 		if b.OutputFileID == nil {
@@ -662,7 +664,7 @@ func TestCancel(t *testing.T) {
 		}
 		e.clock.Advance(phase)
 		b, m := e.get(DemoProgress)
-		if b.Status != StatusCancelled || b.RequestCounts.Completed != 0 || b.InProgressAt != nil {
+		if b.Status != StatusCancelled || counts(&b).Completed != 0 || b.InProgressAt != nil {
 			t.Errorf("%+v", b)
 		}
 		if m["output_file_id"] != nil || m["error_file_id"] != nil {
@@ -673,7 +675,7 @@ func TestCancel(t *testing.T) {
 	t.Run("static non-terminal", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, Options{Phase: phase})
-		e.sim.Put(Batch{ID: "batch_paused", Object: "batch", Status: "paused", CreatedAt: 1})
+		e.sim.Put(wire.Batch{ID: "batch_paused", Object: "batch", Status: "paused", CreatedAt: ptr[wire.Int](1)})
 		r := e.do("POST", "/v1/batches/batch_paused/cancel", testBearer, "")
 		if m := decodeMap(t, r.body); m["status"] != "cancelling" {
 			t.Errorf("cancel: %s", r.body)
@@ -1008,15 +1010,16 @@ func TestPut(t *testing.T) {
 	t.Run("returned as stored", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, Options{})
-		b := Batch{
+		b := wire.Batch{
 			ID: "batch_future", Object: "batch", Status: "paused", InputFileID: "f",
-			ErrorFileID: ptr(""), CreatedAt: 1, Metadata: map[string]string{"a": "b"},
-			Model: "gpt-4o-mini", Usage: json.RawMessage(`{"input_tokens":10,"output_tokens":5,"total_tokens":15}`),
-			Extra: map[string]json.RawMessage{"future_field": json.RawMessage(`{"x":[1,2]}`), "id": json.RawMessage(`"ignored"`)},
+			ErrorFileID: ptr(""), CreatedAt: ptr[wire.Int](1), Metadata: wire.Metadata{"a": "b"},
+			Model: ptr("gpt-4o-mini"), Usage: &wire.Usage{InputTokens: 10, OutputTokens: 5, TotalTokens: 15},
 		}
-		e.sim.Put(b)
+		extra := map[string]json.RawMessage{"future_field": json.RawMessage(`{"x":[1,2]}`), "id": json.RawMessage(`"ignored"`)}
+		e.sim.PutWithExtra(b, extra)
 		b.Metadata["a"] = "changed" // Put copied
-		b.Extra["late"] = json.RawMessage(`1`)
+		b.Usage.TotalTokens = 99
+		extra["late"] = json.RawMessage(`1`)
 		_, m := e.get("batch_future")
 		if m["status"] != "paused" || m["id"] != "batch_future" || m["model"] != "gpt-4o-mini" || m["error_file_id"] != "" {
 			t.Errorf("%v", m)
@@ -1031,7 +1034,7 @@ func TestPut(t *testing.T) {
 			t.Errorf("future_field %v", m["future_field"])
 		}
 		if _, ok := m["late"]; ok {
-			t.Error("Extra changed after Put shows")
+			t.Error("extra changed after Put shows")
 		}
 		e.clock.Advance(1000 * time.Hour)
 		if _, later := e.get("batch_future"); later["status"] != "paused" {
@@ -1042,13 +1045,13 @@ func TestPut(t *testing.T) {
 	t.Run("replaces a progressing batch", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, Options{})
-		e.sim.Put(Batch{ID: DemoProgress, Object: "batch", Status: StatusFinalizing, CreatedAt: t0.Unix()})
+		e.sim.Put(wire.Batch{ID: DemoProgress, Object: "batch", Status: StatusFinalizing, CreatedAt: unix(t0)})
 		e.clock.Advance(time.Hour)
 		if b, _ := e.get(DemoProgress); b.Status != StatusFinalizing {
 			t.Errorf("status %s", b.Status)
 		}
 		var l struct {
-			Data []Batch `json:"data"`
+			Data []wire.Batch `json:"data"`
 		}
 		r := e.do("GET", "/v1/batches?limit=100", testBearer, "")
 		if err := json.Unmarshal(r.body, &l); err != nil || len(l.Data) != 6 {
@@ -1056,10 +1059,10 @@ func TestPut(t *testing.T) {
 		}
 	})
 
-	t.Run("invalid Extra is a 500", func(t *testing.T) {
+	t.Run("invalid extra is a 500", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, Options{})
-		e.sim.Put(Batch{ID: "batch_bad", Extra: map[string]json.RawMessage{"x": json.RawMessage(`{`)}})
+		e.sim.PutWithExtra(wire.Batch{ID: "batch_bad"}, map[string]json.RawMessage{"x": json.RawMessage(`{`)})
 		checkEnvelope(t, e.do("GET", "/v1/batches/batch_bad", testBearer, ""), 500, "api_error", "")
 	})
 
@@ -1070,7 +1073,7 @@ func TestPut(t *testing.T) {
 				t.Error("no panic")
 			}
 		}()
-		New(Options{}).Put(Batch{})
+		New(Options{}).Put(wire.Batch{})
 	})
 }
 
@@ -1125,7 +1128,7 @@ func TestConcurrent(t *testing.T) {
 					}
 				case 5:
 					e.clock.Advance(100 * time.Millisecond)
-					e.sim.Put(Batch{ID: fmt.Sprintf("batch_put_%d", w), Object: "batch", Status: "completed"})
+					e.sim.Put(wire.Batch{ID: fmt.Sprintf("batch_put_%d", w), Object: "batch", Status: "completed"})
 					_ = e.sim.BatchRequests(DemoProgress)
 					r, err = e.try(context.Background(), "GET", fmt.Sprintf("/v1/batches/batch_put_%d", w), testBearer, "")
 				}

@@ -183,42 +183,78 @@ type entry struct {
 
 	// Progressing batches only (slow > 0).
 	slow    int64     // phase multiplier; 0 for static batches
-	created time.Time // exact creation instant
+	created time.Time // exact creation instant (of the first run, when cycling)
 	total   int64     // request_counts.total
+	cycles  bool      // the lifecycle restarts every cycleLength; see runStart
 
-	// Set once the batch was cancelled while not terminal.
+	// Set once the batch was cancelled while not terminal. A cycling
+	// batch's cancel only holds for the run it happened in.
 	cancelled bool
 	cancelAt  time.Time
 }
 
-// createdAt returns the entry's created_at, 0 when it has none.
-func (e *entry) createdAt() int64 {
+// cycleLength is how long one run of a cycling batch lasts: validating,
+// in_progress and finalizing for p (phase times the entry's slow) each,
+// then completed for p more.
+func (e *entry) cycleLength(phase time.Duration) time.Duration {
+	return 4 * phase * time.Duration(e.slow)
+}
+
+// runStart returns when the run under way at t began: the creation
+// instant, or for a cycling batch that plus as many whole cycles as have
+// passed by t.
+func (e *entry) runStart(t time.Time, phase time.Duration) time.Time {
+	el, c := t.Sub(e.created), e.cycleLength(phase)
+	if !e.cycles || el <= 0 || c <= 0 {
+		return e.created
+	}
+	return e.created.Add(el / c * c)
+}
+
+// createdAt returns the entry's created_at at now, 0 when it has none.
+func (e *entry) createdAt(now time.Time, phase time.Duration) int64 {
+	if e.cycles {
+		return e.runStart(now, phase).Unix()
+	}
 	if e.b.CreatedAt == nil {
 		return 0
 	}
 	return int64(*e.b.CreatedAt)
 }
 
-// newerThan orders entries newest first: by created_at, then insertion.
-func (e *entry) newerThan(o *entry) bool {
-	if a, b := e.createdAt(), o.createdAt(); a != b {
-		return a > b
+// cmpAt orders entries newest first at now: by created_at, then latest
+// insertion first.
+func cmpAt(a, b *entry, now time.Time, phase time.Duration) int {
+	if a == b {
+		return 0
 	}
-	return e.seq > o.seq
+	if x, y := a.createdAt(now, phase), b.createdAt(now, phase); x != y {
+		if x > y {
+			return -1
+		}
+		return 1
+	}
+	if a.seq > b.seq {
+		return -1
+	}
+	return 1
 }
 
 // view returns the batch as it is at now. The result shares read-only
 // maps, slices and pointers with the entry; clone it before handing it out.
 func (e *entry) view(now time.Time, phase time.Duration) wire.Batch {
+	start := e.runStart(now, phase)
+	// A cancel in an earlier run of a cycling batch is over.
+	cancelled := e.cancelled && (!e.cycles || !e.cancelAt.Before(start))
 	at := now
-	if e.cancelled && at.After(e.cancelAt) {
+	if cancelled && at.After(e.cancelAt) {
 		at = e.cancelAt // progress froze when the batch was cancelled
 	}
 	b := e.b
 	if e.slow > 0 {
-		e.progress(&b, at, phase)
+		e.progress(&b, start, at, phase)
 	}
-	if e.cancelled {
+	if cancelled {
 		b.Status = StatusCancelling
 		b.CancellingAt = unixAt(e.cancelAt)
 		if done := e.cancelAt.Add(phase); !now.Before(done) {
@@ -236,14 +272,18 @@ func (e *entry) view(now time.Time, phase time.Duration) wire.Batch {
 	return b
 }
 
-// progress fills in the lifecycle fields of a progressing batch at time at.
-func (e *entry) progress(b *wire.Batch, at time.Time, phase time.Duration) {
+// progress fills in the lifecycle fields of a progressing batch at time at,
+// in the run that began at start: created_at, expires_at and everything
+// that follows from them.
+func (e *entry) progress(b *wire.Batch, start, at time.Time, phase time.Duration) {
 	p := phase * time.Duration(e.slow)
+	b.CreatedAt = unixAt(start)
+	b.ExpiresAt = unixAt(start.Add(completionWindow))
 	expired := false
-	if deadline := e.created.Add(completionWindow); deadline.Before(e.created.Add(3*p)) && !at.Before(deadline) {
+	if deadline := start.Add(completionWindow); deadline.Before(start.Add(3*p)) && !at.Before(deadline) {
 		at, expired = deadline, true
 	}
-	el := at.Sub(e.created)
+	el := at.Sub(start)
 	if el < 0 {
 		el = 0
 	}
@@ -262,10 +302,10 @@ func (e *entry) progress(b *wire.Batch, at time.Time, phase time.Duration) {
 		done = e.total
 	}
 	if el >= p {
-		b.InProgressAt = unixAt(e.created.Add(p))
+		b.InProgressAt = unixAt(start.Add(p))
 	}
 	if el >= 2*p {
-		b.FinalizingAt = unixAt(e.created.Add(2 * p))
+		b.FinalizingAt = unixAt(start.Add(2 * p))
 	}
 	failed := done / failEvery
 	b.RequestCounts = &wire.RequestCounts{Total: wire.Int(e.total), Completed: wire.Int(done - failed), Failed: wire.Int(failed)}
@@ -273,7 +313,7 @@ func (e *entry) progress(b *wire.Batch, at time.Time, phase time.Duration) {
 		b.Status = StatusExpired
 		b.ExpiredAt = unixAt(at)
 	} else if b.Status == StatusCompleted {
-		b.CompletedAt = unixAt(e.created.Add(3 * p))
+		b.CompletedAt = unixAt(start.Add(3 * p))
 	}
 	if b.Status == StatusCompleted || b.Status == StatusExpired {
 		if b.RequestCounts.Completed > 0 {

@@ -9,10 +9,13 @@ import (
 // Ids of the demo batches, in DemoBatchIDs order.
 const (
 	// DemoProgress goes validating -> in_progress -> finalizing ->
-	// completed over three Phases from New (1000 requests, a few failing).
+	// completed over three Phases (1000 requests, a few failing), stays
+	// completed for one more, and starts again: a run begins every four
+	// Phases from New, with a new created_at.
 	DemoProgress = "batch_demo_progress"
-	// DemoValidating progresses like DemoProgress but ten times slower
-	// (500 requests), so it stays non-terminal for thirty Phases.
+	// DemoValidating cycles like DemoProgress but ten times slower (500
+	// requests): each run stays non-terminal for thirty Phases and the
+	// next begins ten Phases after it completed.
 	DemoValidating = "batch_demo_validating"
 	// DemoCompleted is the provider page's sample answer: completed, null
 	// error_file_id and errors, no finalizing_at.
@@ -31,6 +34,8 @@ const (
 // seedDemo stores the demo batches, created relative to now.
 func (s *Simulator) seedDemo(now time.Time) {
 	at := func(d time.Duration) *wire.Int { return unixAt(now.Add(d)) }
+	// The moving demo batches cycle, so that a watcher sees a whole run
+	// whenever it starts (see entry.runStart).
 	progressing := func(id string, slow, total int64, meta wire.Metadata) *entry {
 		return &entry{
 			b: wire.Batch{
@@ -46,6 +51,7 @@ func (s *Simulator) seedDemo(now time.Time) {
 			slow:    slow,
 			created: now,
 			total:   total,
+			cycles:  true,
 		}
 	}
 	// A static demo batch always has request_counts, as the upstream's do.

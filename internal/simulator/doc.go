@@ -39,6 +39,18 @@
 // clock. Batches stored with Put are static: they are returned exactly as
 // stored, until cancelled.
 //
+// The two moving demo batches cycle, so that whoever watches them sees a
+// whole run however long after New they start: after one Phase (of their
+// own clock) completed, a run ends and the next begins, validating again
+// with created_at (and expires_at) moved to its start and in_progress_at,
+// finalizing_at, completed_at, the request counts and the file ids starting
+// over. A cycle is four Phases: 40 s for "batch_demo_progress" and 400 s
+// for "batch_demo_validating" (non-terminal for the first 300 s of each)
+// with DefaultPhase. A cancel holds until the end of its run's cycle; the
+// next run starts afresh. Batches made by POST /v1/batches or Create never
+// cycle. The list orders the demo batches by their current created_at, so
+// a listing paged across a cycle's end may see one twice or miss it.
+//
 // # Faults
 //
 // InjectFaults queues failures (error statuses with Retry-After, raw or

@@ -34,7 +34,8 @@ type Options struct {
 	// clock to walk batches through their lifecycle without sleeping.
 	Now func() time.Time
 	// Phase is how long a progressing batch stays in each of validating,
-	// in_progress and finalizing, and how long cancelling lasts; zero or
+	// in_progress and finalizing (and a cycling demo batch in completed
+	// before its next run), and how long cancelling lasts; zero or
 	// negative means DefaultPhase.
 	Phase time.Duration
 }
@@ -62,12 +63,13 @@ type Simulator struct {
 
 	total atomic.Int64
 
-	mu     sync.Mutex
-	byID   map[string]*entry
-	order  []*entry // newest first, see entry.newerThan
-	seq    uint64
-	gets   map[string]int64   // GET /v1/batches/{id} requests per id
-	faults map[string][]Fault // queued faults per id; "" is any id
+	mu      sync.Mutex
+	byID    map[string]*entry
+	order   []*entry // the entries that do not cycle, newest first (cmpOrder)
+	cycling []*entry // the entries that cycle, whose created_at moves on
+	seq     uint64
+	gets    map[string]int64   // GET /v1/batches/{id} requests per id
+	faults  map[string][]Fault // queued faults per id; "" is any id
 }
 
 // New returns a Simulator seeded with the demo batches (see DemoBatchIDs),
@@ -92,8 +94,8 @@ func New(opts Options) *Simulator {
 }
 
 // DemoBatchIDs returns the ids of the demo batches seeded by New, always in
-// this order: "batch_demo_progress" (progressing from New's time),
-// "batch_demo_validating" (progressing ten times slower),
+// this order: "batch_demo_progress" (progressing from New's time, a new run
+// every four Phases), "batch_demo_validating" (the same ten times slower),
 // "batch_demo_completed", "batch_demo_failed", "batch_demo_expired" and
 // "batch_demo_cancelled" (static).
 func (s *Simulator) DemoBatchIDs() []string {
@@ -176,33 +178,42 @@ func (s *Simulator) TotalRequests() int64 {
 // insertLocked stores e, replacing any entry with the same id.
 func (s *Simulator) insertLocked(e *entry) {
 	if old, ok := s.byID[e.b.ID]; ok {
-		i := s.positionLocked(old)
-		s.order = slices.Delete(s.order, i, i+1)
+		if old.cycles {
+			s.cycling = slices.DeleteFunc(s.cycling, func(c *entry) bool { return c == old })
+		} else {
+			i, _ := slices.BinarySearchFunc(s.order, old, cmpOrder)
+			s.order = slices.Delete(s.order, i, i+1)
+		}
 	}
 	s.seq++
 	e.seq = s.seq
 	s.byID[e.b.ID] = e
+	if e.cycles {
+		s.cycling = append(s.cycling, e)
+		return
+	}
 	i, _ := slices.BinarySearchFunc(s.order, e, cmpOrder)
 	s.order = slices.Insert(s.order, i, e)
 }
 
-// positionLocked returns the index of the stored entry e in s.order.
-func (s *Simulator) positionLocked(e *entry) int {
-	i, _ := slices.BinarySearchFunc(s.order, e, cmpOrder)
-	return i
-}
+// cmpOrder sorts entries that do not cycle newest first; their created_at
+// does not depend on the time.
+func cmpOrder(a, b *entry) int { return cmpAt(a, b, time.Time{}, 0) }
 
-// cmpOrder sorts entries newest first.
-func cmpOrder(a, b *entry) int {
-	switch {
-	case a == b:
-		return 0
-	case a.newerThan(b):
-		return -1
-	case b.newerThan(a):
-		return 1
+// orderLocked returns every entry newest first at now: s.order with the
+// cycling entries put where their current created_at places them. The
+// result may be s.order itself: do not modify it.
+func (s *Simulator) orderLocked(now time.Time) []*entry {
+	if len(s.cycling) == 0 {
+		return s.order
 	}
-	return 0
+	order := make([]*entry, len(s.order), len(s.order)+len(s.cycling))
+	copy(order, s.order)
+	for _, e := range s.cycling {
+		i, _ := slices.BinarySearchFunc(order, e, func(a, b *entry) int { return cmpAt(a, b, now, s.phase) })
+		order = slices.Insert(order, i, e)
+	}
+	return order
 }
 
 func randomHex(n int) string {
@@ -389,6 +400,7 @@ func (s *Simulator) serveList(w http.ResponseWriter, r *http.Request) {
 
 	now := s.now()
 	s.mu.Lock()
+	order := s.orderLocked(now)
 	start := 0
 	if after != "" {
 		e, ok := s.byID[after]
@@ -403,14 +415,14 @@ func (s *Simulator) serveList(w http.ResponseWriter, r *http.Request) {
 			})
 			return
 		}
-		start = s.positionLocked(e) + 1
+		start = slices.Index(order, e) + 1
 	}
-	end := min(start+limit, len(s.order))
+	end := min(start+limit, len(order))
 	views := make([]view, 0, end-start)
-	for _, e := range s.order[start:end] {
+	for _, e := range order[start:end] {
 		views = append(views, s.viewOf(e, now))
 	}
-	hasMore := end < len(s.order)
+	hasMore := end < len(order)
 	s.mu.Unlock()
 
 	resp := listResponse{Object: "list", Data: make([]json.RawMessage, 0, len(views)), HasMore: hasMore}

@@ -28,6 +28,7 @@ import (
 	"github.com/batchgate/batchgate/internal/config"
 	"github.com/batchgate/batchgate/internal/gateway"
 	"github.com/batchgate/batchgate/internal/simulator"
+	"github.com/batchgate/batchgate/internal/wire"
 )
 
 // This file and its siblings auth_e2e, tls_e2e, limits_e2e and logs_e2e
@@ -612,39 +613,45 @@ func TestAuthNoneMode(t *testing.T) {
 // value it was sent.
 type ownerUpstream struct {
 	mu      sync.Mutex
-	batches map[string]map[string]simulator.Batch // key -> id -> batch
-	calls   map[[2]string]int                     // {key, id} -> GETs
-	authz   map[string]int                        // authorization value -> requests
+	batches map[string]map[string]wire.Batch // key -> id -> batch
+	calls   map[[2]string]int                // {key, id} -> GETs
+	authz   map[string]int                   // authorization value -> requests
 }
 
 func newOwnerUpstream(keys ...string) *ownerUpstream {
-	u := &ownerUpstream{batches: map[string]map[string]simulator.Batch{}, calls: map[[2]string]int{}, authz: map[string]int{}}
+	u := &ownerUpstream{batches: map[string]map[string]wire.Batch{}, calls: map[[2]string]int{}, authz: map[string]int{}}
 	for _, k := range keys {
-		u.batches[k] = map[string]simulator.Batch{}
+		u.batches[k] = map[string]wire.Batch{}
 	}
 	return u
 }
 
-func ownedBatch(id, owner string) simulator.Batch {
-	return simulator.Batch{
+func ownedBatch(id, owner string) wire.Batch {
+	return wire.Batch{
 		ID: id, Object: "batch", Endpoint: simulator.SupportedEndpoint, Status: simulator.StatusInProgress,
 		InputFileID: "file_in_" + owner, CompletionWindow: simulator.SupportedCompletionWindow,
-		RequestCounts: simulator.RequestCounts{Total: 10}, CreatedAt: 1710000000,
-		Metadata: map[string]string{"owner": owner},
+		RequestCounts: &wire.RequestCounts{Total: 10}, CreatedAt: wire.Ptr[wire.Int](1710000000),
+		Metadata: wire.Metadata{"owner": owner},
 	}
 }
 
-func (u *ownerUpstream) put(key string, b simulator.Batch) {
+func (u *ownerUpstream) put(key string, b wire.Batch) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.batches[key][b.ID] = b
 }
 
-// update changes the batch id stored under key.
-func (u *ownerUpstream) update(key, id string, f func(*simulator.Batch)) {
+// update changes the batch id stored under key. f changes a copy (its
+// request counts copied too), so that answers being written from the old
+// batch are not changed under them.
+func (u *ownerUpstream) update(key, id string, f func(*wire.Batch)) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	b := u.batches[key][id]
+	if b.RequestCounts != nil {
+		rc := *b.RequestCounts
+		b.RequestCounts = &rc
+	}
 	f(&b)
 	u.batches[key][id] = b
 }
@@ -676,7 +683,7 @@ func (u *ownerUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	u.mu.Lock()
 	u.authz[authz]++
 	mine, known := u.batches[key]
-	var b simulator.Batch
+	var b wire.Batch
 	ok := false
 	if known {
 		u.calls[[2]string{key, id}]++
@@ -831,11 +838,11 @@ func TestPassthroughWatchIsolation(t *testing.T) {
 			t.Fatalf("%s's gRPC watch: event %v, want a %s of its own batch with %d completed", owner, ev, kind, completed)
 		}
 		rev := s.rest.next(t)
-		var rb simulator.Batch
+		var rb wire.Batch
 		if err := json.Unmarshal(rev.Batch, &rb); err != nil {
 			t.Fatalf("%s's REST watch: %+v: %v", owner, rev, err)
 		}
-		if rev.Type != kind || rb.Metadata["owner"] != owner || rb.RequestCounts.Completed != completed || rev.Terminal != terminal {
+		if rev.Type != kind || rb.Metadata["owner"] != owner || rb.RequestCounts == nil || int64(rb.RequestCounts.Completed) != completed || rev.Terminal != terminal {
 			t.Fatalf("%s's REST watch: event %+v, want a %s of its own batch with %d completed", owner, rev, kind, completed)
 		}
 	}
@@ -861,11 +868,11 @@ func TestPassthroughWatchIsolation(t *testing.T) {
 		t.Fatalf("hub stats %+v, want one poller per key", st)
 	}
 
-	up.update(keyA, "batch_shared", func(b *simulator.Batch) { b.RequestCounts.Completed = 4 })
+	up.update(keyA, "batch_shared", func(b *wire.Batch) { b.RequestCounts.Completed = 4 })
 	expect("A", "change", 4, false)
 	quiet("B", keyB)
 
-	up.update(keyB, "batch_shared", func(b *simulator.Batch) { b.RequestCounts.Completed = 7 })
+	up.update(keyB, "batch_shared", func(b *wire.Batch) { b.RequestCounts.Completed = 7 })
 	expect("B", "change", 7, false)
 	quiet("A", keyA)
 
@@ -882,9 +889,9 @@ func TestPassthroughWatchIsolation(t *testing.T) {
 		owner, key string
 		completed  int64
 	}{{"B", keyB, 10}, {"A", keyA, 9}} {
-		up.update(c.key, "batch_shared", func(b *simulator.Batch) {
+		up.update(c.key, "batch_shared", func(b *wire.Batch) {
 			b.Status = simulator.StatusCompleted
-			b.RequestCounts.Completed = c.completed
+			b.RequestCounts.Completed = wire.Int(c.completed)
 		})
 		expect(c.owner, "change", c.completed, true)
 		if st := byOwner[c.owner].grpc.end(t); st.Code() != codes.OK {

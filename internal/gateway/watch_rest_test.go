@@ -13,6 +13,7 @@ import (
 
 	"github.com/batchgate/batchgate/internal/config"
 	"github.com/batchgate/batchgate/internal/simulator"
+	"github.com/batchgate/batchgate/internal/wire"
 )
 
 // restWatchGuard bounds every REST watch request here, so that a stream
@@ -167,10 +168,10 @@ func TestRESTWatchChange(t *testing.T) {
 	t.Parallel()
 	e := start(t, restFastPolls)
 	const id = "batch_rest_watch_change"
-	b := simulator.Batch{
+	b := wire.Batch{
 		ID: id, Object: "batch", Endpoint: simulator.SupportedEndpoint, Status: simulator.StatusInProgress,
 		InputFileID: "file_in", CompletionWindow: simulator.SupportedCompletionWindow,
-		RequestCounts: simulator.RequestCounts{Total: 10, Completed: 3}, CreatedAt: 1710000000,
+		RequestCounts: &wire.RequestCounts{Total: 10, Completed: 3}, CreatedAt: wire.Ptr[wire.Int](1710000000),
 	}
 	e.sim.Put(b)
 
@@ -184,7 +185,7 @@ func TestRESTWatchChange(t *testing.T) {
 	}
 
 	out := "file_out"
-	completed := int64(1710000600)
+	completed := wire.Int(1710000600)
 	b.Status, b.OutputFileID, b.CompletedAt = simulator.StatusCompleted, &out, &completed
 	b.RequestCounts.Completed = 10
 	e.sim.Put(b)

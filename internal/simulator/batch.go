@@ -8,27 +8,31 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
+	"github.com/batchgate/batchgate/internal/wire"
 )
 
-// Batch statuses the upstream documents. Batches stored with Put may carry
-// any other string, to test forward compatibility.
-const (
+// Batch statuses the upstream documents, as wire.StatusString names the
+// generated enum values. Batches stored with Put may carry any other
+// string, to test forward compatibility.
+var (
 	// StatusValidating: the input file is being validated.
-	StatusValidating = "validating"
+	StatusValidating = wire.StatusString(batchv1.BatchStatus_BATCH_STATUS_VALIDATING)
 	// StatusFailed: validation failed (terminal).
-	StatusFailed = "failed"
+	StatusFailed = wire.StatusString(batchv1.BatchStatus_BATCH_STATUS_FAILED)
 	// StatusInProgress: requests are being run.
-	StatusInProgress = "in_progress"
+	StatusInProgress = wire.StatusString(batchv1.BatchStatus_BATCH_STATUS_IN_PROGRESS)
 	// StatusFinalizing: results are being written.
-	StatusFinalizing = "finalizing"
+	StatusFinalizing = wire.StatusString(batchv1.BatchStatus_BATCH_STATUS_FINALIZING)
 	// StatusCompleted: results are ready (terminal).
-	StatusCompleted = "completed"
+	StatusCompleted = wire.StatusString(batchv1.BatchStatus_BATCH_STATUS_COMPLETED)
 	// StatusExpired: the completion window ran out (terminal).
-	StatusExpired = "expired"
+	StatusExpired = wire.StatusString(batchv1.BatchStatus_BATCH_STATUS_EXPIRED)
 	// StatusCancelling: a cancel request is being carried out.
-	StatusCancelling = "cancelling"
+	StatusCancelling = wire.StatusString(batchv1.BatchStatus_BATCH_STATUS_CANCELLING)
 	// StatusCancelled: the batch was cancelled (terminal).
-	StatusCancelled = "cancelled"
+	StatusCancelled = wire.StatusString(batchv1.BatchStatus_BATCH_STATUS_CANCELLED)
 )
 
 // Values the simulator accepts in POST /v1/batches, the only ones the
@@ -50,101 +54,11 @@ const failEvery = 25
 // completionWindow is the duration of SupportedCompletionWindow.
 const completionWindow = 24 * time.Hour
 
-// RequestCounts is a batch's "request_counts" object.
-type RequestCounts struct {
-	// Total is the number of requests in the batch.
-	Total int64 `json:"total"`
-	// Completed is the number of requests that succeeded so far.
-	Completed int64 `json:"completed"`
-	// Failed is the number of requests that failed so far.
-	Failed int64 `json:"failed"`
-}
-
-// BatchError is one entry of a batch's "errors.data".
-type BatchError struct {
-	// Code is a machine-readable error code.
-	Code string `json:"code"`
-	// Message is a human-readable description.
-	Message string `json:"message"`
-	// Param names the offending parameter, or is nil (JSON null).
-	Param *string `json:"param"`
-	// Line is the 1-based input file line, or nil (JSON null).
-	Line *int64 `json:"line"`
-}
-
-// BatchErrors is a batch's "errors" object.
-type BatchErrors struct {
-	// Object is always "list".
-	Object string `json:"object"`
-	// Data holds the errors.
-	Data []BatchError `json:"data"`
-}
-
-// Batch is the upstream's batch object, field for field. Nullable fields are
-// pointers (or a nil map) and are written as JSON null when nil; timestamps
-// (Unix seconds) that have not happened are nil and left out of the JSON.
-//
-// A Batch is plain data: the lifecycle state of progressing batches lives
-// inside the Simulator, never in a Batch value.
-type Batch struct {
-	// ID is the batch id, for example "batch_01abc".
-	ID string `json:"id"`
-	// Object is always "batch".
-	Object string `json:"object"`
-	// Endpoint is the endpoint the batch's requests go to.
-	Endpoint string `json:"endpoint"`
-	// Status is the lifecycle status, one of the Status constants or, for
-	// batches stored with Put, anything else.
-	Status string `json:"status"`
-	// InputFileID is the input JSONL file.
-	InputFileID string `json:"input_file_id"`
-	// OutputFileID is the output JSONL file, or nil (null) until there is one.
-	OutputFileID *string `json:"output_file_id"`
-	// ErrorFileID is the error JSONL file, or nil (null) when there is none.
-	ErrorFileID *string `json:"error_file_id"`
-	// CompletionWindow is "24h".
-	CompletionWindow string `json:"completion_window"`
-	// RequestCounts holds the request totals.
-	RequestCounts RequestCounts `json:"request_counts"`
-	// CreatedAt is when the batch was created.
-	CreatedAt int64 `json:"created_at"`
-	// InProgressAt is when processing started.
-	InProgressAt *int64 `json:"in_progress_at,omitempty"`
-	// FinalizingAt is when finalizing started.
-	FinalizingAt *int64 `json:"finalizing_at,omitempty"`
-	// CompletedAt is when the batch completed.
-	CompletedAt *int64 `json:"completed_at,omitempty"`
-	// FailedAt is when the batch failed.
-	FailedAt *int64 `json:"failed_at,omitempty"`
-	// ExpiredAt is when the batch expired.
-	ExpiredAt *int64 `json:"expired_at,omitempty"`
-	// CancellingAt is when cancelling started.
-	CancellingAt *int64 `json:"cancelling_at,omitempty"`
-	// CancelledAt is when the batch was cancelled.
-	CancelledAt *int64 `json:"cancelled_at,omitempty"`
-	// ExpiresAt is the completion deadline.
-	ExpiresAt *int64 `json:"expires_at,omitempty"`
-	// Metadata is the stored metadata; nil is written as null.
-	Metadata map[string]string `json:"metadata"`
-	// Errors holds validation or platform errors, or nil (null).
-	Errors *BatchErrors `json:"errors"`
-	// Model is the newer optional "model" field, left out when empty.
-	Model string `json:"model,omitempty"`
-	// Usage is the newer optional "usage" object, written verbatim when set.
-	// It must be valid JSON.
-	Usage json.RawMessage `json:"usage,omitempty"`
-	// Extra holds further top-level fields, written verbatim after the
-	// known ones by the simulator's handler (not by json.Marshal), to test
-	// that clients tolerate fields they do not know. Keys that name a known
-	// field are ignored; values must be valid JSON.
-	Extra map[string]json.RawMessage `json:"-"`
-}
-
-// knownFields are the JSON names of Batch's fields, which Extra cannot
-// override.
+// knownFields are the JSON names of wire.Batch's fields, which extra
+// fields cannot override.
 var knownFields = func() map[string]bool {
 	m := make(map[string]bool)
-	t := reflect.TypeFor[Batch]()
+	t := reflect.TypeFor[wire.Batch]()
 	for i := range t.NumField() {
 		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
 		if name != "" && name != "-" {
@@ -154,20 +68,22 @@ var knownFields = func() map[string]bool {
 	return m
 }()
 
-var errBadExtra = errors.New("simulator: Batch.Extra value is not valid JSON")
+var errBadExtra = errors.New("simulator: extra field value is not valid JSON")
 
-// encodeBatch returns b's JSON, Extra fields included.
-func encodeBatch(b *Batch) ([]byte, error) {
+// encodeBatch returns b's JSON (encoding/json's, as the upstream's
+// field order and null rules are wire.Batch's tags) followed by the extra
+// fields, sorted by name, that do not name a known field.
+func encodeBatch(b *wire.Batch, extra map[string]json.RawMessage) ([]byte, error) {
 	data, err := json.Marshal(b)
-	if err != nil || len(b.Extra) == 0 {
+	if err != nil || len(extra) == 0 {
 		return data, err
 	}
 	out := data[:len(data)-1] // drop the closing brace
-	for _, k := range slices.Sorted(maps.Keys(b.Extra)) {
+	for _, k := range slices.Sorted(maps.Keys(extra)) {
 		if knownFields[k] {
 			continue
 		}
-		v := b.Extra[k]
+		v := extra[k]
 		if !json.Valid(v) {
 			return nil, errBadExtra
 		}
@@ -183,37 +99,51 @@ func encodeBatch(b *Batch) ([]byte, error) {
 	return append(out, '}'), nil
 }
 
-// clone returns a deep copy of b, sharing nothing mutable with it.
-func (b Batch) clone() Batch {
+// cloneBatch returns a deep copy of b, sharing nothing mutable with it.
+func cloneBatch(b wire.Batch) wire.Batch {
+	b.Model = clonePtr(b.Model)
 	b.OutputFileID = clonePtr(b.OutputFileID)
 	b.ErrorFileID = clonePtr(b.ErrorFileID)
-	b.InProgressAt = clonePtr(b.InProgressAt)
-	b.FinalizingAt = clonePtr(b.FinalizingAt)
-	b.CompletedAt = clonePtr(b.CompletedAt)
-	b.FailedAt = clonePtr(b.FailedAt)
-	b.ExpiredAt = clonePtr(b.ExpiredAt)
-	b.CancellingAt = clonePtr(b.CancellingAt)
-	b.CancelledAt = clonePtr(b.CancelledAt)
-	b.ExpiresAt = clonePtr(b.ExpiresAt)
+	b.RequestCounts = clonePtr(b.RequestCounts)
+	if b.Usage != nil {
+		u := *b.Usage
+		u.InputTokensDetails = clonePtr(u.InputTokensDetails)
+		u.OutputTokensDetails = clonePtr(u.OutputTokensDetails)
+		b.Usage = &u
+	}
+	for _, t := range []**wire.Int{
+		&b.CreatedAt, &b.InProgressAt, &b.FinalizingAt, &b.CompletedAt, &b.FailedAt,
+		&b.ExpiredAt, &b.CancellingAt, &b.CancelledAt, &b.ExpiresAt,
+	} {
+		*t = clonePtr(*t)
+	}
 	b.Metadata = maps.Clone(b.Metadata)
 	if b.Errors != nil {
 		e := *b.Errors
 		e.Data = slices.Clone(e.Data)
-		for i := range e.Data {
-			e.Data[i].Param = clonePtr(e.Data[i].Param)
-			e.Data[i].Line = clonePtr(e.Data[i].Line)
+		for i, d := range e.Data {
+			if d != nil {
+				c := *d
+				c.Param = clonePtr(c.Param)
+				c.Line = clonePtr(c.Line)
+				e.Data[i] = &c
+			}
 		}
 		b.Errors = &e
 	}
-	b.Usage = slices.Clone(b.Usage)
-	if b.Extra != nil {
-		extra := make(map[string]json.RawMessage, len(b.Extra))
-		for k, v := range b.Extra {
-			extra[k] = slices.Clone(v)
-		}
-		b.Extra = extra
-	}
 	return b
+}
+
+// cloneExtra returns a deep copy of extra.
+func cloneExtra(extra map[string]json.RawMessage) map[string]json.RawMessage {
+	if extra == nil {
+		return nil
+	}
+	out := make(map[string]json.RawMessage, len(extra))
+	for k, v := range extra {
+		out[k] = slices.Clone(v)
+	}
+	return out
 }
 
 func clonePtr[T any](p *T) *T {
@@ -226,61 +156,115 @@ func clonePtr[T any](p *T) *T {
 
 func ptr[T any](v T) *T { return &v }
 
+// unixAt returns t in Unix seconds, for the timestamps of wire.Batch.
+func unixAt(t time.Time) *wire.Int { return ptr(wire.Int(t.Unix())) }
+
+// counts returns b's request counts, zero when it has none.
+func counts(b *wire.Batch) wire.RequestCounts {
+	if b.RequestCounts == nil {
+		return wire.RequestCounts{}
+	}
+	return *b.RequestCounts
+}
+
 // isTerminal reports whether status can no longer change.
 func isTerminal(status string) bool {
-	switch status {
-	case StatusCompleted, StatusFailed, StatusExpired, StatusCancelled:
-		return true
-	}
-	return false
+	return wire.IsTerminalStatus(wire.StatusFromString(status))
 }
 
 // entry is a stored batch and its lifecycle state. It is only touched with
-// Simulator.mu held. The Batch it holds is never mutated after it is stored,
-// so views may share its maps and slices for reading.
+// Simulator.mu held. The batch and extra fields it holds are never mutated
+// after they are stored, so views may share their maps, slices and
+// pointers for reading.
 type entry struct {
-	b   Batch  // static batch, or the template of a progressing one
-	seq uint64 // insertion order, breaks created_at ties in lists
+	b     wire.Batch                 // static batch, or the template of a progressing one
+	extra map[string]json.RawMessage // written after b's fields; see PutWithExtra
+	seq   uint64                     // insertion order, breaks created_at ties in lists
 
 	// Progressing batches only (slow > 0).
 	slow    int64     // phase multiplier; 0 for static batches
-	created time.Time // exact creation instant
+	created time.Time // exact creation instant (of the first run, when cycling)
 	total   int64     // request_counts.total
+	cycles  bool      // the lifecycle restarts every cycleLength; see runStart
 
-	// Set once the batch was cancelled while not terminal.
+	// Set once the batch was cancelled while not terminal. A cycling
+	// batch's cancel only holds for the run it happened in.
 	cancelled bool
 	cancelAt  time.Time
 }
 
-// newerThan orders entries newest first: by created_at, then insertion.
-func (e *entry) newerThan(o *entry) bool {
-	if e.b.CreatedAt != o.b.CreatedAt {
-		return e.b.CreatedAt > o.b.CreatedAt
+// cycleLength is how long one run of a cycling batch lasts: validating,
+// in_progress and finalizing for p (phase times the entry's slow) each,
+// then completed for p more.
+func (e *entry) cycleLength(phase time.Duration) time.Duration {
+	return 4 * phase * time.Duration(e.slow)
+}
+
+// runStart returns when the run under way at t began: the creation
+// instant, or for a cycling batch that plus as many whole cycles as have
+// passed by t.
+func (e *entry) runStart(t time.Time, phase time.Duration) time.Time {
+	el, c := t.Sub(e.created), e.cycleLength(phase)
+	if !e.cycles || el <= 0 || c <= 0 {
+		return e.created
 	}
-	return e.seq > o.seq
+	return e.created.Add(el / c * c)
+}
+
+// createdAt returns the entry's created_at at now, 0 when it has none.
+func (e *entry) createdAt(now time.Time, phase time.Duration) int64 {
+	if e.cycles {
+		return e.runStart(now, phase).Unix()
+	}
+	if e.b.CreatedAt == nil {
+		return 0
+	}
+	return int64(*e.b.CreatedAt)
+}
+
+// cmpAt orders entries newest first at now: by created_at, then latest
+// insertion first.
+func cmpAt(a, b *entry, now time.Time, phase time.Duration) int {
+	if a == b {
+		return 0
+	}
+	if x, y := a.createdAt(now, phase), b.createdAt(now, phase); x != y {
+		if x > y {
+			return -1
+		}
+		return 1
+	}
+	if a.seq > b.seq {
+		return -1
+	}
+	return 1
 }
 
 // view returns the batch as it is at now. The result shares read-only
-// maps and slices with the entry; clone it before handing it out.
-func (e *entry) view(now time.Time, phase time.Duration) Batch {
+// maps, slices and pointers with the entry; clone it before handing it out.
+func (e *entry) view(now time.Time, phase time.Duration) wire.Batch {
+	start := e.runStart(now, phase)
+	// A cancel in an earlier run of a cycling batch is over.
+	cancelled := e.cancelled && (!e.cycles || !e.cancelAt.Before(start))
 	at := now
-	if e.cancelled && at.After(e.cancelAt) {
+	if cancelled && at.After(e.cancelAt) {
 		at = e.cancelAt // progress froze when the batch was cancelled
 	}
 	b := e.b
 	if e.slow > 0 {
-		e.progress(&b, at, phase)
+		e.progress(&b, start, at, phase)
 	}
-	if e.cancelled {
+	if cancelled {
 		b.Status = StatusCancelling
-		b.CancellingAt = ptr(e.cancelAt.Unix())
+		b.CancellingAt = unixAt(e.cancelAt)
 		if done := e.cancelAt.Add(phase); !now.Before(done) {
 			b.Status = StatusCancelled
-			b.CancelledAt = ptr(done.Unix())
-			if b.OutputFileID == nil && b.RequestCounts.Completed > 0 {
+			b.CancelledAt = unixAt(done)
+			rc := counts(&b)
+			if b.OutputFileID == nil && rc.Completed > 0 {
 				b.OutputFileID = ptr(fileID("file_out_", b.ID))
 			}
-			if b.ErrorFileID == nil && b.RequestCounts.Failed > 0 {
+			if b.ErrorFileID == nil && rc.Failed > 0 {
 				b.ErrorFileID = ptr(fileID("file_err_", b.ID))
 			}
 		}
@@ -288,14 +272,18 @@ func (e *entry) view(now time.Time, phase time.Duration) Batch {
 	return b
 }
 
-// progress fills in the lifecycle fields of a progressing batch at time at.
-func (e *entry) progress(b *Batch, at time.Time, phase time.Duration) {
+// progress fills in the lifecycle fields of a progressing batch at time at,
+// in the run that began at start: created_at, expires_at and everything
+// that follows from them.
+func (e *entry) progress(b *wire.Batch, start, at time.Time, phase time.Duration) {
 	p := phase * time.Duration(e.slow)
+	b.CreatedAt = unixAt(start)
+	b.ExpiresAt = unixAt(start.Add(completionWindow))
 	expired := false
-	if deadline := e.created.Add(completionWindow); deadline.Before(e.created.Add(3*p)) && !at.Before(deadline) {
+	if deadline := start.Add(completionWindow); deadline.Before(start.Add(3*p)) && !at.Before(deadline) {
 		at, expired = deadline, true
 	}
-	el := at.Sub(e.created)
+	el := at.Sub(start)
 	if el < 0 {
 		el = 0
 	}
@@ -314,18 +302,18 @@ func (e *entry) progress(b *Batch, at time.Time, phase time.Duration) {
 		done = e.total
 	}
 	if el >= p {
-		b.InProgressAt = ptr(e.created.Add(p).Unix())
+		b.InProgressAt = unixAt(start.Add(p))
 	}
 	if el >= 2*p {
-		b.FinalizingAt = ptr(e.created.Add(2 * p).Unix())
+		b.FinalizingAt = unixAt(start.Add(2 * p))
 	}
 	failed := done / failEvery
-	b.RequestCounts = RequestCounts{Total: e.total, Completed: done - failed, Failed: failed}
+	b.RequestCounts = &wire.RequestCounts{Total: wire.Int(e.total), Completed: wire.Int(done - failed), Failed: wire.Int(failed)}
 	if expired {
 		b.Status = StatusExpired
-		b.ExpiredAt = ptr(at.Unix())
+		b.ExpiredAt = unixAt(at)
 	} else if b.Status == StatusCompleted {
-		b.CompletedAt = ptr(e.created.Add(3 * p).Unix())
+		b.CompletedAt = unixAt(start.Add(3 * p))
 	}
 	if b.Status == StatusCompleted || b.Status == StatusExpired {
 		if b.RequestCounts.Completed > 0 {

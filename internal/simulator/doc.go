@@ -3,9 +3,13 @@
 // httptest.Server (tests, benchmarks) or on a loopback listener (the
 // gateway's -demo mode) and point the gateway's upstream client at it.
 //
-// The simulator is deliberately independent of the gateway's own decoding
-// code: it has its own JSON types, written from the upstream's contract,
-// because it is the thing the gateway is tested against.
+// It serves the upstream's batch object as [wire.Batch], the one Go shape of
+// that object, written by encoding/json from the struct's tags (Put and
+// PutWithExtra store one, Create returns one). It uses none of wire's
+// decoding or encoding code (DecodeBatch, MarshalBatch, FromProto), so the
+// gateway's reading of the upstream is still tested against JSON that code
+// did not write; the shape itself is pinned to the provider's sample by
+// wire's golden tests.
 //
 // # Endpoints
 //
@@ -34,6 +38,18 @@
 // is reached. "batch_demo_validating" does the same on a ten times slower
 // clock. Batches stored with Put are static: they are returned exactly as
 // stored, until cancelled.
+//
+// The two moving demo batches cycle, so that whoever watches them sees a
+// whole run however long after New they start: after one Phase (of their
+// own clock) completed, a run ends and the next begins, validating again
+// with created_at (and expires_at) moved to its start and in_progress_at,
+// finalizing_at, completed_at, the request counts and the file ids starting
+// over. A cycle is four Phases: 40 s for "batch_demo_progress" and 400 s
+// for "batch_demo_validating" (non-terminal for the first 300 s of each)
+// with DefaultPhase. A cancel holds until the end of its run's cycle; the
+// next run starts afresh. Batches made by POST /v1/batches or Create never
+// cycle. The list orders the demo batches by their current created_at, so
+// a listing paged across a cycle's end may see one twice or miss it.
 //
 // # Faults
 //

@@ -66,9 +66,9 @@ func writeInternal(w http.ResponseWriter, err error) {
 	})
 }
 
-// writeBatch writes b as a 200 answer.
-func writeBatch(w http.ResponseWriter, b *Batch) {
-	data, err := encodeBatch(b)
+// writeBatch writes v as a 200 answer.
+func writeBatch(w http.ResponseWriter, v view) {
+	data, err := encodeBatch(&v.b, v.extra)
 	if err != nil {
 		writeInternal(w, err)
 		return

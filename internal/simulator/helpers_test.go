@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/batchgate/batchgate/internal/wire"
 )
 
 const (
@@ -129,13 +131,13 @@ func (e *env) do(method, path, auth, body string) response {
 }
 
 // get fetches a batch with the test key, expecting 200.
-func (e *env) get(id string) (Batch, map[string]any) {
+func (e *env) get(id string) (wire.Batch, map[string]any) {
 	e.t.Helper()
 	r := e.do(http.MethodGet, "/v1/batches/"+id, testBearer, "")
 	if r.status != http.StatusOK {
 		e.t.Fatalf("GET %s: status %d, body %s", id, r.status, r.body)
 	}
-	var b Batch
+	var b wire.Batch
 	if err := json.Unmarshal(r.body, &b); err != nil {
 		e.t.Fatalf("GET %s: %v in %s", id, err, r.body)
 	}
@@ -197,7 +199,7 @@ func keys(m map[string]any) []string {
 	return out
 }
 
-func unix(t time.Time) *int64 { v := t.Unix(); return &v }
+func unix(t time.Time) *wire.Int { return unixAt(t) }
 
 func eqPtr[T comparable](a, b *T) bool {
 	if a == nil || b == nil {

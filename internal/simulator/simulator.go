@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/batchgate/batchgate/internal/wire"
 )
 
 // DefaultPhase is Options.Phase when it is not set.
@@ -32,7 +34,8 @@ type Options struct {
 	// clock to walk batches through their lifecycle without sleeping.
 	Now func() time.Time
 	// Phase is how long a progressing batch stays in each of validating,
-	// in_progress and finalizing, and how long cancelling lasts; zero or
+	// in_progress and finalizing (and a cycling demo batch in completed
+	// before its next run), and how long cancelling lasts; zero or
 	// negative means DefaultPhase.
 	Phase time.Duration
 }
@@ -60,12 +63,13 @@ type Simulator struct {
 
 	total atomic.Int64
 
-	mu     sync.Mutex
-	byID   map[string]*entry
-	order  []*entry // newest first, see entry.newerThan
-	seq    uint64
-	gets   map[string]int64   // GET /v1/batches/{id} requests per id
-	faults map[string][]Fault // queued faults per id; "" is any id
+	mu      sync.Mutex
+	byID    map[string]*entry
+	order   []*entry // the entries that do not cycle, newest first (cmpOrder)
+	cycling []*entry // the entries that cycle, whose created_at moves on
+	seq     uint64
+	gets    map[string]int64   // GET /v1/batches/{id} requests per id
+	faults  map[string][]Fault // queued faults per id; "" is any id
 }
 
 // New returns a Simulator seeded with the demo batches (see DemoBatchIDs),
@@ -90,8 +94,8 @@ func New(opts Options) *Simulator {
 }
 
 // DemoBatchIDs returns the ids of the demo batches seeded by New, always in
-// this order: "batch_demo_progress" (progressing from New's time),
-// "batch_demo_validating" (progressing ten times slower),
+// this order: "batch_demo_progress" (progressing from New's time, a new run
+// every four Phases), "batch_demo_validating" (the same ten times slower),
 // "batch_demo_completed", "batch_demo_failed", "batch_demo_expired" and
 // "batch_demo_cancelled" (static).
 func (s *Simulator) DemoBatchIDs() []string {
@@ -100,22 +104,33 @@ func (s *Simulator) DemoBatchIDs() []string {
 
 // Put stores a copy of b as a static batch, replacing any batch with the
 // same id (progressing or not). A static batch is returned exactly as
-// stored, zero fields included, until it is cancelled. Put panics if b.ID is
-// empty.
-func (s *Simulator) Put(b Batch) {
+// stored (as encoding/json writes the wire.Batch: nil pointers are null or
+// left out as its fields say, zero values are written) until it is
+// cancelled. Put panics if b.ID is empty.
+func (s *Simulator) Put(b wire.Batch) {
+	s.PutWithExtra(b, nil)
+}
+
+// PutWithExtra is Put, with further top-level fields written verbatim
+// after b's, sorted by name, to test that clients tolerate fields they do
+// not know. Keys that name a field of wire.Batch are ignored. The values
+// must be valid JSON: a GET of a batch whose extra value is not is answered
+// 500. PutWithExtra copies extra.
+func (s *Simulator) PutWithExtra(b wire.Batch, extra map[string]json.RawMessage) {
 	if b.ID == "" {
 		panic("simulator: Put with an empty batch ID")
 	}
+	e := &entry{b: cloneBatch(b), extra: cloneExtra(extra)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.insertLocked(&entry{b: b.clone()})
+	s.insertLocked(e)
 }
 
 // Create makes a progressing batch as POST /v1/batches does, created now,
 // and returns it (status validating). Unlike the HTTP endpoint it does not
 // validate req; an empty Endpoint or CompletionWindow takes the supported
 // value.
-func (s *Simulator) Create(req CreateRequest) Batch {
+func (s *Simulator) Create(req CreateRequest) wire.Batch {
 	if req.Endpoint == "" {
 		req.Endpoint = SupportedEndpoint
 	}
@@ -124,15 +139,15 @@ func (s *Simulator) Create(req CreateRequest) Batch {
 	}
 	now := s.now()
 	e := &entry{
-		b: Batch{
+		b: wire.Batch{
 			ID:               "batch_" + randomHex(12),
 			Object:           "batch",
 			Endpoint:         req.Endpoint,
 			InputFileID:      req.InputFileID,
 			CompletionWindow: req.CompletionWindow,
-			CreatedAt:        now.Unix(),
-			ExpiresAt:        ptr(now.Add(completionWindow).Unix()),
-			Metadata:         maps.Clone(req.Metadata),
+			CreatedAt:        unixAt(now),
+			ExpiresAt:        unixAt(now.Add(completionWindow)),
+			Metadata:         wire.Metadata(maps.Clone(req.Metadata)),
 		},
 		slow:    1,
 		created: now,
@@ -142,7 +157,7 @@ func (s *Simulator) Create(req CreateRequest) Batch {
 	s.insertLocked(e)
 	b := e.view(now, s.phase)
 	s.mu.Unlock()
-	return b.clone()
+	return cloneBatch(b)
 }
 
 // BatchRequests returns how many GET /v1/batches/{id} requests the
@@ -163,33 +178,42 @@ func (s *Simulator) TotalRequests() int64 {
 // insertLocked stores e, replacing any entry with the same id.
 func (s *Simulator) insertLocked(e *entry) {
 	if old, ok := s.byID[e.b.ID]; ok {
-		i := s.positionLocked(old)
-		s.order = slices.Delete(s.order, i, i+1)
+		if old.cycles {
+			s.cycling = slices.DeleteFunc(s.cycling, func(c *entry) bool { return c == old })
+		} else {
+			i, _ := slices.BinarySearchFunc(s.order, old, cmpOrder)
+			s.order = slices.Delete(s.order, i, i+1)
+		}
 	}
 	s.seq++
 	e.seq = s.seq
 	s.byID[e.b.ID] = e
+	if e.cycles {
+		s.cycling = append(s.cycling, e)
+		return
+	}
 	i, _ := slices.BinarySearchFunc(s.order, e, cmpOrder)
 	s.order = slices.Insert(s.order, i, e)
 }
 
-// positionLocked returns the index of the stored entry e in s.order.
-func (s *Simulator) positionLocked(e *entry) int {
-	i, _ := slices.BinarySearchFunc(s.order, e, cmpOrder)
-	return i
-}
+// cmpOrder sorts entries that do not cycle newest first; their created_at
+// does not depend on the time.
+func cmpOrder(a, b *entry) int { return cmpAt(a, b, time.Time{}, 0) }
 
-// cmpOrder sorts entries newest first.
-func cmpOrder(a, b *entry) int {
-	switch {
-	case a == b:
-		return 0
-	case a.newerThan(b):
-		return -1
-	case b.newerThan(a):
-		return 1
+// orderLocked returns every entry newest first at now: s.order with the
+// cycling entries put where their current created_at places them. The
+// result may be s.order itself: do not modify it.
+func (s *Simulator) orderLocked(now time.Time) []*entry {
+	if len(s.cycling) == 0 {
+		return s.order
 	}
-	return 0
+	order := make([]*entry, len(s.order), len(s.order)+len(s.cycling))
+	copy(order, s.order)
+	for _, e := range s.cycling {
+		i, _ := slices.BinarySearchFunc(order, e, func(a, b *entry) int { return cmpAt(a, b, now, s.phase) })
+		order = slices.Insert(order, i, e)
+	}
+	return order
 }
 
 func randomHex(n int) string {
@@ -301,10 +325,10 @@ func (s *Simulator) serveGet(w http.ResponseWriter, r *http.Request, id string, 
 		return
 	}
 	f, hasFault := s.popFaultLocked(id)
-	var b Batch
+	var v view
 	var found bool
 	if !hasFault {
-		b, found = s.viewLocked(id, now)
+		v, found = s.viewLocked(id, now)
 	}
 	s.mu.Unlock()
 
@@ -314,23 +338,35 @@ func (s *Simulator) serveGet(w http.ResponseWriter, r *http.Request, id string, 
 		}
 		now = s.now()
 		s.mu.Lock()
-		b, found = s.viewLocked(id, now)
+		v, found = s.viewLocked(id, now)
 		s.mu.Unlock()
 	}
 	if !found {
 		writeNotFound(w, id)
 		return
 	}
-	writeBatch(w, &b)
+	writeBatch(w, v)
+}
+
+// view is a batch as it is served: the batch at some instant and the extra
+// fields written after it, both read-only.
+type view struct {
+	b     wire.Batch
+	extra map[string]json.RawMessage
+}
+
+// viewOf returns e's view at now.
+func (s *Simulator) viewOf(e *entry, now time.Time) view {
+	return view{b: e.view(now, s.phase), extra: e.extra}
 }
 
 // viewLocked returns the current view of batch id.
-func (s *Simulator) viewLocked(id string, now time.Time) (Batch, bool) {
+func (s *Simulator) viewLocked(id string, now time.Time) (view, bool) {
 	e, ok := s.byID[id]
 	if !ok {
-		return Batch{}, false
+		return view{}, false
 	}
-	return e.view(now, s.phase), true
+	return s.viewOf(e, now), true
 }
 
 // listResponse is the body of GET /v1/batches.
@@ -364,6 +400,7 @@ func (s *Simulator) serveList(w http.ResponseWriter, r *http.Request) {
 
 	now := s.now()
 	s.mu.Lock()
+	order := s.orderLocked(now)
 	start := 0
 	if after != "" {
 		e, ok := s.byID[after]
@@ -378,19 +415,19 @@ func (s *Simulator) serveList(w http.ResponseWriter, r *http.Request) {
 			})
 			return
 		}
-		start = s.positionLocked(e) + 1
+		start = slices.Index(order, e) + 1
 	}
-	end := min(start+limit, len(s.order))
-	views := make([]Batch, 0, end-start)
-	for _, e := range s.order[start:end] {
-		views = append(views, e.view(now, s.phase))
+	end := min(start+limit, len(order))
+	views := make([]view, 0, end-start)
+	for _, e := range order[start:end] {
+		views = append(views, s.viewOf(e, now))
 	}
-	hasMore := end < len(s.order)
+	hasMore := end < len(order)
 	s.mu.Unlock()
 
 	resp := listResponse{Object: "list", Data: make([]json.RawMessage, 0, len(views)), HasMore: hasMore}
 	for i := range views {
-		data, err := encodeBatch(&views[i])
+		data, err := encodeBatch(&views[i].b, views[i].extra)
 		if err != nil {
 			writeInternal(w, err)
 			return
@@ -398,8 +435,8 @@ func (s *Simulator) serveList(w http.ResponseWriter, r *http.Request) {
 		resp.Data = append(resp.Data, data)
 	}
 	if len(views) > 0 {
-		resp.FirstID = &views[0].ID
-		resp.LastID = &views[len(views)-1].ID
+		resp.FirstID = &views[0].b.ID
+		resp.LastID = &views[len(views)-1].b.ID
 	}
 	writeJSON(w, http.StatusOK, &resp)
 }
@@ -447,8 +484,7 @@ func (s *Simulator) serveCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	b := s.Create(req)
-	writeBatch(w, &b)
+	writeBatch(w, view{b: s.Create(req)})
 }
 
 // validateCreate checks a POST /v1/batches body as the upstream does.
@@ -519,12 +555,12 @@ func (s *Simulator) serveCancel(w http.ResponseWriter, id string) {
 		writeNotFound(w, id)
 		return
 	}
-	b := e.view(now, s.phase)
-	if !isTerminal(b.Status) && b.Status != StatusCancelling {
+	v := s.viewOf(e, now)
+	if !isTerminal(v.b.Status) && v.b.Status != StatusCancelling {
 		e.cancelled = true
 		e.cancelAt = now
-		b = e.view(now, s.phase)
+		v = s.viewOf(e, now)
 	}
 	s.mu.Unlock()
-	writeBatch(w, &b)
+	writeBatch(w, v)
 }

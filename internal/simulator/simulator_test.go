@@ -2,6 +2,7 @@ package simulator
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/batchgate/batchgate/internal/wire"
 )
 
 func TestAuth(t *testing.T) {
@@ -247,26 +250,27 @@ func TestDemoShapes(t *testing.T) {
 func TestLifecycle(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name  string
-		phase time.Duration
-		slow  time.Duration // phase multiplier
-		total int64
-		start func(e *env) string // returns the batch id, created at t0
+		name   string
+		phase  time.Duration
+		slow   time.Duration // phase multiplier
+		total  int64
+		cycles bool                // the demo's moving batches restart after 4 phases
+		start  func(e *env) string // returns the batch id, created at t0
 	}{
-		{"created over HTTP", 10 * time.Second, 1, CreatedBatchTotal, func(e *env) string {
+		{"created over HTTP", 10 * time.Second, 1, CreatedBatchTotal, false, func(e *env) string {
 			r := e.do("POST", "/v1/batches", testBearer,
 				`{"input_file_id":"file_in","endpoint":"/v1/chat/completions","completion_window":"24h"}`)
-			var b Batch
+			var b wire.Batch
 			if err := json.Unmarshal(r.body, &b); err != nil || r.status != 200 {
 				e.t.Fatalf("create: %d %s", r.status, r.body)
 			}
 			return b.ID
 		}},
-		{"created with Create", time.Minute, 1, CreatedBatchTotal, func(e *env) string {
+		{"created with Create", time.Minute, 1, CreatedBatchTotal, false, func(e *env) string {
 			return e.sim.Create(CreateRequest{InputFileID: "file_in"}).ID
 		}},
-		{"demo progress", DefaultPhase, 1, 1000, func(*env) string { return DemoProgress }},
-		{"demo validating is 10x slower", 3 * time.Second, 10, 500, func(*env) string { return DemoValidating }},
+		{"demo progress", DefaultPhase, 1, 1000, true, func(*env) string { return DemoProgress }},
+		{"demo validating is 10x slower", 3 * time.Second, 10, 500, true, func(*env) string { return DemoValidating }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -274,85 +278,301 @@ func TestLifecycle(t *testing.T) {
 			e := newEnv(t, Options{Phase: tc.phase})
 			id := tc.start(e)
 			p := tc.phase * tc.slow
-			var (
-				statuses       []string
-				prev           Batch
-				inProgressSeen = map[int64]bool{}
-			)
-			for step := range 41 { // 0 .. 4 phases, in tenths of a phase
+			run := newRunCheck(t, t0, p, tc.total)
+			steps := 41 // 0 .. 4 phases, in tenths of a phase
+			if tc.cycles {
+				steps = 40 // at 4 phases the next run begins (TestDemoCycles)
+			}
+			for step := range steps {
 				now := t0.Add(time.Duration(step) * p / 10)
 				e.clock.Set(now)
 				b, _ := e.get(id)
-				if len(statuses) == 0 || statuses[len(statuses)-1] != b.Status {
-					statuses = append(statuses, b.Status)
-				}
-				rc := b.RequestCounts
-				if rc.Total != tc.total {
-					t.Fatalf("step %d: total %d, want %d", step, rc.Total, tc.total)
-				}
-				if rc.Completed < prev.RequestCounts.Completed || rc.Failed < prev.RequestCounts.Failed {
-					t.Fatalf("step %d: counts went down: %+v after %+v", step, rc, prev.RequestCounts)
-				}
-				if rc.Completed+rc.Failed > rc.Total {
-					t.Fatalf("step %d: counts %+v exceed total", step, rc)
-				}
-				if b.CreatedAt != t0.Unix() || !eqPtr(b.ExpiresAt, unix(t0.Add(24*time.Hour))) {
-					t.Fatalf("step %d: created_at %d expires_at %s", step, b.CreatedAt, str(b.ExpiresAt))
-				}
-				// Timestamps appear with their phase, at their exact time.
-				want := struct{ inProgress, finalizing, completed *int64 }{}
-				if now.Sub(t0) >= p {
-					want.inProgress = unix(t0.Add(p))
-				}
-				if now.Sub(t0) >= 2*p {
-					want.finalizing = unix(t0.Add(2 * p))
-				}
-				if now.Sub(t0) >= 3*p {
-					want.completed = unix(t0.Add(3 * p))
-				}
-				if !eqPtr(b.InProgressAt, want.inProgress) || !eqPtr(b.FinalizingAt, want.finalizing) || !eqPtr(b.CompletedAt, want.completed) {
-					t.Fatalf("step %d (%s): in_progress_at %s finalizing_at %s completed_at %s, want %s %s %s", step, b.Status,
-						str(b.InProgressAt), str(b.FinalizingAt), str(b.CompletedAt),
-						str(want.inProgress), str(want.finalizing), str(want.completed))
-				}
-				if b.FailedAt != nil || b.ExpiredAt != nil || b.CancellingAt != nil || b.CancelledAt != nil || b.Errors != nil {
-					t.Fatalf("step %d: unexpected failure fields in %+v", step, b)
-				}
-				switch b.Status {
-				case StatusValidating:
-					if rc.Completed != 0 || rc.Failed != 0 {
-						t.Fatalf("step %d: validating with counts %+v", step, rc)
-					}
-				case StatusInProgress:
-					inProgressSeen[rc.Completed] = true
-				case StatusFinalizing, StatusCompleted:
-					if rc.Completed+rc.Failed != rc.Total || rc.Failed == 0 || rc.Failed > rc.Total/10 {
-						t.Fatalf("step %d: %s with counts %+v, want all done and a few failed", step, b.Status, rc)
-					}
-				}
-				done := b.Status == StatusCompleted
-				if (b.OutputFileID != nil) != done || (b.ErrorFileID != nil) != done {
-					t.Fatalf("step %d: %s with output %s error %s", step, b.Status, str(b.OutputFileID), str(b.ErrorFileID))
-				}
-				prev = b
+				run.check(step, now, b)
 			}
-			want := []string{"validating", "in_progress", "finalizing", "completed"}
-			if !slices.Equal(statuses, want) {
-				t.Errorf("statuses %v, want %v", statuses, want)
-			}
-			if len(inProgressSeen) < 5 {
-				t.Errorf("completed took only %d values while in progress, want a smooth rise", len(inProgressSeen))
+			run.done()
+			if tc.cycles {
+				// Completed until the cycle ends.
+				e.clock.Set(t0.Add(4*p - time.Nanosecond))
+				if b, _ := e.get(id); !reflectEqual(b, run.prev) {
+					t.Errorf("completed batch changed before its cycle ended: %+v, was %+v", b, run.prev)
+				}
+				return
 			}
 			// Terminal: the clock moving on changes nothing.
 			e.clock.Advance(1000 * time.Hour)
-			if b, _ := e.get(id); !reflectEqual(b, prev) {
-				t.Errorf("completed batch changed: %+v, was %+v", b, prev)
+			if b, _ := e.get(id); !reflectEqual(b, run.prev) {
+				t.Errorf("completed batch changed: %+v, was %+v", b, run.prev)
 			}
 		})
 	}
 }
 
-func reflectEqual(a, b Batch) bool {
+// runCheck checks successive views of a progressing batch against one run
+// of its lifecycle, begun at start with phases of p.
+type runCheck struct {
+	t              *testing.T
+	start          time.Time
+	p              time.Duration
+	total          int64
+	statuses       []string // the statuses seen, each once in a row
+	prev           wire.Batch
+	inProgressSeen map[int64]bool
+}
+
+func newRunCheck(t *testing.T, start time.Time, p time.Duration, total int64) *runCheck {
+	return &runCheck{t: t, start: start, p: p, total: total, inProgressSeen: map[int64]bool{}}
+}
+
+// check checks b, the view at now, and the change from the previous view.
+func (c *runCheck) check(step int, now time.Time, b wire.Batch) {
+	t, t0, p := c.t, c.start, c.p
+	t.Helper()
+	if len(c.statuses) == 0 || c.statuses[len(c.statuses)-1] != b.Status {
+		c.statuses = append(c.statuses, b.Status)
+	}
+	rc, prc := counts(&b), counts(&c.prev)
+	if b.RequestCounts == nil || int64(rc.Total) != c.total {
+		t.Fatalf("step %d: total %d, want %d", step, rc.Total, c.total)
+	}
+	if rc.Completed < prc.Completed || rc.Failed < prc.Failed {
+		t.Fatalf("step %d: counts went down: %+v after %+v", step, rc, prc)
+	}
+	if rc.Completed+rc.Failed > rc.Total {
+		t.Fatalf("step %d: counts %+v exceed total", step, rc)
+	}
+	if !eqPtr(b.CreatedAt, unix(t0)) || !eqPtr(b.ExpiresAt, unix(t0.Add(24*time.Hour))) {
+		t.Fatalf("step %d: created_at %s expires_at %s, want %d and a day later", step, str(b.CreatedAt), str(b.ExpiresAt), t0.Unix())
+	}
+	// Timestamps appear with their phase, at their exact time.
+	want := struct{ inProgress, finalizing, completed *wire.Int }{}
+	if now.Sub(t0) >= p {
+		want.inProgress = unix(t0.Add(p))
+	}
+	if now.Sub(t0) >= 2*p {
+		want.finalizing = unix(t0.Add(2 * p))
+	}
+	if now.Sub(t0) >= 3*p {
+		want.completed = unix(t0.Add(3 * p))
+	}
+	if !eqPtr(b.InProgressAt, want.inProgress) || !eqPtr(b.FinalizingAt, want.finalizing) || !eqPtr(b.CompletedAt, want.completed) {
+		t.Fatalf("step %d (%s): in_progress_at %s finalizing_at %s completed_at %s, want %s %s %s", step, b.Status,
+			str(b.InProgressAt), str(b.FinalizingAt), str(b.CompletedAt),
+			str(want.inProgress), str(want.finalizing), str(want.completed))
+	}
+	if b.FailedAt != nil || b.ExpiredAt != nil || b.CancellingAt != nil || b.CancelledAt != nil || b.Errors != nil {
+		t.Fatalf("step %d: unexpected failure fields in %+v", step, b)
+	}
+	switch b.Status {
+	case StatusValidating:
+		if rc.Completed != 0 || rc.Failed != 0 {
+			t.Fatalf("step %d: validating with counts %+v", step, rc)
+		}
+	case StatusInProgress:
+		c.inProgressSeen[int64(rc.Completed)] = true
+	case StatusFinalizing, StatusCompleted:
+		if rc.Completed+rc.Failed != rc.Total || rc.Failed == 0 || rc.Failed > rc.Total/10 {
+			t.Fatalf("step %d: %s with counts %+v, want all done and a few failed", step, b.Status, rc)
+		}
+	}
+	done := b.Status == StatusCompleted
+	if (b.OutputFileID != nil) != done || (b.ErrorFileID != nil) != done {
+		t.Fatalf("step %d: %s with output %s error %s", step, b.Status, str(b.OutputFileID), str(b.ErrorFileID))
+	}
+	c.prev = b
+}
+
+// done checks that the run went through every status, in order, with a
+// smooth rise of the counts while in progress.
+func (c *runCheck) done() {
+	c.t.Helper()
+	want := []string{"validating", "in_progress", "finalizing", "completed"}
+	if !slices.Equal(c.statuses, want) {
+		c.t.Errorf("run from %d: statuses %v, want %v", c.start.Unix(), c.statuses, want)
+	}
+	if len(c.inProgressSeen) < 5 {
+		c.t.Errorf("run from %d: completed took only %d values while in progress, want a smooth rise", c.start.Unix(), len(c.inProgressSeen))
+	}
+}
+
+// TestDemoCycles: the demo's moving batches restart their lifecycle every
+// four phases (of their own clock), so that a watcher who waits at most one
+// cycle sees a whole run.
+func TestDemoCycles(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		id    string
+		phase time.Duration
+		slow  time.Duration
+		total int64
+	}{
+		{DemoProgress, DefaultPhase, 1, 1000},
+		{DemoValidating, 3 * time.Second, 10, 500},
+	}
+	for _, tc := range tests {
+		t.Run(tc.id, func(t *testing.T) {
+			t.Parallel()
+			p := tc.phase * tc.slow
+			cycle := 4 * p
+
+			t.Run("restarts after one cycle", func(t *testing.T) {
+				t.Parallel()
+				e := newEnv(t, Options{Phase: tc.phase})
+				e.clock.Set(t0.Add(cycle - time.Nanosecond))
+				if b, _ := e.get(tc.id); b.Status != StatusCompleted || !eqPtr(b.CreatedAt, unix(t0)) {
+					t.Fatalf("just before the cycle ends: %s created_at %s", b.Status, str(b.CreatedAt))
+				}
+				e.clock.Set(t0.Add(cycle + time.Nanosecond))
+				b, m := e.get(tc.id)
+				if b.Status != StatusValidating || !eqPtr(b.CreatedAt, unix(t0.Add(cycle))) ||
+					!eqPtr(b.ExpiresAt, unix(t0.Add(cycle+24*time.Hour))) {
+					t.Fatalf("just after: %s created_at %s expires_at %s, want validating created at %d",
+						b.Status, str(b.CreatedAt), str(b.ExpiresAt), t0.Add(cycle).Unix())
+				}
+				if rc := counts(&b); int64(rc.Total) != tc.total || rc.Completed != 0 || rc.Failed != 0 {
+					t.Errorf("request_counts %+v, want %d, 0, 0", rc, tc.total)
+				}
+				for _, k := range []string{"in_progress_at", "finalizing_at", "completed_at"} {
+					if v, ok := m[k]; ok {
+						t.Errorf("%s = %v, want absent", k, v)
+					}
+				}
+				if v, ok := m["output_file_id"]; !ok || v != nil {
+					t.Errorf("output_file_id %v, want null", v)
+				}
+				if v, ok := m["error_file_id"]; !ok || v != nil {
+					t.Errorf("error_file_id %v, want null", v)
+				}
+			})
+
+			t.Run("two cycles", func(t *testing.T) {
+				t.Parallel()
+				e := newEnv(t, Options{Phase: tc.phase})
+				var statuses []string
+				var run *runCheck
+				for step := range 81 { // 0 .. 2 cycles, in tenths of a phase
+					now := t0.Add(time.Duration(step) * p / 10)
+					start := t0.Add(time.Duration(step/40) * cycle)
+					if run == nil || !run.start.Equal(start) {
+						if run != nil {
+							run.done()
+						}
+						run = newRunCheck(t, start, p, tc.total)
+					}
+					e.clock.Set(now)
+					b, _ := e.get(tc.id)
+					run.check(step, now, b)
+					if len(statuses) == 0 || statuses[len(statuses)-1] != b.Status {
+						statuses = append(statuses, b.Status)
+					}
+				}
+				want := []string{"validating", "in_progress", "finalizing", "completed",
+					"validating", "in_progress", "finalizing", "completed", "validating"}
+				if !slices.Equal(statuses, want) {
+					t.Errorf("statuses %v, want %v", statuses, want)
+				}
+			})
+
+			t.Run("a cancel holds for its run only", func(t *testing.T) {
+				t.Parallel()
+				e := newEnv(t, Options{Phase: tc.phase})
+				cancelAt := t0.Add(cycle + p*3/2) // in progress, second run
+				e.clock.Set(cancelAt)
+				if r := e.do("POST", "/v1/batches/"+tc.id+"/cancel", testBearer, ""); r.status != 200 {
+					t.Fatalf("cancel: %d %s", r.status, r.body)
+				}
+				e.clock.Set(t0.Add(2*cycle - time.Nanosecond))
+				b, _ := e.get(tc.id)
+				if b.Status != StatusCancelled || !eqPtr(b.CancellingAt, unix(cancelAt)) ||
+					!eqPtr(b.CancelledAt, unix(cancelAt.Add(tc.phase))) || !eqPtr(b.CreatedAt, unix(t0.Add(cycle))) {
+					t.Fatalf("end of the cancelled run: %s cancelling_at %s cancelled_at %s created_at %s",
+						b.Status, str(b.CancellingAt), str(b.CancelledAt), str(b.CreatedAt))
+				}
+				if b.CompletedAt != nil || b.FinalizingAt != nil {
+					t.Errorf("progress went on after cancel: %+v", b)
+				}
+				e.clock.Set(t0.Add(2 * cycle))
+				b, m := e.get(tc.id)
+				if b.Status != StatusValidating || !eqPtr(b.CreatedAt, unix(t0.Add(2*cycle))) {
+					t.Fatalf("next run: %s created_at %s", b.Status, str(b.CreatedAt))
+				}
+				for _, k := range []string{"cancelling_at", "cancelled_at", "in_progress_at"} {
+					if v, ok := m[k]; ok {
+						t.Errorf("next run: %s = %v, want absent", k, v)
+					}
+				}
+				// It can be cancelled again.
+				r := e.do("POST", "/v1/batches/"+tc.id+"/cancel", testBearer, "")
+				if m := decodeMap(t, r.body); m["status"] != "cancelling" || m["cancelling_at"] != float64(t0.Add(2*cycle).Unix()) {
+					t.Errorf("second cancel: %s", r.body)
+				}
+			})
+		})
+	}
+
+	t.Run("created and static batches do not cycle", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, Options{})
+		id := e.sim.Create(CreateRequest{InputFileID: "file_in"}).ID
+		before := map[string][]byte{}
+		e.clock.Set(t0.Add(3 * DefaultPhase))
+		for _, id := range []string{id, DemoCompleted, DemoFailed, DemoExpired, DemoCancelled} {
+			before[id] = e.do("GET", "/v1/batches/"+id, testBearer, "").body
+		}
+		for _, d := range []time.Duration{4, 5, 40, 41, 400, 401} {
+			e.clock.Set(t0.Add(d * DefaultPhase))
+			for id, want := range before {
+				if got := e.do("GET", "/v1/batches/"+id, testBearer, "").body; !bytes.Equal(got, want) {
+					t.Errorf("%s at %d phases:\n%s\nwant\n%s", id, d, got, want)
+				}
+			}
+		}
+	})
+
+	t.Run("the list follows the moving created_at", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, Options{})
+		e.clock.Set(t0.Add(time.Second))
+		created := e.sim.Create(CreateRequest{InputFileID: "file_in"}).ID
+		for _, tc := range []struct {
+			at   time.Duration
+			want []string
+		}{
+			{2 * time.Second, []string{created, DemoValidating, DemoProgress}},
+			{4*DefaultPhase + time.Second, []string{DemoProgress, created, DemoValidating}},
+			// Both restarted at 40 phases: the later inserted first.
+			{40*DefaultPhase + time.Second, []string{DemoValidating, DemoProgress, created}},
+		} {
+			e.clock.Set(t0.Add(tc.at))
+			var got []string
+			var times []float64
+			after := ""
+			for {
+				path := "/v1/batches?limit=2"
+				if after != "" {
+					path += "&after=" + after
+				}
+				l := decodeMap(t, e.do("GET", path, testBearer, "").body)
+				for _, b := range l["data"].([]any) {
+					m := b.(map[string]any)
+					got = append(got, m["id"].(string))
+					times = append(times, m["created_at"].(float64))
+				}
+				if l["has_more"] != true {
+					break
+				}
+				after = l["last_id"].(string)
+			}
+			if !slices.Equal(got[:3], tc.want) || len(got) != 7 {
+				t.Errorf("at %s: listed %v, want %v first and 7 in all", tc.at, got, tc.want)
+			}
+			if !slices.IsSortedFunc(times, func(a, b float64) int { return cmp.Compare(b, a) }) {
+				t.Errorf("at %s: created_at %v, want newest first", tc.at, times)
+			}
+		}
+	})
+}
+
+func reflectEqual(a, b wire.Batch) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return bytes.Equal(x, y)
@@ -373,7 +593,7 @@ func TestLifecycleExpiry(t *testing.T) {
 	if b.Status != StatusExpired || !eqPtr(b.ExpiredAt, unix(t0.Add(24*time.Hour))) || b.CompletedAt != nil {
 		t.Fatalf("at 24h: %s expired_at %s completed_at %s", b.Status, str(b.ExpiredAt), str(b.CompletedAt))
 	}
-	if rc := b.RequestCounts; rc.Completed == 0 || rc.Completed+rc.Failed >= rc.Total {
+	if rc := counts(&b); rc.Completed == 0 || rc.Completed+rc.Failed >= rc.Total {
 		t.Errorf("counts %+v, want partial", rc)
 	}
 	if m["output_file_id"] == nil {
@@ -618,7 +838,7 @@ func TestCancel(t *testing.T) {
 		id := e.sim.Create(CreateRequest{InputFileID: "f"}).ID
 		e.clock.Advance(phase * 3 / 2)
 		r := e.do("POST", "/v1/batches/"+id+"/cancel", testBearer, "")
-		var c Batch
+		var c wire.Batch
 		if err := json.Unmarshal(r.body, &c); err != nil || r.status != 200 {
 			t.Fatalf("cancel: %d %s", r.status, r.body)
 		}
@@ -626,23 +846,23 @@ func TestCancel(t *testing.T) {
 		if c.Status != StatusCancelling || !eqPtr(c.CancellingAt, unix(cancelAt)) || c.CancelledAt != nil {
 			t.Fatalf("after cancel: %s cancelling_at %s cancelled_at %s", c.Status, str(c.CancellingAt), str(c.CancelledAt))
 		}
-		if c.RequestCounts.Completed == 0 || c.InProgressAt == nil {
-			t.Fatalf("counts %+v in_progress_at %s: want partial progress", c.RequestCounts, str(c.InProgressAt))
+		if counts(&c).Completed == 0 || c.InProgressAt == nil {
+			t.Fatalf("counts %s in_progress_at %s: want partial progress", str(c.RequestCounts), str(c.InProgressAt))
 		}
 		// Cancelling again changes nothing.
 		e.clock.Advance(phase / 2)
 		if again := e.do("POST", "/v1/batches/"+id+"/cancel", testBearer, ""); !bytes.Equal(again.body, r.body) {
 			t.Errorf("second cancel:\n%s\nwant\n%s", again.body, r.body)
 		}
-		if b, _ := e.get(id); b.Status != StatusCancelling || b.RequestCounts != c.RequestCounts {
-			t.Errorf("half a phase later: %s %+v", b.Status, b.RequestCounts)
+		if b, _ := e.get(id); b.Status != StatusCancelling || !eqPtr(b.RequestCounts, c.RequestCounts) {
+			t.Errorf("half a phase later: %s %s", b.Status, str(b.RequestCounts))
 		}
 		e.clock.Advance(phase / 2)
 		b, _ := e.get(id)
 		if b.Status != StatusCancelled || !eqPtr(b.CancelledAt, unix(cancelAt.Add(phase))) || !eqPtr(b.CancellingAt, c.CancellingAt) {
 			t.Fatalf("a phase later: %s cancelled_at %s", b.Status, str(b.CancelledAt))
 		}
-		if b.RequestCounts != c.RequestCounts || b.FinalizingAt != nil || b.CompletedAt != nil {
+		if !eqPtr(b.RequestCounts, c.RequestCounts) || b.FinalizingAt != nil || b.CompletedAt != nil {
 			t.Errorf("progress went on after cancel: %+v", b)
 		}
 		if b.OutputFileID == nil {
@@ -662,7 +882,7 @@ func TestCancel(t *testing.T) {
 		}
 		e.clock.Advance(phase)
 		b, m := e.get(DemoProgress)
-		if b.Status != StatusCancelled || b.RequestCounts.Completed != 0 || b.InProgressAt != nil {
+		if b.Status != StatusCancelled || counts(&b).Completed != 0 || b.InProgressAt != nil {
 			t.Errorf("%+v", b)
 		}
 		if m["output_file_id"] != nil || m["error_file_id"] != nil {
@@ -673,7 +893,7 @@ func TestCancel(t *testing.T) {
 	t.Run("static non-terminal", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, Options{Phase: phase})
-		e.sim.Put(Batch{ID: "batch_paused", Object: "batch", Status: "paused", CreatedAt: 1})
+		e.sim.Put(wire.Batch{ID: "batch_paused", Object: "batch", Status: "paused", CreatedAt: ptr[wire.Int](1)})
 		r := e.do("POST", "/v1/batches/batch_paused/cancel", testBearer, "")
 		if m := decodeMap(t, r.body); m["status"] != "cancelling" {
 			t.Errorf("cancel: %s", r.body)
@@ -1008,15 +1228,16 @@ func TestPut(t *testing.T) {
 	t.Run("returned as stored", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, Options{})
-		b := Batch{
+		b := wire.Batch{
 			ID: "batch_future", Object: "batch", Status: "paused", InputFileID: "f",
-			ErrorFileID: ptr(""), CreatedAt: 1, Metadata: map[string]string{"a": "b"},
-			Model: "gpt-4o-mini", Usage: json.RawMessage(`{"input_tokens":10,"output_tokens":5,"total_tokens":15}`),
-			Extra: map[string]json.RawMessage{"future_field": json.RawMessage(`{"x":[1,2]}`), "id": json.RawMessage(`"ignored"`)},
+			ErrorFileID: ptr(""), CreatedAt: ptr[wire.Int](1), Metadata: wire.Metadata{"a": "b"},
+			Model: ptr("gpt-4o-mini"), Usage: &wire.Usage{InputTokens: 10, OutputTokens: 5, TotalTokens: 15},
 		}
-		e.sim.Put(b)
+		extra := map[string]json.RawMessage{"future_field": json.RawMessage(`{"x":[1,2]}`), "id": json.RawMessage(`"ignored"`)}
+		e.sim.PutWithExtra(b, extra)
 		b.Metadata["a"] = "changed" // Put copied
-		b.Extra["late"] = json.RawMessage(`1`)
+		b.Usage.TotalTokens = 99
+		extra["late"] = json.RawMessage(`1`)
 		_, m := e.get("batch_future")
 		if m["status"] != "paused" || m["id"] != "batch_future" || m["model"] != "gpt-4o-mini" || m["error_file_id"] != "" {
 			t.Errorf("%v", m)
@@ -1031,7 +1252,7 @@ func TestPut(t *testing.T) {
 			t.Errorf("future_field %v", m["future_field"])
 		}
 		if _, ok := m["late"]; ok {
-			t.Error("Extra changed after Put shows")
+			t.Error("extra changed after Put shows")
 		}
 		e.clock.Advance(1000 * time.Hour)
 		if _, later := e.get("batch_future"); later["status"] != "paused" {
@@ -1042,13 +1263,13 @@ func TestPut(t *testing.T) {
 	t.Run("replaces a progressing batch", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, Options{})
-		e.sim.Put(Batch{ID: DemoProgress, Object: "batch", Status: StatusFinalizing, CreatedAt: t0.Unix()})
+		e.sim.Put(wire.Batch{ID: DemoProgress, Object: "batch", Status: StatusFinalizing, CreatedAt: unix(t0)})
 		e.clock.Advance(time.Hour)
 		if b, _ := e.get(DemoProgress); b.Status != StatusFinalizing {
 			t.Errorf("status %s", b.Status)
 		}
 		var l struct {
-			Data []Batch `json:"data"`
+			Data []wire.Batch `json:"data"`
 		}
 		r := e.do("GET", "/v1/batches?limit=100", testBearer, "")
 		if err := json.Unmarshal(r.body, &l); err != nil || len(l.Data) != 6 {
@@ -1056,10 +1277,10 @@ func TestPut(t *testing.T) {
 		}
 	})
 
-	t.Run("invalid Extra is a 500", func(t *testing.T) {
+	t.Run("invalid extra is a 500", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, Options{})
-		e.sim.Put(Batch{ID: "batch_bad", Extra: map[string]json.RawMessage{"x": json.RawMessage(`{`)}})
+		e.sim.PutWithExtra(wire.Batch{ID: "batch_bad"}, map[string]json.RawMessage{"x": json.RawMessage(`{`)})
 		checkEnvelope(t, e.do("GET", "/v1/batches/batch_bad", testBearer, ""), 500, "api_error", "")
 	})
 
@@ -1070,7 +1291,7 @@ func TestPut(t *testing.T) {
 				t.Error("no panic")
 			}
 		}()
-		New(Options{}).Put(Batch{})
+		New(Options{}).Put(wire.Batch{})
 	})
 }
 
@@ -1125,7 +1346,7 @@ func TestConcurrent(t *testing.T) {
 					}
 				case 5:
 					e.clock.Advance(100 * time.Millisecond)
-					e.sim.Put(Batch{ID: fmt.Sprintf("batch_put_%d", w), Object: "batch", Status: "completed"})
+					e.sim.Put(wire.Batch{ID: fmt.Sprintf("batch_put_%d", w), Object: "batch", Status: "completed"})
 					_ = e.sim.BatchRequests(DemoProgress)
 					r, err = e.try(context.Background(), "GET", fmt.Sprintf("/v1/batches/batch_put_%d", w), testBearer, "")
 				}

@@ -1,5 +1,6 @@
 # batchgate developer targets. CI runs .ci/run, which uses these.
 BUF := go tool -modfile=tools/buf.mod buf
+GOLANGCI := go tool -modfile=tools/golangci.mod golangci-lint
 GOTEST_FLAGS ?= -race -count=1
 
 .PHONY: all generate checkgenerate lint test bench breaking loadwatch
@@ -14,10 +15,11 @@ generate:
 checkgenerate: generate
 	@test -z "$$(git status --porcelain -- gen)" || { echo "gen/ is stale: run 'make generate' and commit"; git status --porcelain -- gen; git diff --stat -- gen; exit 1; }
 
-## lint: gofmt, go vet, buf lint and buf format.
+## lint: gofmt, go vet, golangci-lint (.golangci.yml), buf lint and buf format.
 lint:
 	@out="$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'))"; test -z "$$out" || { echo "gofmt would change:"; echo "$$out"; exit 1; }
 	go vet ./...
+	$(GOLANGCI) run ./...
 	$(BUF) lint
 	$(BUF) format -d --exit-code
 

@@ -275,10 +275,10 @@ func (a *Authenticator) Authenticate(ctx context.Context, authorization string) 
 func (a *Authenticator) reject(ctx context.Context, err error) error {
 	if a.log.Enabled(ctx, slog.LevelDebug) {
 		reason := "invalid"
-		switch err {
-		case errMissing:
+		switch {
+		case errors.Is(err, errMissing):
 			reason = "missing"
-		case errScheme:
+		case errors.Is(err, errScheme):
 			reason = "not bearer"
 		}
 		a.log.LogAttrs(ctx, slog.LevelDebug, "auth: call rejected",

@@ -13,7 +13,7 @@ import (
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/apierr"
 	"github.com/batchgate/batchgate/internal/config"
-	"github.com/batchgate/batchgate/internal/simulator"
+	"github.com/batchgate/batchgate/internal/wire"
 )
 
 // slowUpstream answers GET /v1/batches/{id} with an in-progress batch, at
@@ -74,7 +74,7 @@ func TestShutdownFinishesGetBatchInFlight(t *testing.T) {
 			if err != nil || resp.StatusCode != http.StatusOK {
 				return result{err: resp.Status + " " + string(body)}
 			}
-			var b simulator.Batch
+			var b wire.Batch
 			if err := json.Unmarshal(body, &b); err != nil {
 				return result{err: err.Error()}
 			}

@@ -131,7 +131,7 @@ func openAll(ctx context.Context, n, par int, run func(ctx context.Context, i in
 // tool cancelled it.
 func ended(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
-		return nil
+		return nil //nolint:nilerr // the load tool's own cancellation is a clean end
 	}
 	return err
 }
@@ -177,7 +177,7 @@ func watchGRPC(ctx context.Context, client batchv1.BatchServiceClient, id string
 		at := time.Now().UnixMicro()
 		if err != nil {
 			if status.Code(err) == codes.Canceled && ctx.Err() != nil {
-				return nil
+				return nil //nolint:nilerr // cancelled by the load tool: a clean end
 			}
 			if errors.Is(err, io.EOF) {
 				return errors.New("stream ended")

@@ -105,6 +105,7 @@ func startProcess(ctx context.Context, bin string, spec GatewaySpec) (*proc, err
 		// Loopback only, one caller: no caller credentials.
 		"-auth", "none",
 	}
+	//nolint:noctx // the process is stopped by signal in Stop, not by a context
 	p.cmd = exec.Command(bin, append(args, spec.Args...)...)
 	// The key goes through the environment, as the gateway recommends.
 	p.cmd.Env = append(os.Environ(), "UPSTREAM_API_KEY="+spec.UpstreamKey)
@@ -141,7 +142,7 @@ func (p *proc) waitReady(ctx context.Context, timeout time.Duration) error {
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("exited: %v", p.waitErr)
+			return fmt.Errorf("exited: %w", p.waitErr)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
@@ -176,7 +177,7 @@ func (p *proc) Stop() error {
 	}
 	var ee *exec.ExitError
 	if errors.As(p.waitErr, &ee) {
-		return fmt.Errorf("gateway exited with %v\n%s", p.waitErr, p.out.String())
+		return fmt.Errorf("gateway exited with %w\n%s", p.waitErr, p.out.String())
 	}
 	return p.waitErr
 }
@@ -281,7 +282,7 @@ func freePorts(n int) ([]int, error) {
 	}()
 	var ports []int
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := net.Listen("tcp", "127.0.0.1:0") //nolint:noctx // picks a free port and closes at once
 		if err != nil {
 			return nil, err
 		}

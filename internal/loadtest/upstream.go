@@ -271,7 +271,7 @@ func (u *Upstream) Timelines(until int64) ([]*Timeline, error) {
 
 // peek reads batch id from the simulator directly, bypassing the log.
 func (u *Upstream) peek(id string) (FP, error) {
-	r := httptest.NewRequest(http.MethodGet, "/v1/batches/"+id, nil)
+	r := httptest.NewRequestWithContext(context.Background(), http.MethodGet, "/v1/batches/"+id, nil)
 	r.Header.Set("Authorization", "Bearer "+u.Key)
 	w := httptest.NewRecorder()
 	u.Sim.ServeHTTP(w, r)

@@ -208,7 +208,7 @@ func (e *entry) runStart(t time.Time, phase time.Duration) time.Time {
 	if !e.cycles || el <= 0 || c <= 0 {
 		return e.created
 	}
-	return e.created.Add(el / c * c)
+	return e.created.Add(el / c * c) //nolint:durationcheck // el / c is a count of whole cycles
 }
 
 // createdAt returns the entry's created_at at now, 0 when it has none.

@@ -32,7 +32,7 @@ func (c *clock) Advance(d time.Duration) {
 
 // get fetches a batch and returns the HTTP status and the batch's status.
 func get(srv *httptest.Server, id string) (int, string) {
-	req, _ := http.NewRequest("GET", srv.URL+"/v1/batches/"+id, nil)
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/batches/"+id, nil)
 	req.Header.Set("Authorization", "Bearer sk-demo")
 	resp, err := srv.Client().Do(req)
 	if err != nil {

@@ -1145,10 +1145,10 @@ func TestFaultResetWithoutHijacker(t *testing.T) {
 	t.Parallel()
 	sim := New(Options{})
 	sim.InjectFaults("", Fault{Reset: true})
-	req := httptest.NewRequest("GET", "/v1/batches/"+DemoCompleted, nil)
+	req := httptest.NewRequest(http.MethodGet, "/v1/batches/"+DemoCompleted, nil)
 	req.Header.Set("Authorization", "Bearer k")
 	defer func() {
-		if v := recover(); v != http.ErrAbortHandler {
+		if v := recover(); v != http.ErrAbortHandler { //nolint:errorlint // recover returns the value panicked with, unwrapped
 			t.Errorf("recovered %v, want http.ErrAbortHandler", v)
 		}
 	}()
@@ -1303,7 +1303,7 @@ func TestCreateReturnsACopy(t *testing.T) {
 	b.Metadata["k"] = "changed"
 	md["k"] = "changed too"
 	rec := httptest.NewRecorder()
-	req := httptest.NewRequest("GET", "/v1/batches/"+b.ID, nil)
+	req := httptest.NewRequest(http.MethodGet, "/v1/batches/"+b.ID, nil)
 	req.Header.Set("Authorization", "Bearer x")
 	sim.ServeHTTP(rec, req)
 	if !strings.Contains(rec.Body.String(), `"metadata":{"k":"v"}`) {
@@ -1369,7 +1369,7 @@ func BenchmarkGetBatch(b *testing.B) {
 			sim := New(Options{APIKey: testKey})
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
-				req := httptest.NewRequest("GET", "/v1/batches/"+id, nil)
+				req := httptest.NewRequest(http.MethodGet, "/v1/batches/"+id, nil)
 				req.Header.Set("Authorization", testBearer)
 				for pb.Next() {
 					rec := httptest.NewRecorder()

@@ -262,7 +262,7 @@ func TestStatusWriter(t *testing.T) {
 			tel := newTelemetry(t, Options{})
 			func() {
 				defer func() { _ = recover() }()
-				tel.HTTPMiddleware(tc.handler).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/healthz", nil))
+				tel.HTTPMiddleware(tc.handler).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/healthz", nil))
 			}()
 			m := scrape(t, tel)
 			if got := m.labelValues("batchgate_http_requests_total", "code"); len(got) != 1 || got[0] != tc.want {
@@ -279,7 +279,7 @@ func TestStatusWriter(t *testing.T) {
 			w.(http.Flusher).Flush() // must not panic
 			flushErr = http.NewResponseController(w).Flush()
 		}))
-		h.ServeHTTP(struct{ http.ResponseWriter }{httptest.NewRecorder()}, httptest.NewRequest("GET", "/", nil))
+		h.ServeHTTP(struct{ http.ResponseWriter }{httptest.NewRecorder()}, httptest.NewRequest(http.MethodGet, "/", nil))
 		if !errors.Is(flushErr, http.ErrNotSupported) {
 			t.Errorf("ResponseController.Flush: %v, want http.ErrNotSupported", flushErr)
 		}
@@ -311,7 +311,7 @@ func TestHTTPRoute(t *testing.T) {
 	} {
 		t.Run(tc.pattern+" "+tc.path, func(t *testing.T) {
 			t.Parallel()
-			r := httptest.NewRequest("GET", "http://h"+tc.path, nil)
+			r := httptest.NewRequest(http.MethodGet, "http://h"+tc.path, nil)
 			r.Pattern = tc.pattern
 			if got := httpRoute(r); got != tc.want {
 				t.Errorf("httpRoute = %q, want %q", got, tc.want)
@@ -355,7 +355,7 @@ func TestHTTPCallerFromInProcessInterceptors(t *testing.T) {
 		}
 	}))
 	for _, caller := range []string{"billing", "billing", "reports"} {
-		req := httptest.NewRequest("GET", "/v1/batches/batch_a", nil)
+		req := httptest.NewRequest(http.MethodGet, "/v1/batches/batch_a", nil)
 		req.Header.Set("X-Caller", caller)
 		h.ServeHTTP(httptest.NewRecorder(), req)
 	}

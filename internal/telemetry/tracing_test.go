@@ -197,7 +197,7 @@ func waitSpans(t *testing.T, exp *tracetest.InMemoryExporter, serverName string)
 func attr(s tracetest.SpanStub, key string) (string, bool) {
 	for _, a := range s.Attributes {
 		if string(a.Key) == key {
-			return a.Value.Emit(), true
+			return a.Value.String(), true
 		}
 	}
 	return "", false
@@ -209,7 +209,7 @@ func resourceAttr(s tracetest.SpanStub, key string) (string, bool) {
 	}
 	for _, a := range s.Resource.Attributes() {
 		if string(a.Key) == key {
-			return a.Value.Emit(), true
+			return a.Value.String(), true
 		}
 	}
 	return "", false
@@ -316,7 +316,7 @@ func TestNewWithOTLPExporter(t *testing.T) {
 		t.Fatalf("TracerProvider is %T", tel.TracerProvider())
 	}
 	h := tel.HTTPMiddleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
-	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/v1/batches/batch_a", nil))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v1/batches/batch_a", nil))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := tel.Shutdown(ctx); err != nil {

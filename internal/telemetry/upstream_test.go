@@ -154,9 +154,9 @@ func TestUpstreamBodyTiming(t *testing.T) {
 			t.Parallel()
 			tel := newTelemetry(t, Options{})
 			rt := tel.UpstreamTransport(roundTripFunc(func(*http.Request) (*http.Response, error) {
-				return &http.Response{StatusCode: 200, Body: tc.body}, nil
+				return &http.Response{StatusCode: http.StatusOK, Body: tc.body}, nil
 			}))
-			resp, err := rt.RoundTrip(httptest.NewRequest("GET", "http://upstream/v1/batches/b", nil))
+			resp, err := rt.RoundTrip(httptest.NewRequest(http.MethodGet, "http://upstream/v1/batches/b", nil))
 			if err != nil {
 				t.Fatal(err)
 			}

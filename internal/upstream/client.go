@@ -287,7 +287,7 @@ func (c *Client) attempt(ctx context.Context, u string, key callKey) ([]byte, er
 		req.Header.Set("Authorization", "Bearer "+key.key)
 	}
 	c.requests.Add(1)
-	resp, err := c.hc.Do(req)
+	resp, err := c.hc.Do(req) //nolint:bodyclose // closed by drainClose below
 	if err != nil {
 		return nil, &transportError{err}
 	}

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"errors"
 	"math"
 	"net/http"
 	"strconv"
@@ -71,8 +72,7 @@ func retryAfterValue(v string, now time.Time) (time.Duration, bool) {
 }
 
 func isRangeErr(err error) bool {
-	ne, ok := err.(*strconv.NumError)
-	return ok && ne.Err == strconv.ErrRange
+	return errors.Is(err, strconv.ErrRange)
 }
 
 // floatDuration converts nanoseconds held in a float to a Duration,

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
+	"github.com/batchgate/batchgate/internal/fanout"
 )
 
 // restClient is the BatchServiceClient that grpc-gateway's REST handlers
@@ -126,8 +127,13 @@ func (p *pipeServer) RecvMsg(any) error            { return io.EOF }
 // SendMsg hands one event to the client, waiting until it takes it (the
 // REST handler's pace) or the call ends.
 func (p *pipeServer) SendMsg(m any) error {
-	ev, ok := m.(*batchv1.WatchBatchResponse)
-	if !ok {
+	var ev *batchv1.WatchBatchResponse
+	switch m := m.(type) {
+	case *batchv1.WatchBatchResponse:
+		ev = m
+	case *fanout.Event:
+		ev = m.Message()
+	default:
 		return status.Errorf(codes.Internal, "unexpected message %T", m)
 	}
 	select {

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
+	"github.com/batchgate/batchgate/internal/fanout"
 	"github.com/batchgate/batchgate/internal/rest"
 )
 
@@ -123,6 +124,8 @@ func NewServer(ctx context.Context, svc batchv1.BatchServiceServer, opts ServerO
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(opts.UnaryInterceptors...),
 		grpc.ChainStreamInterceptor(opts.StreamInterceptors...),
+		// Watch events carry their batch encoded once for all watchers.
+		fanout.ServerOption(),
 	}
 	if opts.TLS != nil {
 		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(opts.TLS.Clone())))

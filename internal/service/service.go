@@ -14,6 +14,7 @@ import (
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/apierr"
+	"github.com/batchgate/batchgate/internal/fanout"
 	"github.com/batchgate/batchgate/internal/upstream"
 	"github.com/batchgate/batchgate/internal/watch"
 	"github.com/batchgate/batchgate/internal/wire"
@@ -60,6 +61,7 @@ type Service struct {
 	maxAge     time.Duration
 	log        *slog.Logger
 	now        func() time.Time
+	encoded    fanout.Cache // each batch state encoded once for all its watchers
 }
 
 // New returns a Service that reads batches through hub.
@@ -132,7 +134,7 @@ func (s *Service) WatchBatch(req *batchv1.WatchBatchRequest, stream batchv1.Batc
 	}
 	defer sub.Close()
 
-	w := &watchStream{stream: stream}
+	w := &watchStream{stream: stream, cache: &s.encoded}
 	last, version, at := sub.LatestAt()
 	if err := w.send(batchv1.WatchEventType_WATCH_EVENT_TYPE_SNAPSHOT, last, at); err != nil {
 		return err
@@ -187,6 +189,7 @@ func (s *Service) WatchBatch(req *batchv1.WatchBatchRequest, stream batchv1.Batc
 // watchStream numbers and sends the events of one stream.
 type watchStream struct {
 	stream batchv1.BatchService_WatchBatchServer
+	cache  *fanout.Cache
 	seq    uint64
 }
 
@@ -194,11 +197,16 @@ type watchStream struct {
 // is the send time).
 func (w *watchStream) send(typ batchv1.WatchEventType, b *batchv1.Batch, at time.Time) error {
 	w.seq++
-	return w.stream.Send(&batchv1.WatchBatchResponse{
+	ev, err := w.cache.NewEvent(&batchv1.WatchBatchResponse{
 		Type:             typ,
 		Batch:            b,
 		Terminal:         b != nil && wire.IsTerminal(b),
 		Sequence:         w.seq,
 		ObservedAtUnixMs: at.UnixMilli(),
 	})
+	if err != nil {
+		return apierr.FromError(err).Err()
+	}
+	// The batch is encoded once for all its watchers (fanout.Codec).
+	return w.stream.SendMsg(ev)
 }

@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
+	"github.com/batchgate/batchgate/internal/fanout"
 	"github.com/batchgate/batchgate/internal/service"
 	"github.com/batchgate/batchgate/internal/upstream"
 	"github.com/batchgate/batchgate/internal/watch"
@@ -120,6 +122,17 @@ func (f *fakeStream) Context() context.Context     { return f.ctx }
 func (f *fakeStream) SetHeader(metadata.MD) error  { return nil }
 func (f *fakeStream) SendHeader(metadata.MD) error { return nil }
 func (f *fakeStream) SetTrailer(metadata.MD)       {}
+
+// SendMsg takes what the service sends: a *fanout.Event, whose batch
+// encoding is shared by its watchers.
+func (f *fakeStream) SendMsg(m any) error {
+	ev, ok := m.(*fanout.Event)
+	if !ok {
+		return fmt.Errorf("sent %T, want *fanout.Event", m)
+	}
+	return f.Send(ev.Message())
+}
+
 func (f *fakeStream) Send(ev *batchv1.WatchBatchResponse) error {
 	f.mu.Lock()
 	f.events = append(f.events, ev)

@@ -1,0 +1,174 @@
+// Package fanout sends one batch state to many gRPC watch streams with one
+// encoding of the batch, however many watchers it has.
+//
+// A Cache keeps the proto encoding of each *batchv1.Batch it is asked
+// about, for as long as the batch is reachable (the hub shares one pointer
+// per state among all its subscribers). Event wraps a WatchBatchResponse
+// with that encoding; Codec, installed on the gRPC server with
+// ServerOption, writes an Event as three buffers: its own few header
+// bytes, the shared batch bytes, and its trailing fields. Anything else is
+// encoded by the standard proto codec, and so is an Event on a server
+// without the Codec (an Event is a proto.Message).
+package fanout
+
+import (
+	"runtime"
+	"sync"
+	"weak"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	protobuf "google.golang.org/protobuf/proto"
+
+	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
+)
+
+// Field numbers of batch.v1.WatchBatchResponse.
+const (
+	fieldType       protowire.Number = 1
+	fieldBatch      protowire.Number = 2
+	fieldTerminal   protowire.Number = 3
+	fieldSequence   protowire.Number = 4
+	fieldObservedAt protowire.Number = 5
+)
+
+// Cache holds the proto encoding of batches. The zero value is ready to
+// use; a Cache must not be copied after first use.
+type Cache struct {
+	mu sync.Mutex
+	m  map[weak.Pointer[batchv1.Batch]]*encoded
+}
+
+type encoded struct {
+	once sync.Once
+	b    []byte
+	buf  mem.Buffer // b, boxed once for all the events that send it
+	err  error
+}
+
+// Bytes returns the proto encoding of b, computing it once per batch. The
+// result is shared: do not modify it. b must not be modified after it was
+// first passed to Bytes.
+func (c *Cache) Bytes(b *batchv1.Batch) ([]byte, error) {
+	e := c.get(b)
+	return e.b, e.err
+}
+
+func (c *Cache) get(b *batchv1.Batch) *encoded {
+	wp := weak.Make(b)
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = make(map[weak.Pointer[batchv1.Batch]]*encoded)
+	}
+	e, ok := c.m[wp]
+	if !ok {
+		e = new(encoded)
+		c.m[wp] = e
+		runtime.AddCleanup(b, c.forget, wp)
+	}
+	c.mu.Unlock()
+	e.once.Do(func() {
+		e.b, e.err = protobuf.Marshal(b)
+		e.buf = mem.SliceBuffer(e.b)
+	})
+	return e
+}
+
+// forget drops the encoding of a batch that was garbage collected.
+func (c *Cache) forget(wp weak.Pointer[batchv1.Batch]) {
+	c.mu.Lock()
+	delete(c.m, wp)
+	c.mu.Unlock()
+}
+
+// Len returns the number of batches whose encoding is held.
+func (c *Cache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
+}
+
+// Event is a WatchBatchResponse ready to send on many streams: the batch
+// is encoded once (by a Cache), the rest of the message per stream.
+type Event struct {
+	*batchv1.WatchBatchResponse
+	own   [48]byte // the event's own fields: head, then tail
+	nhead int
+	ntail int
+	batch *encoded
+	bufs  [3]mem.Buffer
+}
+
+// NewEvent returns msg as an Event, its batch encoded through c. msg must
+// not be modified afterwards.
+func (c *Cache) NewEvent(msg *batchv1.WatchBatchResponse) (*Event, error) {
+	ev := &Event{WatchBatchResponse: msg}
+	head := ev.own[:0]
+	if t := msg.GetType(); t != 0 {
+		head = protowire.AppendTag(head, fieldType, protowire.VarintType)
+		head = protowire.AppendVarint(head, uint64(t))
+	}
+	if b := msg.GetBatch(); b != nil {
+		e := c.get(b)
+		if e.err != nil {
+			return nil, e.err
+		}
+		head = protowire.AppendTag(head, fieldBatch, protowire.BytesType)
+		head = protowire.AppendVarint(head, uint64(len(e.b)))
+		ev.batch = e
+	}
+	tail := head[len(head):]
+	if msg.GetTerminal() {
+		tail = protowire.AppendTag(tail, fieldTerminal, protowire.VarintType)
+		tail = protowire.AppendVarint(tail, 1)
+	}
+	if s := msg.GetSequence(); s != 0 {
+		tail = protowire.AppendTag(tail, fieldSequence, protowire.VarintType)
+		tail = protowire.AppendVarint(tail, s)
+	}
+	if at := msg.GetObservedAtUnixMs(); at != 0 {
+		tail = protowire.AppendTag(tail, fieldObservedAt, protowire.VarintType)
+		tail = protowire.AppendVarint(tail, uint64(at))
+	}
+	// At most 2+10 bytes of head and 2+2+10+10 of tail: both fit in own.
+	ev.nhead, ev.ntail = len(head), len(tail)
+	return ev, nil
+}
+
+// Message returns the event as a plain message, for in-process streams.
+func (e *Event) Message() *batchv1.WatchBatchResponse { return e.WatchBatchResponse }
+
+// buffers returns the event's wire encoding without copying the batch.
+func (e *Event) buffers() mem.BufferSlice {
+	bs := e.bufs[:0]
+	if e.nhead > 0 {
+		bs = append(bs, mem.SliceBuffer(e.own[:e.nhead]))
+	}
+	if e.batch != nil && len(e.batch.b) > 0 {
+		bs = append(bs, e.batch.buf)
+	}
+	if e.ntail > 0 {
+		bs = append(bs, mem.SliceBuffer(e.own[e.nhead:e.nhead+e.ntail]))
+	}
+	return bs
+}
+
+// Codec is the standard proto codec, except that it writes an *Event from
+// its pre-encoded parts.
+type Codec struct{ encoding.CodecV2 }
+
+// Marshal implements encoding.CodecV2.
+func (c Codec) Marshal(v any) (mem.BufferSlice, error) {
+	if e, ok := v.(*Event); ok {
+		return e.buffers(), nil
+	}
+	return c.CodecV2.Marshal(v)
+}
+
+// ServerOption installs Codec on a gRPC server.
+func ServerOption() grpc.ServerOption {
+	return grpc.ForceServerCodecV2(Codec{encoding.GetCodecV2(proto.Name)})
+}

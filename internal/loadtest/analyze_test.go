@@ -3,11 +3,13 @@ package loadtest
 import (
 	"testing"
 	"time"
+
+	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 )
 
 func TestAnalyze(t *testing.T) {
 	t.Parallel()
-	st := func(n int32) FP { return FP{Status: stInProgress, Completed: n} }
+	st := func(n int32) FP { return FP{Status: uint8(batchv1.BatchStatus_BATCH_STATUS_IN_PROGRESS), Completed: n} }
 	tl := []*Timeline{NewTimeline([]State{{0, st(0)}, {1000, st(1)}, {2000, st(2)}, {3000, st(3)}})}
 	w := Window{From: 500, To: 3500, Interval: time.Millisecond}
 	reqs := []Request{
@@ -69,7 +71,7 @@ func TestAnalyze(t *testing.T) {
 	}
 
 	// A state outside the timeline is counted, not matched.
-	bad := []*ClientLog{{Batch: 0, Got: []Receipt{{At: 150, FP: st(0)}, {At: 1200, FP: FP{Status: stFailed}, Change: true}}}}
+	bad := []*ClientLog{{Batch: 0, Got: []Receipt{{At: 150, FP: st(0)}, {At: 1200, FP: FP{Status: uint8(batchv1.BatchStatus_BATCH_STATUS_FAILED)}, Change: true}}}}
 	if u := Analyze(bad, nil, PhaseNaive, w, tl); u.Unknown != 1 || u.StaleMissed != 3 {
 		t.Errorf("unknown state: %+v", u)
 	}

@@ -3,6 +3,10 @@ package loadtest
 import (
 	"encoding/json"
 	"time"
+
+	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
+
+	"github.com/batchgate/batchgate/internal/wire"
 )
 
 // FP fingerprints a state of one progressing simulator batch: its status
@@ -10,62 +14,24 @@ import (
 // lifecycle (timestamps, file ids) changes together with one of these, so
 // within one batch two different states have different fingerprints.
 type FP struct {
+	// Status is the batchv1.BatchStatus of the upstream's status string
+	// (wire.StatusFromString), kept in a byte.
 	Status    uint8
 	Completed int32
 	Failed    int32
 }
 
-// Status codes of FP.Status.
-const (
-	stUnknown uint8 = iota
-	stValidating
-	stInProgress
-	stFinalizing
-	stCompleted
-	stFailed
-	stExpired
-	stCancelling
-	stCancelled
-)
-
-func statusCode(s string) uint8 {
-	switch s {
-	case "validating":
-		return stValidating
-	case "in_progress":
-		return stInProgress
-	case "finalizing":
-		return stFinalizing
-	case "completed":
-		return stCompleted
-	case "failed":
-		return stFailed
-	case "expired":
-		return stExpired
-	case "cancelling":
-		return stCancelling
-	case "cancelled":
-		return stCancelled
-	}
-	return stUnknown
-}
-
 // Terminal reports whether the state's status is terminal.
-func (f FP) Terminal() bool {
-	switch f.Status {
-	case stCompleted, stFailed, stExpired, stCancelled:
-		return true
-	}
-	return false
-}
+func (f FP) Terminal() bool { return wire.IsTerminalStatus(batchv1.BatchStatus(f.Status)) }
 
 // MakeFP returns the fingerprint of a batch with the given upstream status
 // string and request counts.
 func MakeFP(status string, completed, failed int64) FP {
-	return FP{Status: statusCode(status), Completed: int32(completed), Failed: int32(failed)}
+	return FP{Status: uint8(wire.StatusFromString(status)), Completed: int32(completed), Failed: int32(failed)}
 }
 
-// batchJSON is the part of the upstream's batch JSON a fingerprint needs.
+// batchJSON is the part of the upstream's batch JSON (wire.Batch) a
+// fingerprint needs: the load tool parses every event of every watcher.
 type batchJSON struct {
 	ID            string `json:"id"`
 	Status        string `json:"status"`

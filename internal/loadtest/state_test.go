@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 )
 
 func TestDeliver(t *testing.T) {
@@ -84,10 +86,10 @@ func TestTimeline(t *testing.T) {
 func TestParseFP(t *testing.T) {
 	t.Parallel()
 	fp, id, err := ParseFP([]byte(`{"id":"batch_1","status":"in_progress","request_counts":{"total":100,"completed":41,"failed":1},"extra":[1]}`))
-	if err != nil || id != "batch_1" || fp != (FP{Status: stInProgress, Completed: 41, Failed: 1}) {
+	if err != nil || id != "batch_1" || fp != (FP{Status: uint8(batchv1.BatchStatus_BATCH_STATUS_IN_PROGRESS), Completed: 41, Failed: 1}) {
 		t.Errorf("ParseFP = %+v, %q, %v", fp, id, err)
 	}
-	if fp, _, _ := ParseFP([]byte(`{"status":"something_new"}`)); fp.Status != stUnknown {
+	if fp, _, _ := ParseFP([]byte(`{"status":"something_new"}`)); fp.Status != uint8(batchv1.BatchStatus_BATCH_STATUS_UNSPECIFIED) {
 		t.Errorf("unknown status parsed as %d", fp.Status)
 	}
 	if _, _, err := ParseFP([]byte(`{`)); err == nil {

@@ -35,9 +35,14 @@ const (
 	fieldObservedAt protowire.Number = 5
 )
 
-// Cache holds the proto encoding of batches. The zero value is ready to
-// use; a Cache must not be copied after first use.
+// Cache holds one encoding of each batch it is asked about. The zero value
+// is ready to use and encodes with proto; a Cache must not be copied after
+// first use.
 type Cache struct {
+	// Encode encodes a batch; nil means proto.Marshal. NewEvent needs the
+	// proto encoding.
+	Encode func(*batchv1.Batch) ([]byte, error)
+
 	mu sync.Mutex
 	m  map[weak.Pointer[batchv1.Batch]]*encoded
 }
@@ -49,7 +54,7 @@ type encoded struct {
 	err  error
 }
 
-// Bytes returns the proto encoding of b, computing it once per batch. The
+// Bytes returns the encoding of b, computing it once per batch. The
 // result is shared: do not modify it. b must not be modified after it was
 // first passed to Bytes.
 func (c *Cache) Bytes(b *batchv1.Batch) ([]byte, error) {
@@ -71,7 +76,11 @@ func (c *Cache) get(b *batchv1.Batch) *encoded {
 	}
 	c.mu.Unlock()
 	e.once.Do(func() {
-		e.b, e.err = protobuf.Marshal(b)
+		if c.Encode != nil {
+			e.b, e.err = c.Encode(b)
+		} else {
+			e.b, e.err = protobuf.Marshal(b)
+		}
 		e.buf = mem.SliceBuffer(e.b)
 	})
 	return e

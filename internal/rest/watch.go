@@ -18,6 +18,7 @@ import (
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/apierr"
+	"github.com/batchgate/batchgate/internal/fanout"
 	"github.com/batchgate/batchgate/internal/wire"
 )
 
@@ -52,8 +53,9 @@ type WatchEventJSON struct {
 	// heartbeat, when it was sent), in Unix milliseconds.
 	ObservedAtMS int64 `json:"observed_at_ms"`
 	// Batch is the batch in the upstream's shape, exactly as
-	// GET /v1/batches/{batch_id} returns it; omitted on heartbeats.
-	Batch *wire.Batch `json:"batch,omitempty"`
+	// GET /v1/batches/{batch_id} returns it (wire.MarshalBatch); omitted on
+	// heartbeats.
+	Batch json.RawMessage `json:"batch,omitempty"`
 }
 
 // WatchErrorJSON is the last line of an NDJSON watch that failed after its
@@ -237,6 +239,10 @@ func wantsSSE(h http.Header) bool {
 	return sse > 0 && sse >= ndjson
 }
 
+// batchJSON holds each batch state's JSON, encoded once for all the REST
+// watchers it is sent to.
+var batchJSON = fanout.Cache{Encode: wire.MarshalBatch}
+
 // watchWriter frames the events of one watch response into buf.
 type watchWriter struct {
 	sse bool
@@ -283,10 +289,12 @@ func (ww *watchWriter) event(ev *batchv1.WatchBatchResponse) error {
 		Terminal:     ev.GetTerminal(),
 		ObservedAtMS: ev.GetObservedAtUnixMs(),
 	}
-	var bj wire.Batch
 	if b := ev.GetBatch(); b != nil {
-		bj = wire.FromProto(b)
-		e.Batch = &bj
+		data, err := batchJSON.Bytes(b)
+		if err != nil {
+			return err
+		}
+		e.Batch = data
 	}
 	if !ww.sse {
 		data, err := ww.json(&e)
@@ -297,15 +305,12 @@ func (ww *watchWriter) event(ev *batchv1.WatchBatchResponse) error {
 		ww.buf.WriteByte('\n')
 		return nil
 	}
-	var data []byte
-	var err error
-	if e.Batch != nil {
-		data, err = ww.json(e.Batch)
-	} else {
-		data, err = ww.json(&e)
-	}
-	if err != nil {
-		return err
+	data := []byte(e.Batch)
+	if data == nil {
+		var err error
+		if data, err = ww.json(&e); err != nil {
+			return err
+		}
 	}
 	ww.buf.WriteString("id: ")
 	ww.buf.WriteString(strconv.FormatUint(e.Sequence, 10))

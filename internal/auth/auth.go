@@ -37,6 +37,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/batchgate/batchgate/internal/apierr"
+	"github.com/batchgate/batchgate/internal/callinfo"
 	"github.com/batchgate/batchgate/internal/upstream"
 )
 
@@ -242,13 +243,15 @@ func (a *Authenticator) Mode() Mode { return a.mode }
 //   - mode none: the context gets Caller{Name: "anonymous"}, whatever the
 //     value.
 //
+// The Caller also goes into the call's callinfo.Record, when ctx has one.
+//
 // Otherwise the error is a gRPC status error with code Unauthenticated and
 // an ErrorInfo that makes it a 401 with type "invalid_api_key" over REST.
 // Its message never contains the value.
 func (a *Authenticator) Authenticate(ctx context.Context, authorization string) (context.Context, error) {
 	switch a.mode {
 	case ModeNone:
-		return NewContext(ctx, Caller{Name: AnonymousName}), nil
+		return admit(ctx, Caller{Name: AnonymousName}), nil
 	case ModeKey:
 		token, err := bearer(authorization)
 		if err != nil {
@@ -258,18 +261,25 @@ func (a *Authenticator) Authenticate(ctx context.Context, authorization string) 
 		if !ok {
 			return nil, a.reject(ctx, errInvalid)
 		}
-		return NewContext(ctx, Caller{Name: name}), nil
+		return admit(ctx, Caller{Name: name}), nil
 	case ModePassthrough:
 		cred, err := bearer(authorization)
 		if err != nil {
 			return nil, a.reject(ctx, err)
 		}
 		h := credentialHash(cred)
-		ctx = NewContext(ctx, Caller{Name: passthroughPrefix + h[:8], CredentialHash: h})
+		ctx = admit(ctx, Caller{Name: passthroughPrefix + h[:8], CredentialHash: h})
 		return upstream.WithAPIKey(ctx, cred), nil
 	default: // the zero Authenticator: fail closed
 		return nil, a.rejectUnconfigured(ctx)
 	}
+}
+
+// admit returns ctx carrying c, and writes c into the call's
+// callinfo.Record, if ctx has one, for the logs and metrics outside.
+func admit(ctx context.Context, c Caller) context.Context {
+	callinfo.FromContext(ctx).SetCaller(callinfo.Caller{Name: c.Name, CredentialHash: c.CredentialHash})
+	return NewContext(ctx, c)
 }
 
 func (a *Authenticator) reject(ctx context.Context, err error) error {

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/batchgate/batchgate/internal/auth"
+	"github.com/batchgate/batchgate/internal/callinfo"
 	"github.com/batchgate/batchgate/internal/limit"
 	"github.com/batchgate/batchgate/internal/reqlog"
 	"github.com/batchgate/batchgate/internal/telemetry"
@@ -42,10 +43,10 @@ func BenchmarkInterceptors(b *testing.B) {
 		b.Fatal(err)
 	}
 	lim := limit.New(limit.Options{})
-	lo := reqlog.Options{Logger: slog.New(slog.DiscardHandler), CallerName: func(context.Context) string { return "" }}
+	lo := reqlog.Options{Logger: slog.New(slog.DiscardHandler)}
 	chain := []grpc.UnaryServerInterceptor{
-		tel.UnaryServerInterceptor(), recovery.UnaryServerInterceptor(), reqlog.UnaryInterceptor(lo),
-		authn.UnaryInterceptor(), tel.CallerUnaryServerInterceptor(), reqlog.CallerUnaryInterceptor(lo), lim.UnaryInterceptor(),
+		callinfo.UnaryServerInterceptor(), tel.UnaryServerInterceptor(), recovery.UnaryServerInterceptor(), reqlog.UnaryInterceptor(lo),
+		authn.UnaryInterceptor(), lim.UnaryInterceptor(),
 	}
 	info := &grpc.UnaryServerInfo{FullMethod: "/batch.v1.BatchService/GetBatch"}
 	handler := func(context.Context, any) (any, error) { return nil, nil }

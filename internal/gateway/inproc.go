@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
+	"github.com/batchgate/batchgate/internal/callinfo"
 	"github.com/batchgate/batchgate/internal/fanout"
 )
 
@@ -42,6 +43,7 @@ func (c *restClient) GetBatch(ctx context.Context, in *batchv1.GetBatchRequest, 
 // and trailers, and the interceptor. It hands the headers and trailers to
 // the grpc.Header and grpc.Trailer call options grpc-gateway passes.
 func (c *restClient) unary(ctx context.Context, req any, method string, opts []grpc.CallOption, handler grpc.UnaryHandler) (any, error) {
+	recordRoute(ctx)
 	md, _ := metadata.FromOutgoingContext(ctx)
 	ctx = metadata.NewIncomingContext(ctx, md)
 	stream := &runtime.ServerTransportStream{}
@@ -63,6 +65,15 @@ func (c *restClient) unary(ctx context.Context, req any, method string, opts []g
 		}
 	}
 	return resp, err
+}
+
+// recordRoute records grpc-gateway's path pattern of a REST call, such as
+// "/v1/batches/{batch_id}", in the call's callinfo.Record, for the HTTP
+// metrics' route label.
+func recordRoute(ctx context.Context) {
+	if p, ok := runtime.HTTPPathPattern(ctx); ok {
+		callinfo.FromContext(ctx).SetRoute(p)
+	}
 }
 
 // chainUnary composes interceptors, outermost first, into one; nil for
@@ -88,6 +99,7 @@ func chainUnary(ics []grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
 // HTTP request's context (with its metrics and log slots) reaches the
 // interceptors. Cancelling ctx ends the handler.
 func (c *restClient) WatchBatch(ctx context.Context, in *batchv1.WatchBatchRequest, _ ...grpc.CallOption) (grpc.ServerStreamingClient[batchv1.WatchBatchResponse], error) {
+	recordRoute(ctx)
 	md, _ := metadata.FromOutgoingContext(ctx)
 	ctx, cancel := context.WithCancel(metadata.NewIncomingContext(ctx, md))
 	p := &pipe{ctx: ctx, cancel: cancel, events: make(chan *batchv1.WatchBatchResponse), done: make(chan struct{})}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/batchgate/batchgate/internal/apierr"
 	"github.com/batchgate/batchgate/internal/auth"
+	"github.com/batchgate/batchgate/internal/callinfo"
 	"github.com/batchgate/batchgate/internal/limit"
 	"github.com/batchgate/batchgate/internal/reqlog"
 	"github.com/batchgate/batchgate/internal/telemetry"
@@ -90,7 +91,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 	if mode == auth.ModePassthrough {
 		upKey = "" // only callers' keys go upstream
 	}
-	if g.tel, err = telemetry.New(ctx, telemetry.Options{ServiceName: "batchgate", Logger: log, CallerName: callerName, CapCaller: capCaller}); err != nil {
+	if g.tel, err = telemetry.New(ctx, telemetry.Options{ServiceName: "batchgate", Logger: log, CapCaller: capCaller}); err != nil {
 		return nil, err
 	}
 	hc := upstream.DefaultHTTPClient()
@@ -122,11 +123,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 		CallerRPS:            cfg.CallerRPS,
 		CallerName:           callerKey,
 	})
-	logOpts := reqlog.Options{
-		Logger:         log,
-		CallerName:     callerName,
-		HTTPCallerName: g.httpCallerName,
-	}
+	logOpts := reqlog.Options{Logger: log}
 	onPanic := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		log.ErrorContext(ctx, "panic in a call", slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
 		return apierr.Internal("internal error").Err()
@@ -139,43 +136,41 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 		TLS:               tlsCfg,
 		MaxStreamsPerConn: uint32(cfg.MaxStreamsPerConn),
 		GRPCOptions:       g.tel.GRPCTracingOptions(),
-		// Metrics outermost, so that rejected and panicking calls are
-		// counted; the caller hooks right after authentication.
+		// The call record first: it carries the request id, and the caller
+		// that authentication writes into it, out to the metrics and the
+		// log. Metrics next, so that rejected and panicking calls are
+		// counted.
 		UnaryInterceptors: []grpc.UnaryServerInterceptor{
+			callinfo.UnaryServerInterceptor(),
 			g.tel.UnaryServerInterceptor(),
 			recovery.UnaryServerInterceptor(onPanic),
 			reqlog.UnaryInterceptor(logOpts),
 			g.authn.UnaryInterceptor(),
-			g.tel.CallerUnaryServerInterceptor(),
-			reqlog.CallerUnaryInterceptor(logOpts),
 			limits.UnaryInterceptor(),
 		},
 		StreamInterceptors: []grpc.StreamServerInterceptor{
+			callinfo.StreamServerInterceptor(),
 			g.tel.StreamServerInterceptor(),
 			recovery.StreamServerInterceptor(onPanic),
 			reqlog.StreamInterceptor(logOpts),
 			g.authn.StreamInterceptor(),
-			g.tel.CallerStreamServerInterceptor(),
-			reqlog.CallerStreamInterceptor(logOpts),
 			limits.StreamInterceptor(),
 		},
-		// REST calls are logged and measured by the HTTP middleware.
+		// REST calls are logged and measured by the HTTP middleware, which
+		// reads the caller from the record these fill (the request's
+		// context reaches them in process): authenticated once, here.
 		RESTUnaryInterceptors: []grpc.UnaryServerInterceptor{
 			recovery.UnaryServerInterceptor(onPanic),
 			g.authn.UnaryInterceptor(),
-			g.tel.CallerUnaryServerInterceptor(),
-			reqlog.CallerUnaryInterceptor(logOpts),
 			limits.UnaryInterceptor(),
 		},
 		RESTStreamInterceptors: []grpc.StreamServerInterceptor{
 			recovery.StreamServerInterceptor(onPanic),
 			g.authn.StreamInterceptor(),
-			g.tel.CallerStreamServerInterceptor(),
-			reqlog.CallerStreamInterceptor(logOpts),
 			limits.StreamInterceptor(),
 		},
 		HTTPMiddleware: func(h http.Handler) http.Handler {
-			return g.tel.HTTPMiddleware(reqlog.HTTPMiddleware(logOpts, corsMiddleware(cfg.CORSOrigins, h)))
+			return callinfo.HTTPMiddleware(g.tel.HTTPMiddleware(reqlog.HTTPMiddleware(logOpts, corsMiddleware(cfg.CORSOrigins, h))))
 		},
 		MetricsHandler: g.tel.MetricsHandler(),
 		Ready:          func() bool { return health.healthy(cfg.UpstreamUnhealthyAfter) },
@@ -190,12 +185,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 	}
 	log.Info("credential mode", slog.String("auth", string(mode)))
 	return g, nil
-}
-
-// callerName names the caller of a call for logs.
-func callerName(ctx context.Context) string {
-	c, _ := auth.FromContext(ctx)
-	return c.Name
 }
 
 // capCaller caps the caller metric label of passthrough callers, whose
@@ -217,16 +206,6 @@ func callerKey(ctx context.Context) string {
 		return c.CredentialHash
 	}
 	return c.Name
-}
-
-// httpCallerName names the caller of an HTTP request for the access log:
-// the authenticated name, or "unauthenticated".
-func (g *Gateway) httpCallerName(r *http.Request) string {
-	ctx, err := g.authn.Authenticate(r.Context(), r.Header.Get("Authorization"))
-	if err != nil {
-		return "unauthenticated"
-	}
-	return callerName(ctx)
 }
 
 // corsMiddleware allows the listed browser origins (comma-separated) to

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
+	"github.com/batchgate/batchgate/internal/callinfo"
 	"github.com/batchgate/batchgate/internal/fanout"
 	"github.com/batchgate/batchgate/internal/rest"
 )
@@ -157,7 +158,7 @@ func NewServer(ctx context.Context, svc batchv1.BatchServiceServer, opts ServerO
 		mux.Handle("GET /metrics", opts.MetricsHandler)
 	}
 	mux.Handle("/", http.MaxBytesHandler(headAsGet(gw), maxRequestBytes))
-	var handler http.Handler = mux
+	handler := recordPattern(mux)
 	if opts.HTTPMiddleware != nil {
 		handler = opts.HTTPMiddleware(handler)
 	}
@@ -292,6 +293,20 @@ func ignoreClosed(err error) error {
 		return nil
 	}
 	return err
+}
+
+// recordPattern records, once mux has served a request, the ServeMux
+// pattern that served it in the request's callinfo.Record, unless that is
+// the catch-all "/" (REST calls record grpc-gateway's path pattern,
+// further in, first).
+func recordPattern(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.ServeHTTP(w, r)
+		// http.ServeMux has set r.Pattern on r, the request it got.
+		if r.Pattern != "/" {
+			callinfo.FromContext(r.Context()).SetRoute(r.Pattern)
+		}
+	})
 }
 
 // headAsGet serves HEAD as the GET of the same path, without the body (the

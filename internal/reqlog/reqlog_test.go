@@ -21,6 +21,7 @@ import (
 
 	"log/slog"
 
+	"github.com/batchgate/batchgate/internal/callinfo"
 	"github.com/batchgate/batchgate/internal/reqlog"
 )
 
@@ -62,24 +63,25 @@ func TestHTTPMiddleware(t *testing.T) {
 			t.Parallel()
 			var logs logBuffer
 			var seen string
-			h := reqlog.HTTPMiddleware(reqlog.Options{
-				Logger:         slog.New(slog.NewJSONHandler(&logs, nil)),
-				HTTPCallerName: func(*http.Request) string { return "svc-a" },
+			h := callinfo.HTTPMiddleware(reqlog.HTTPMiddleware(reqlog.Options{
+				Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
 			}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				seen = reqlog.ID(r.Context())
-				if r.Header.Get(reqlog.Header) != seen {
+				rec := callinfo.FromContext(r.Context())
+				rec.SetCaller(callinfo.Caller{Name: "svc-a"}) // what authentication does
+				seen = rec.RequestID
+				if r.Header.Get(callinfo.Header) != seen {
 					t.Errorf("id not forwarded in the request header")
 				}
 				w.WriteHeader(http.StatusTeapot)
 				w.(http.Flusher).Flush()
-			}))
+			})))
 			req := httptest.NewRequest(http.MethodGet, "/v1/batches/b", nil)
 			if tt.incoming != "" {
-				req.Header.Set(reqlog.Header, tt.incoming)
+				req.Header.Set(callinfo.Header, tt.incoming)
 			}
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)
-			got := rec.Header().Get(reqlog.Header)
+			got := rec.Header().Get(callinfo.Header)
 			if got == "" || got != seen || (tt.keep && got != tt.incoming) || (!tt.keep && got == tt.incoming) {
 				t.Fatalf("request id %q (handler saw %q, caller sent %q)", got, seen, tt.incoming)
 			}
@@ -101,22 +103,22 @@ func TestHTTPMiddleware(t *testing.T) {
 func TestGRPCInterceptors(t *testing.T) {
 	t.Parallel()
 	var logs logBuffer
-	type callerKey struct{}
-	o := reqlog.Options{
-		Logger:     slog.New(slog.NewJSONHandler(&logs, nil)),
-		CallerName: func(ctx context.Context) string { s, _ := ctx.Value(callerKey{}).(string); return s },
-	}
+	o := reqlog.Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil))}
 	// authenticate stands in for the auth interceptor: it names the caller
-	// in a context that the logging interceptor, outside it, never sees.
+	// in the call's record (and a context that the logging interceptor,
+	// outside it, never sees).
+	type callerKey struct{}
 	authUnary := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		callinfo.FromContext(ctx).SetCaller(callinfo.Caller{Name: "svc-b"})
 		return h(context.WithValue(ctx, callerKey{}, "svc-b"), req)
 	}
 	authStream := func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		callinfo.FromContext(ss.Context()).SetCaller(callinfo.Caller{Name: "svc-b"})
 		return h(srv, ctxStream{ss, context.WithValue(ss.Context(), callerKey{}, "svc-b")})
 	}
 	srv := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(reqlog.UnaryInterceptor(o), authUnary, reqlog.CallerUnaryInterceptor(o)),
-		grpc.ChainStreamInterceptor(reqlog.StreamInterceptor(o), authStream, reqlog.CallerStreamInterceptor(o)),
+		grpc.ChainUnaryInterceptor(callinfo.UnaryServerInterceptor(), reqlog.UnaryInterceptor(o), authUnary),
+		grpc.ChainStreamInterceptor(callinfo.StreamServerInterceptor(), reqlog.StreamInterceptor(o), authStream),
 	)
 	healthpb.RegisterHealthServer(srv, health.NewServer())
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -133,11 +135,11 @@ func TestGRPCInterceptors(t *testing.T) {
 	hc := healthpb.NewHealthClient(conn)
 
 	var header metadata.MD
-	ctx := metadata.AppendToOutgoingContext(context.Background(), reqlog.Header, "abc-1")
+	ctx := metadata.AppendToOutgoingContext(context.Background(), callinfo.Header, "abc-1")
 	if _, err := hc.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Header(&header)); err != nil {
 		t.Fatal(err)
 	}
-	if got := header.Get(reqlog.Header); len(got) != 1 || got[0] != "abc-1" {
+	if got := header.Get(callinfo.Header); len(got) != 1 || got[0] != "abc-1" {
 		t.Fatalf("x-request-id header = %v, want [abc-1]", got)
 	}
 	if _, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "nope"}); err == nil {
@@ -185,25 +187,22 @@ type ctxStream struct {
 func (s ctxStream) Context() context.Context { return s.ctx }
 
 // TestHTTPCallerFromInterceptor: a REST call served in process passes the
-// request's context through the gRPC interceptors, which name the caller;
-// HTTPCallerName is then not needed.
+// request's context (and so its record) through the gRPC interceptors,
+// where authentication names the caller for the HTTP log line.
 func TestHTTPCallerFromInterceptor(t *testing.T) {
 	t.Parallel()
-	type callerKey struct{}
 	var logs logBuffer
-	fallback := 0
-	o := reqlog.Options{
-		Logger:         slog.New(slog.NewJSONHandler(&logs, nil)),
-		CallerName:     func(ctx context.Context) string { s, _ := ctx.Value(callerKey{}).(string); return s },
-		HTTPCallerName: func(*http.Request) string { fallback++; return "fallback" },
+	o := reqlog.Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil))}
+	authUnary := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		callinfo.FromContext(ctx).SetCaller(callinfo.Caller{Name: "svc-c"}) // what authentication does
+		return h(ctx, req)
 	}
-	h := reqlog.HTTPMiddleware(o, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := context.WithValue(r.Context(), callerKey{}, "svc-c") // what authentication adds
-		_, _ = reqlog.CallerUnaryInterceptor(o)(ctx, nil, &grpc.UnaryServerInfo{}, func(context.Context, any) (any, error) { return nil, nil })
-	}))
+	h := callinfo.HTTPMiddleware(reqlog.HTTPMiddleware(o, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = authUnary(r.Context(), nil, &grpc.UnaryServerInfo{}, func(context.Context, any) (any, error) { return nil, nil })
+	})))
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v1/batches/b", nil))
 	lines := logLines(t, &logs)
-	if len(lines) != 1 || lines[0]["caller"] != "svc-c" || fallback != 0 {
-		t.Fatalf("lines %v, fallback calls %d", lines, fallback)
+	if len(lines) != 1 || lines[0]["caller"] != "svc-c" {
+		t.Fatalf("lines %v", lines)
 	}
 }

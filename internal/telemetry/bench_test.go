@@ -21,7 +21,7 @@ import (
 // benchTelemetry returns a Telemetry for a benchmark variant: "off" or
 // "on" (every span sampled, exported to nowhere).
 func benchTelemetry(b *testing.B, variant string) *Telemetry {
-	opts := Options{CallerName: func(context.Context) string { return "bench" }}
+	opts := Options{}
 	if variant == "on" {
 		opts.spanExporter = tracetest.NewNoopExporter()
 	}

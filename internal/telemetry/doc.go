@@ -9,34 +9,31 @@
 //	tel, err := telemetry.New(ctx, telemetry.Options{
 //		ServiceName: "batchgate",
 //		Logger:      log,
-//		CallerName:  func(ctx context.Context) string { c, _ := auth.FromContext(ctx); return c.Name },
 //	})
 //	defer tel.Shutdown(shutdownCtx) // after the servers have stopped
 //
-//	// gRPC: telemetry outermost, so that rejected calls are counted; the
-//	// caller hook right after authentication.
+//	// gRPC: the call record first, then telemetry, so that rejected calls
+//	// are counted; authentication, further in, fills the record.
 //	grpc.NewServer(append(tel.GRPCTracingOptions(),
-//		grpc.ChainUnaryInterceptor(tel.UnaryServerInterceptor(), authUnary, tel.CallerUnaryServerInterceptor()),
-//		grpc.ChainStreamInterceptor(tel.StreamServerInterceptor(), authStream, tel.CallerStreamServerInterceptor()))...)
+//		grpc.ChainUnaryInterceptor(callinfo.UnaryServerInterceptor(), tel.UnaryServerInterceptor(), authUnary),
+//		grpc.ChainStreamInterceptor(callinfo.StreamServerInterceptor(), tel.StreamServerInterceptor(), authStream))...)
 //
-//	// HTTP: around the whole port; /metrics on it.
+//	// HTTP: around the whole port, inside the call record; /metrics on it.
 //	mux.Handle("GET /metrics", tel.MetricsHandler())
-//	handler := tel.HTTPMiddleware(mux)
+//	handler := callinfo.HTTPMiddleware(tel.HTTPMiddleware(mux))
 //
 //	// Upstream, and the counters read at scrape time.
 //	upstream.Config{HTTPClient: &http.Client{Transport: tel.UpstreamTransport(base)}}
 //	tel.RegisterHub(func() telemetry.HubStats { return telemetry.HubStats(hub.Stats()) })
 //	tel.RegisterUpstream(func() telemetry.UpstreamStats { return telemetry.UpstreamStats(client.Stats()) })
 //
-// The caller label: the interceptors and HTTPMiddleware put a slot in the
-// request context; CallerUnaryServerInterceptor, CallerStreamServerInterceptor
-// and CallerHTTPMiddleware, chained after authentication, fill it with
-// Options.CallerName of the authenticated context. This also works for
-// REST calls authenticated by gRPC interceptors run in process under
-// HTTPMiddleware (the slot travels in the request context), but not across
-// a gRPC connection, in-memory or not. Without a filled slot,
-// Options.CallerName is given the context this package's interceptor or
-// middleware sees.
+// The caller label and the HTTP route label come from the call's
+// callinfo.Record, read once the call has returned: authentication writes
+// the caller into it, the gateway's muxes the route. This works for REST
+// calls authenticated by gRPC interceptors run in process under
+// HTTPMiddleware too (the record travels in the request context), but not
+// across a gRPC connection, in-memory or not. Without a record, or a
+// caller in it, the caller is "unknown".
 //
 // # Metrics
 //
@@ -54,8 +51,9 @@
 // HTTP (HTTPMiddleware):
 //
 //   - batchgate_http_requests_total{method,route,code} (counter): requests
-//     completed. route is the ServeMux pattern or a REST template such as
-//     "/v1/batches/{batch_id}" or "/v1/batches/{batch_id}/watch", else
+//     completed. route is the route recorded in the callinfo.Record
+//     (grpc-gateway's path pattern such as "/v1/batches/{batch_id}" or
+//     "/v1/batches/{batch_id}/watch", or the ServeMux pattern), else
 //     "other"; method is "other" for non-standard methods.
 //   - batchgate_http_request_duration_seconds{method,route} (histogram):
 //     time until the handler returned (whole stream for watches).

@@ -6,16 +6,17 @@ import (
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
+
+	"github.com/batchgate/batchgate/internal/callinfo"
 )
 
 // GRPCServerOptions returns the options that instrument a gRPC server:
 // GRPCTracingOptions, then UnaryServerInterceptor and
 // StreamServerInterceptor as chained interceptors. Pass them to
-// grpc.NewServer before the options that chain the authenticating
-// interceptors, so that rejected calls are counted too (then chain
-// CallerUnaryServerInterceptor and CallerStreamServerInterceptor after
-// those). To place the interceptors yourself, use GRPCTracingOptions and
-// the interceptors instead.
+// grpc.NewServer after the option chaining callinfo's interceptors and
+// before the options that chain the authenticating interceptors, so that
+// rejected calls are counted too. To place the interceptors yourself, use
+// GRPCTracingOptions and the interceptors instead.
 func (t *Telemetry) GRPCServerOptions() []grpc.ServerOption {
 	return append(t.GRPCTracingOptions(),
 		grpc.ChainUnaryInterceptor(t.UnaryServerInterceptor()),
@@ -39,15 +40,16 @@ func (t *Telemetry) GRPCTracingOptions() []grpc.ServerOption {
 
 // UnaryServerInterceptor records unary calls in the go-grpc-middleware
 // server metrics (grpc_server_started_total, grpc_server_handled_total,
-// grpc_server_handling_seconds) and in batchgate_requests_by_caller_total.
-// It makes no span: spans come from the stats handler in
-// GRPCServerOptions.
+// grpc_server_handling_seconds) and in batchgate_requests_by_caller_total,
+// whose caller label it reads from the call's callinfo.Record once the
+// call has returned (chain callinfo.UnaryServerInterceptor before it; with
+// no record the caller is "unknown"). It makes no span: spans come from
+// the stats handler in GRPCServerOptions.
 func (t *Telemetry) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	metrics := t.grpc.UnaryServerInterceptor()
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		ctx, slot := withCallerSlot(ctx)
 		resp, err := metrics(ctx, req, info, handler)
-		t.countGRPC(ctx, slot, err)
+		t.countGRPC(ctx, err)
 		return resp, err
 	}
 }
@@ -58,9 +60,8 @@ func (t *Telemetry) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 func (t *Telemetry) StreamServerInterceptor() grpc.StreamServerInterceptor {
 	metrics := t.grpc.StreamServerInterceptor()
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		ctx, slot := withCallerSlot(ss.Context())
-		err := metrics(srv, &contextStream{ServerStream: ss, ctx: ctx}, info, handler)
-		t.countGRPC(ctx, slot, err)
+		err := metrics(srv, ss, info, handler)
+		t.countGRPC(ss.Context(), err)
 		return err
 	}
 }
@@ -74,16 +75,8 @@ func (t *Telemetry) InitGRPCMetrics(srv interface {
 	t.grpc.InitializeMetrics(srv)
 }
 
-func (t *Telemetry) countGRPC(ctx context.Context, slot *callerSlot, err error) {
+func (t *Telemetry) countGRPC(ctx context.Context, err error) {
 	// The code as go-grpc-middleware labels it (context errors converted).
 	code := grpcprom.FromError(err).Code().String()
-	t.byCaller.WithLabelValues(t.caller(ctx, slot), "grpc", code).Inc()
+	t.byCaller.WithLabelValues(t.caller(callinfo.FromContext(ctx)), "grpc", code).Inc()
 }
-
-// contextStream is a ServerStream with another context.
-type contextStream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s *contextStream) Context() context.Context { return s.ctx }

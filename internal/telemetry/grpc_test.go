@@ -15,6 +15,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/batchgate/batchgate/internal/callinfo"
 )
 
 // testHealth is a trivial gRPC service: Check and Watch answer SERVING for
@@ -69,20 +71,14 @@ func startGRPC(t testing.TB, svc healthpb.HealthServer, opts ...grpc.ServerOptio
 	return healthpb.NewHealthClient(conn)
 }
 
-// callerKey is the context key of the fake authentication below.
-type callerKey struct{}
-
-func callerFromContext(ctx context.Context) string {
-	name, _ := ctx.Value(callerKey{}).(string)
-	return name
-}
-
 // fakeAuth stands for the authenticating interceptor: the caller's name is
-// its "x-caller" metadata; without one the call is Unauthenticated.
+// its "x-caller" metadata, written into the call's callinfo.Record as
+// auth does; without one the call is Unauthenticated.
 func fakeAuth(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	if v := md.Get("x-caller"); len(v) == 1 {
-		return handler(context.WithValue(ctx, callerKey{}, v[0]), req)
+		callinfo.FromContext(ctx).SetCaller(callinfo.Caller{Name: v[0]})
+		return handler(ctx, req)
 	}
 	return nil, status.Error(codes.Unauthenticated, "no caller")
 }
@@ -90,9 +86,19 @@ func fakeAuth(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grp
 func fakeAuthStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	md, _ := metadata.FromIncomingContext(ss.Context())
 	if v := md.Get("x-caller"); len(v) == 1 {
-		return handler(srv, &contextStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), callerKey{}, v[0])})
+		callinfo.FromContext(ss.Context()).SetCaller(callinfo.Caller{Name: v[0]})
+		return handler(srv, ss)
 	}
 	return status.Error(codes.Unauthenticated, "no caller")
+}
+
+// withRecord returns the options that chain callinfo's interceptors, to
+// put before the others.
+func withRecord(opts ...grpc.ServerOption) []grpc.ServerOption {
+	return append([]grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(callinfo.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(callinfo.StreamServerInterceptor()),
+	}, opts...)
 }
 
 type grpcCall struct {
@@ -166,30 +172,31 @@ func TestGRPCMetrics(t *testing.T) {
 		opts func(tel *Telemetry) []grpc.ServerOption
 	}{
 		{
-			// The recommended layout: telemetry outermost (rejected calls
-			// counted), the caller noted after authentication.
-			name:    "telemetry then auth then caller hook, tracing on",
+			// The recommended layout: the call record, then telemetry
+			// (rejected calls counted), then authentication, which fills
+			// the record.
+			name:    "record then telemetry then auth, tracing on",
 			tracing: true,
 			opts: func(tel *Telemetry) []grpc.ServerOption {
-				return append(tel.GRPCServerOptions(),
-					grpc.ChainUnaryInterceptor(fakeAuth, tel.CallerUnaryServerInterceptor()),
-					grpc.ChainStreamInterceptor(fakeAuthStream, tel.CallerStreamServerInterceptor()))
+				return withRecord(append(tel.GRPCServerOptions(),
+					grpc.ChainUnaryInterceptor(fakeAuth),
+					grpc.ChainStreamInterceptor(fakeAuthStream))...)
 			},
 		},
 		{
 			// Separately chained interceptors, with tracing off.
-			name: "interceptors then auth then caller hook, tracing off",
+			name: "record then interceptors then auth, tracing off",
 			opts: func(tel *Telemetry) []grpc.ServerOption {
 				return []grpc.ServerOption{
-					grpc.ChainUnaryInterceptor(tel.UnaryServerInterceptor(), fakeAuth, tel.CallerUnaryServerInterceptor()),
-					grpc.ChainStreamInterceptor(tel.StreamServerInterceptor(), fakeAuthStream, tel.CallerStreamServerInterceptor()),
+					grpc.ChainUnaryInterceptor(callinfo.UnaryServerInterceptor(), tel.UnaryServerInterceptor(), fakeAuth),
+					grpc.ChainStreamInterceptor(callinfo.StreamServerInterceptor(), tel.StreamServerInterceptor(), fakeAuthStream),
 				}
 			},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			opts := Options{CallerName: callerFromContext}
+			opts := Options{}
 			if tc.tracing {
 				opts.spanExporter = tracetest.NewInMemoryExporter()
 			}
@@ -224,26 +231,30 @@ func TestGRPCMetrics(t *testing.T) {
 	}
 }
 
-// TestGRPCCallerWithoutHook: without the caller hooks, the caller is read
-// from the context the telemetry interceptor sees, which has it only when
-// authentication ran before.
-func TestGRPCCallerWithoutHook(t *testing.T) {
+// TestGRPCCallerFromRecord: the caller is read from the call's
+// callinfo.Record, wherever authentication runs; without a record it is
+// "unknown".
+func TestGRPCCallerFromRecord(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name       string
-		authFirst  bool
+		chain      func(tel *Telemetry) []grpc.UnaryServerInterceptor
 		wantCaller string
 	}{
-		{"auth before telemetry", true, "billing"},
-		{"auth after telemetry, no hook", false, "unknown"},
+		{"record, auth before telemetry", func(tel *Telemetry) []grpc.UnaryServerInterceptor {
+			return []grpc.UnaryServerInterceptor{callinfo.UnaryServerInterceptor(), fakeAuth, tel.UnaryServerInterceptor()}
+		}, "billing"},
+		{"record, auth after telemetry", func(tel *Telemetry) []grpc.UnaryServerInterceptor {
+			return []grpc.UnaryServerInterceptor{callinfo.UnaryServerInterceptor(), tel.UnaryServerInterceptor(), fakeAuth}
+		}, "billing"},
+		{"no record", func(tel *Telemetry) []grpc.UnaryServerInterceptor {
+			return []grpc.UnaryServerInterceptor{tel.UnaryServerInterceptor(), fakeAuth}
+		}, "unknown"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			tel := newTelemetry(t, Options{CallerName: callerFromContext})
-			chain := []grpc.UnaryServerInterceptor{tel.UnaryServerInterceptor(), fakeAuth}
-			if tc.authFirst {
-				chain = []grpc.UnaryServerInterceptor{fakeAuth, tel.UnaryServerInterceptor()}
-			}
+			tel := newTelemetry(t, Options{})
+			chain := tc.chain(tel)
 			client := startGRPC(t, &testHealth{}, grpc.ChainUnaryInterceptor(chain...))
 			if got := (grpcCall{caller: "billing", service: "ok"}).do(t.Context(), client); got != codes.OK {
 				t.Fatalf("code %v", got)
@@ -259,8 +270,8 @@ func TestGRPCCallerWithoutHook(t *testing.T) {
 // TestGRPCCallerCap: beyond the cap, callers are counted as "other".
 func TestGRPCCallerCap(t *testing.T) {
 	t.Parallel()
-	tel := newTelemetry(t, Options{CallerName: callerFromContext, maxCallers: 3})
-	client := startGRPC(t, &testHealth{}, grpc.ChainUnaryInterceptor(fakeAuth, tel.UnaryServerInterceptor()))
+	tel := newTelemetry(t, Options{maxCallers: 3})
+	client := startGRPC(t, &testHealth{}, grpc.ChainUnaryInterceptor(callinfo.UnaryServerInterceptor(), fakeAuth, tel.UnaryServerInterceptor()))
 	for _, c := range []string{"a", "b", "c", "d", "e", "a"} {
 		if got := (grpcCall{caller: c, service: "ok"}).do(t.Context(), client); got != codes.OK {
 			t.Fatalf("code %v", got)
@@ -282,8 +293,8 @@ func TestGRPCCallerCap(t *testing.T) {
 // beyond the cap get their group's overflow label.
 func TestGRPCCallerCapGroups(t *testing.T) {
 	t.Parallel()
-	tel := newTelemetry(t, Options{CallerName: callerFromContext, CapCaller: invented, maxCallers: 2})
-	client := startGRPC(t, &testHealth{}, grpc.ChainUnaryInterceptor(fakeAuth, tel.UnaryServerInterceptor()))
+	tel := newTelemetry(t, Options{CapCaller: invented, maxCallers: 2})
+	client := startGRPC(t, &testHealth{}, grpc.ChainUnaryInterceptor(callinfo.UnaryServerInterceptor(), fakeAuth, tel.UnaryServerInterceptor()))
 	for _, c := range []string{"inv:1", "inv:2", "inv:3", "inv:4", "a", "b", "c"} {
 		if got := (grpcCall{caller: c, service: "ok"}).do(t.Context(), client); got != codes.OK {
 			t.Fatalf("code %v", got)

@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"go.uber.org/goleak"
+
+	"github.com/batchgate/batchgate/internal/callinfo"
 )
 
 // TestMain fails the package when a test leaves a goroutine behind: gRPC
@@ -161,4 +163,14 @@ func L(kv ...string) map[string]string {
 		m[kv[i]] = kv[i+1]
 	}
 	return m
+}
+
+// routed serves h behind callinfo.HTTPMiddleware and tel.HTTPMiddleware,
+// as the gateway does, with h recording route in the callinfo.Record as
+// the gateway's muxes do.
+func routed(tel *Telemetry, route string, h http.Handler) http.Handler {
+	return callinfo.HTTPMiddleware(tel.HTTPMiddleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		callinfo.FromContext(r.Context()).SetRoute(route)
+		h.ServeHTTP(w, r)
+	})))
 }

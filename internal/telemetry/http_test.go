@@ -15,15 +15,30 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+
+	"github.com/batchgate/batchgate/internal/callinfo"
 )
 
 // fakeREST stands for grpc-gateway behind the catch-all pattern: GET
 // /v1/batches/{id} (404 for "batch_nope") and GET /v1/batches/{id}/watch (three
-// flushed NDJSON lines); 405 for other methods there, 404 elsewhere.
+// flushed NDJSON lines); 405 for other methods there, 404 elsewhere. It
+// records the route template of the paths it knows in the callinfo.Record,
+// before authenticating (fakeHTTPAuth), as the gateway's REST client does
+// with grpc-gateway's path pattern.
 func fakeREST(w http.ResponseWriter, r *http.Request) {
 	rest, ok := strings.CutPrefix(r.URL.Path, "/v1/batches/")
 	if !ok || rest == "" {
-		http.NotFound(w, r)
+		if fakeHTTPAuth(w, r) {
+			http.NotFound(w, r)
+		}
+		return
+	}
+	route := "/v1/batches/{batch_id}"
+	if strings.HasSuffix(rest, "/watch") {
+		route += "/watch"
+	}
+	callinfo.FromContext(r.Context()).SetRoute(route)
+	if !fakeHTTPAuth(w, r) {
 		return
 	}
 	if r.Method != http.MethodGet {
@@ -48,26 +63,30 @@ func fakeREST(w http.ResponseWriter, r *http.Request) {
 }
 
 // testMux is laid out like the gateway's: specific patterns, and the REST
-// front behind "/".
+// front behind "/"; each handler authenticates (fakeHTTPAuth).
 func testMux() *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /v2/things/{id}", func(w http.ResponseWriter, _ *http.Request) {})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if fakeHTTPAuth(w, r) {
+			_, _ = io.WriteString(w, "ok\n")
+		}
+	})
+	mux.HandleFunc("GET /v2/things/{id}", func(w http.ResponseWriter, r *http.Request) { fakeHTTPAuth(w, r) })
 	mux.HandleFunc("/", fakeREST)
 	return mux
 }
 
-// fakeHTTPAuth stands for the authenticating middleware: the caller's name
-// is its X-Caller header; without one the request gets 401.
-func fakeHTTPAuth(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		name := r.Header.Get("X-Caller")
-		if name == "" {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, name)))
-	})
+// fakeHTTPAuth stands for authentication: the caller's name is its
+// X-Caller header, written into the callinfo.Record as auth does; without
+// one the request gets 401 and fakeHTTPAuth returns false.
+func fakeHTTPAuth(w http.ResponseWriter, r *http.Request) bool {
+	name := r.Header.Get("X-Caller")
+	if name == "" {
+		w.WriteHeader(http.StatusUnauthorized)
+		return false
+	}
+	callinfo.FromContext(r.Context()).SetCaller(callinfo.Caller{Name: name})
+	return true
 }
 
 func TestHTTPMetrics(t *testing.T) {
@@ -112,12 +131,12 @@ func TestHTTPMetrics(t *testing.T) {
 	for _, tracing := range []bool{false, true} {
 		t.Run(fmt.Sprintf("tracing=%v", tracing), func(t *testing.T) {
 			t.Parallel()
-			opts := Options{CallerName: callerFromContext}
+			opts := Options{}
 			if tracing {
 				opts.spanExporter = tracetest.NewInMemoryExporter()
 			}
 			tel := newTelemetry(t, opts)
-			h := tel.HTTPMiddleware(fakeHTTPAuth(tel.CallerHTTPMiddleware(testMux())))
+			h := callinfo.HTTPMiddleware(tel.HTTPMiddleware(testMux()))
 			for _, rq := range requests {
 				rec := httptest.NewRecorder()
 				req := httptest.NewRequest(rq.method, rq.path, nil)
@@ -198,7 +217,7 @@ func TestHTTPStreamingFlush(t *testing.T) {
 					return nil
 				}()
 			})
-			srv := httptest.NewServer(tel.HTTPMiddleware(stream))
+			srv := httptest.NewServer(routed(tel, "/v1/batches/{batch_id}/watch", stream))
 			defer srv.Close()
 
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -276,7 +295,11 @@ func TestStatusWriter(t *testing.T) {
 		tel := newTelemetry(t, Options{})
 		var flushErr error
 		h := tel.HTTPMiddleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			w.(http.Flusher).Flush() // must not panic
+			// httpsnoop mirrors the underlying writer's interfaces.
+			if f, ok := w.(http.Flusher); ok {
+				f.Flush() // must not panic
+				t.Errorf("%T claims http.Flusher over a writer that cannot flush", w)
+			}
 			flushErr = http.NewResponseController(w).Flush()
 		}))
 		h.ServeHTTP(struct{ http.ResponseWriter }{httptest.NewRecorder()}, httptest.NewRequest(http.MethodGet, "/", nil))
@@ -289,34 +312,64 @@ func TestStatusWriter(t *testing.T) {
 func TestHTTPRoute(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		pattern, path, want string
+		pattern, route, path, want string
 	}{
-		{"", "/v1/batches/batch_1", "/v1/batches/{batch_id}"},
-		{"/", "/v1/batches/batch_1", "/v1/batches/{batch_id}"},
-		{"/", "/v1/batches/batch_1/watch", "/v1/batches/{batch_id}/watch"},
-		{"/", "/v1/batches/", "other"},
-		{"/", "/v1/batches//watch", "other"},
-		{"/", "/v1/batches/a/b", "other"},
-		{"/", "/v1/batches/a/watch/x", "other"},
-		{"/", "/v1/batches/a/", "other"},
-		{"/", "/v1/batches", "other"},
-		{"/", "/healthz", "/healthz"},
-		{"/", "/healthz/x", "other"},
-		{"/", "/", "other"},
-		{"/", "/../etc/passwd", "other"},
-		{"GET /readyz", "/readyz", "/readyz"},
-		{"GET /v1/files/{id}", "/v1/files/file_1", "/v1/files/{id}"},
-		{"POST   /x/{y...}", "/x/1/2", "/x/{y...}"},
-		{"GET example.com/", "/anything", "example.com/"},
+		// The route recorded in the callinfo.Record (grpc-gateway's path
+		// pattern, or the ServeMux pattern the gateway records) wins.
+		{"", "/v1/batches/{batch_id}", "/v1/batches/batch_1", "/v1/batches/{batch_id}"},
+		{"/", "/v1/batches/{batch_id}", "/v1/batches/batch_1", "/v1/batches/{batch_id}"},
+		{"/", "/v1/batches/{batch_id}/watch", "/v1/batches/batch_1/watch", "/v1/batches/{batch_id}/watch"},
+		{"/", "GET /healthz", "/healthz", "/healthz"},
+		{"GET /readyz", "GET /v1/files/{id}", "/v1/files/file_1", "/v1/files/{id}"},
+		// Without one, this middleware's request's own pattern, then
+		// "other": raw paths never become labels.
+		{"/", "", "/v1/batches/", "other"},
+		{"/", "", "/v1/batches//watch", "other"},
+		{"/", "", "/v1/batches/a/b", "other"},
+		{"/", "", "/v1/batches/batch_1", "other"},
+		{"", "", "/healthz", "other"},
+		{"/", "", "/", "other"},
+		{"/", "", "/../etc/passwd", "other"},
+		{"GET /readyz", "", "/readyz", "/readyz"},
+		{"GET /v1/files/{id}", "", "/v1/files/file_1", "/v1/files/{id}"},
+		{"POST   /x/{y...}", "", "/x/1/2", "/x/{y...}"},
+		{"GET example.com/", "", "/anything", "example.com/"},
 	} {
-		t.Run(tc.pattern+" "+tc.path, func(t *testing.T) {
+		t.Run(tc.pattern+" "+tc.route+" "+tc.path, func(t *testing.T) {
 			t.Parallel()
 			r := httptest.NewRequest(http.MethodGet, "http://h"+tc.path, nil)
 			r.Pattern = tc.pattern
+			if tc.route != "" {
+				rec := callinfo.New("")
+				rec.SetRoute(tc.route)
+				r = r.WithContext(callinfo.NewContext(r.Context(), rec))
+			}
 			if got := httpRoute(r); got != tc.want {
 				t.Errorf("httpRoute = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestMatchRoute: the upstream path templates, for upstream span names.
+func TestMatchRoute(t *testing.T) {
+	t.Parallel()
+	for path, want := range map[string]string{
+		"/v1/batches/batch_1":       "/v1/batches/{batch_id}",
+		"/v1/batches/batch_1/watch": "/v1/batches/{batch_id}/watch",
+		"/v1/batches/":              "other",
+		"/v1/batches//watch":        "other",
+		"/v1/batches/a/b":           "other",
+		"/v1/batches/a/watch/x":     "other",
+		"/v1/batches/a/":            "other",
+		"/v1/batches":               "other",
+		"/healthz":                  "other",
+		"/":                         "other",
+		"/../etc/passwd":            "other",
+	} {
+		if got := matchRoute(path); got != want {
+			t.Errorf("matchRoute(%q) = %q, want %q", path, got, want)
+		}
 	}
 }
 
@@ -334,13 +387,13 @@ func TestHTTPMethod(t *testing.T) {
 
 // TestHTTPCallerFromInProcessInterceptors: REST calls authenticated by
 // gRPC interceptors run in process under HTTPMiddleware (as the gateway
-// does for unary REST calls) get their caller label through
-// CallerUnaryServerInterceptor.
+// does for unary REST calls) get their caller label through the request's
+// callinfo.Record, which authentication fills.
 func TestHTTPCallerFromInProcessInterceptors(t *testing.T) {
 	t.Parallel()
-	tel := newTelemetry(t, Options{CallerName: callerFromContext})
-	chain := []grpc.UnaryServerInterceptor{fakeAuth, tel.CallerUnaryServerInterceptor()}
-	h := tel.HTTPMiddleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	tel := newTelemetry(t, Options{})
+	chain := []grpc.UnaryServerInterceptor{fakeAuth}
+	h := callinfo.HTTPMiddleware(tel.HTTPMiddleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// What grpc-gateway does: headers become incoming metadata.
 		ctx := metadata.NewIncomingContext(r.Context(), metadata.Pairs("x-caller", r.Header.Get("X-Caller")))
 		var call grpc.UnaryHandler = func(context.Context, any) (any, error) { return nil, nil }
@@ -353,7 +406,7 @@ func TestHTTPCallerFromInProcessInterceptors(t *testing.T) {
 		if _, err := call(ctx, nil); err != nil {
 			w.WriteHeader(http.StatusUnauthorized)
 		}
-	}))
+	})))
 	for _, caller := range []string{"billing", "billing", "reports"} {
 		req := httptest.NewRequest(http.MethodGet, "/v1/batches/batch_a", nil)
 		req.Header.Set("X-Caller", caller)

@@ -44,11 +44,6 @@ type Options struct {
 	// _CERTIFICATE, OTEL_TRACES_SAMPLER...) are read by the OpenTelemetry
 	// SDK from the process environment. Default os.Getenv.
 	Getenv func(string) string
-	// CallerName returns the name of the authenticated caller of a request
-	// from its context (never a token), for the caller label of
-	// batchgate_requests_by_caller_total. An empty name is counted as
-	// "unknown". Default: returns "".
-	CallerName func(ctx context.Context) string
 	// CapCaller sorts caller names for the cap on caller label values. It
 	// returns capped false for the name of a known caller (one the
 	// operator configured, such as a token's name from a tokens file),
@@ -78,9 +73,8 @@ type Telemetry struct {
 	// registered on it.
 	Registry *prometheus.Registry
 
-	log        *slog.Logger
-	callerName func(context.Context) string
-	callers    *callerSet
+	log     *slog.Logger
+	callers *callerSet
 
 	// tp is nil when tracing is off.
 	tp         *sdktrace.TracerProvider
@@ -116,16 +110,12 @@ func New(ctx context.Context, opts Options) (*Telemetry, error) {
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
 	}
-	if opts.CallerName == nil {
-		opts.CallerName = func(context.Context) string { return "" }
-	}
 	if opts.maxCallers <= 0 {
 		opts.maxCallers = defaultMaxCallers
 	}
 	t := &Telemetry{
 		Registry:   prometheus.NewRegistry(),
 		log:        opts.Logger,
-		callerName: opts.CallerName,
 		callers:    newCallerSet(opts.maxCallers, opts.CapCaller),
 		propagator: propagation.TraceContext{},
 	}

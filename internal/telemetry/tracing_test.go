@@ -100,7 +100,7 @@ func TestTracing(t *testing.T) {
 					t.Fatalf("Check: %v", got)
 				}
 			case "http":
-				srv := httptest.NewServer(tel.HTTPMiddleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				srv := httptest.NewServer(routed(tel, "/v1/batches/{batch_id}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					if err := callUpstream(r.Context()); err != nil {
 						http.Error(w, err.Error(), http.StatusBadGateway)
 					}
@@ -315,7 +315,7 @@ func TestNewWithOTLPExporter(t *testing.T) {
 	if _, ok := tel.TracerProvider().(*sdktrace.TracerProvider); !ok {
 		t.Fatalf("TracerProvider is %T", tel.TracerProvider())
 	}
-	h := tel.HTTPMiddleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	h := routed(tel, "/v1/batches/{batch_id}", http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v1/batches/batch_a", nil))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

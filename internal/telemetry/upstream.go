@@ -48,6 +48,24 @@ func upstreamRoute(path string) string {
 	return "other"
 }
 
+// upstreamTemplates are the upstream paths the client calls ("{x}"
+// matches one non-empty segment), for span names.
+var upstreamTemplates = []string{
+	"/v1/batches/{batch_id}",
+	"/v1/batches/{batch_id}/watch",
+}
+
+// matchRoute returns the template of upstreamTemplates that path matches,
+// or "other".
+func matchRoute(path string) string {
+	for _, tmpl := range upstreamTemplates {
+		if matchTemplate(tmpl, path) {
+			return tmpl
+		}
+	}
+	return "other"
+}
+
 type upstreamTransport struct {
 	t    *Telemetry
 	next http.RoundTripper
@@ -99,5 +117,28 @@ func (b *timedBody) Close() error {
 func (b *timedBody) finish() {
 	if b.done.CompareAndSwap(false, true) {
 		b.obs.Observe(time.Since(b.start).Seconds())
+	}
+}
+
+func matchTemplate(tmpl, path string) bool {
+	for {
+		ti := strings.IndexByte(tmpl, '{')
+		if ti < 0 {
+			return tmpl == path
+		}
+		if !strings.HasPrefix(path, tmpl[:ti]) {
+			return false
+		}
+		path, tmpl = path[ti:], tmpl[ti:]
+		// One non-empty segment for the variable.
+		seg := strings.IndexByte(path, '/')
+		if seg < 0 {
+			seg = len(path)
+		}
+		if seg == 0 {
+			return false
+		}
+		path = path[seg:]
+		tmpl = tmpl[strings.IndexByte(tmpl, '}')+1:]
 	}
 }

@@ -630,7 +630,7 @@ func ownedBatch(id, owner string) wire.Batch {
 	return wire.Batch{
 		ID: id, Object: "batch", Endpoint: simulator.SupportedEndpoint, Status: simulator.StatusInProgress,
 		InputFileID: "file_in_" + owner, CompletionWindow: simulator.SupportedCompletionWindow,
-		RequestCounts: &wire.RequestCounts{Total: 10}, CreatedAt: wire.Ptr[wire.Int](1710000000),
+		RequestCounts: &wire.RequestCounts{Total: 10}, CreatedAt: new(wire.Int(1710000000)),
 		Metadata: wire.Metadata{"owner": owner},
 	}
 }

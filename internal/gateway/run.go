@@ -275,9 +275,6 @@ func pollContext(ctx context.Context, _ watch.Key) context.Context {
 	return upstream.WithAPIKeyFrom(context.Background(), ctx)
 }
 
-// HubStats returns the shared pollers' counters.
-func (g *Gateway) HubStats() watch.Stats { return g.hub.Stats() }
-
 // close releases what New started, for a New that failed.
 func (g *Gateway) close() {
 	if g.hub != nil {
@@ -304,15 +301,6 @@ func (g *Gateway) GRPCAddr() net.Addr { return g.server.GRPCAddr() }
 
 // HTTPAddr returns the bound HTTP address.
 func (g *Gateway) HTTPAddr() net.Addr { return g.server.HTTPAddr() }
-
-// DemoBatchIDs returns the simulator's demo batch ids, or nil outside demo
-// mode.
-func (g *Gateway) DemoBatchIDs() []string {
-	if g.demo == nil {
-		return nil
-	}
-	return g.demo.sim.DemoBatchIDs()
-}
 
 // Serve serves until ctx is done, then shuts down gracefully (see
 // Server.Serve): it ends every watch stream at once, lets unary calls in

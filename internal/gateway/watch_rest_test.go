@@ -171,7 +171,7 @@ func TestRESTWatchChange(t *testing.T) {
 	b := wire.Batch{
 		ID: id, Object: "batch", Endpoint: simulator.SupportedEndpoint, Status: simulator.StatusInProgress,
 		InputFileID: "file_in", CompletionWindow: simulator.SupportedCompletionWindow,
-		RequestCounts: &wire.RequestCounts{Total: 10, Completed: 3}, CreatedAt: wire.Ptr[wire.Int](1710000000),
+		RequestCounts: &wire.RequestCounts{Total: 10, Completed: 3}, CreatedAt: new(wire.Int(1710000000)),
 	}
 	e.sim.Put(b)
 

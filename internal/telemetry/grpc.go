@@ -8,21 +8,6 @@ import (
 	"google.golang.org/grpc"
 )
 
-// GRPCServerOptions returns the options that instrument a gRPC server:
-// GRPCTracingOptions, then UnaryServerInterceptor and
-// StreamServerInterceptor as chained interceptors. Pass them to
-// grpc.NewServer before the options that chain the authenticating
-// interceptors, so that rejected calls are counted too (then chain
-// CallerUnaryServerInterceptor and CallerStreamServerInterceptor after
-// those). To place the interceptors yourself, use GRPCTracingOptions and
-// the interceptors instead.
-func (t *Telemetry) GRPCServerOptions() []grpc.ServerOption {
-	return append(t.GRPCTracingOptions(),
-		grpc.ChainUnaryInterceptor(t.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(t.StreamServerInterceptor()),
-	)
-}
-
 // GRPCTracingOptions returns, when tracing is on, the option installing an
 // otelgrpc stats handler that makes a server span per call, continuing the
 // caller's W3C traceparent; when tracing is off, none.
@@ -41,7 +26,7 @@ func (t *Telemetry) GRPCTracingOptions() []grpc.ServerOption {
 // server metrics (grpc_server_started_total, grpc_server_handled_total,
 // grpc_server_handling_seconds) and in batchgate_requests_by_caller_total.
 // It makes no span: spans come from the stats handler in
-// GRPCServerOptions.
+// GRPCTracingOptions.
 func (t *Telemetry) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	metrics := t.grpc.UnaryServerInterceptor()
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
@@ -63,15 +48,6 @@ func (t *Telemetry) StreamServerInterceptor() grpc.StreamServerInterceptor {
 		t.countGRPC(ctx, slot, err)
 		return err
 	}
-}
-
-// InitGRPCMetrics creates the gRPC server series of every method srv
-// serves, at zero, so that rates and alerts see them before the first call.
-// Call it after registering the services. Optional.
-func (t *Telemetry) InitGRPCMetrics(srv interface {
-	GetServiceInfo() map[string]grpc.ServiceInfo
-}) {
-	t.grpc.InitializeMetrics(srv)
 }
 
 func (t *Telemetry) countGRPC(ctx context.Context, slot *callerSlot, err error) {

@@ -171,7 +171,7 @@ func TestGRPCMetrics(t *testing.T) {
 			name:    "telemetry then auth then caller hook, tracing on",
 			tracing: true,
 			opts: func(tel *Telemetry) []grpc.ServerOption {
-				return append(tel.GRPCServerOptions(),
+				return append(grpcServerOptions(tel),
 					grpc.ChainUnaryInterceptor(fakeAuth, tel.CallerUnaryServerInterceptor()),
 					grpc.ChainStreamInterceptor(fakeAuthStream, tel.CallerStreamServerInterceptor()))
 			},
@@ -194,8 +194,8 @@ func TestGRPCMetrics(t *testing.T) {
 				opts.spanExporter = tracetest.NewInMemoryExporter()
 			}
 			tel := newTelemetry(t, opts)
-			if tel.Tracing() != tc.tracing {
-				t.Fatalf("Tracing() = %v", tel.Tracing())
+			if (tel.tp != nil) != tc.tracing {
+				t.Fatalf("tracing on = %v", tel.tp != nil)
 			}
 			client := startGRPC(t, &testHealth{}, tc.opts(tel)...)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -297,20 +297,6 @@ func TestGRPCCallerCapGroups(t *testing.T) {
 	}
 	if got := len(m.series("batchgate_requests_by_caller_total", nil)); got != 6 {
 		t.Errorf("%d caller series, want 6", got)
-	}
-}
-
-// TestInitGRPCMetrics: the series exist at zero before any call.
-func TestInitGRPCMetrics(t *testing.T) {
-	t.Parallel()
-	tel := newTelemetry(t, Options{})
-	srv := grpc.NewServer(tel.GRPCServerOptions()...)
-	healthpb.RegisterHealthServer(srv, &testHealth{})
-	tel.InitGRPCMetrics(srv)
-	m := scrape(t, tel)
-	l := L("grpc_service", "grpc.health.v1.Health", "grpc_method", "Check", "grpc_code", "Unavailable")
-	if got := m.value(t, "grpc_server_handled_total", l); got != 0 {
-		t.Errorf("grpc_server_handled_total%v = %v, want 0", l, got)
 	}
 }
 

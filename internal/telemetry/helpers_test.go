@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"go.uber.org/goleak"
+	"google.golang.org/grpc"
 )
 
 // TestMain fails the package when a test leaves a goroutine behind: gRPC
@@ -161,4 +162,13 @@ func L(kv ...string) map[string]string {
 		m[kv[i]] = kv[i+1]
 	}
 	return m
+}
+
+// grpcServerOptions instruments a test gRPC server as the gateway does:
+// the tracing options, then the metric interceptors.
+func grpcServerOptions(tel *Telemetry) []grpc.ServerOption {
+	return append(tel.GRPCTracingOptions(),
+		grpc.ChainUnaryInterceptor(tel.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(tel.StreamServerInterceptor()),
+	)
 }

@@ -108,8 +108,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 	}
 	health := newUpstreamHealth(client)
 	g.hub = watch.New(health, hubOptions(cfg, log))
-	g.tel.RegisterHub(func() telemetry.HubStats { return telemetry.HubStats(g.hub.Stats()) })
-	g.tel.RegisterUpstream(func() telemetry.UpstreamStats { return telemetry.UpstreamStats(client.Stats()) })
+	g.tel.RegisterHub(g.hub.Stats)
+	g.tel.RegisterUpstream(client.Stats)
 	svc := service.New(g.hub, service.Options{
 		Heartbeat:  cfg.WatchHeartbeat,
 		MaxAge:     cfg.WatchMaxAge,

@@ -25,8 +25,8 @@
 //
 //	// Upstream, and the counters read at scrape time.
 //	upstream.Config{HTTPClient: &http.Client{Transport: tel.UpstreamTransport(base)}}
-//	tel.RegisterHub(func() telemetry.HubStats { return telemetry.HubStats(hub.Stats()) })
-//	tel.RegisterUpstream(func() telemetry.UpstreamStats { return telemetry.UpstreamStats(client.Stats()) })
+//	tel.RegisterHub(hub.Stats)
+//	tel.RegisterUpstream(client.Stats)
 //
 // The caller label: the interceptors and HTTPMiddleware put a slot in the
 // request context; CallerUnaryServerInterceptor, CallerStreamServerInterceptor

@@ -256,17 +256,8 @@ func openGRPCWatch(t *testing.T, client batchv1.BatchServiceClient, token, id st
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &grpcStream{events: make(chan *batchv1.WatchBatchResponse, 256), done: make(chan error, 1)}
-	go func() {
-		for {
-			ev, err := stream.Recv()
-			if err != nil {
-				s.done <- err
-				return
-			}
-			s.events <- ev
-		}
-	}()
+	s := &grpcStream{}
+	s.events, s.done = testutil.Pump(stream, 256)
 	select {
 	case ev := <-s.events:
 		if ev.GetType() != batchv1.WatchEventType_WATCH_EVENT_TYPE_SNAPSHOT || ev.GetTerminal() {

@@ -6,18 +6,15 @@ package bench
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/config"
-	"github.com/batchgate/batchgate/internal/gateway"
+	"github.com/batchgate/batchgate/internal/gatewaytest"
 	"github.com/batchgate/batchgate/internal/simulator"
 )
 
@@ -34,34 +31,8 @@ type stack struct {
 
 func startStack(b *testing.B, mutate ...func(*config.Config)) *stack {
 	b.Helper()
-	sim := simulator.New(simulator.Options{APIKey: benchKey})
-	up := httptest.NewServer(sim)
-	b.Cleanup(up.Close)
-	cfg := config.Defaults()
-	cfg.Auth = "none"
-	cfg.UpstreamURL, cfg.UpstreamAPIKey = up.URL, benchKey
-	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.ShutdownTimeout = 5 * time.Second
-	for _, f := range mutate {
-		f(&cfg)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	g, err := gateway.New(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- g.Serve(ctx) }()
-	conn, err := grpc.NewClient(g.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		_ = conn.Close()
-		cancel()
-		<-done
-	})
-	return &stack{grpcAddr: g.GRPCAddr().String(), upstreamURL: up.URL, httpBase: "http://" + g.HTTPAddr().String(), grpc: batchv1.NewBatchServiceClient(conn), sim: sim}
+	e := gatewaytest.Start(b, gatewaytest.Options{UpstreamKey: benchKey}, mutate...)
+	return &stack{grpcAddr: e.GW.GRPCAddr().String(), upstreamURL: e.Upstream.URL, httpBase: e.BaseURL, grpc: e.Client, sim: e.Sim}
 }
 
 // dialStack connects a gRPC client to grpcAddr and returns the stack.

@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,7 +16,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
@@ -26,7 +23,7 @@ import (
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/config"
-	"github.com/batchgate/batchgate/internal/gateway"
+	"github.com/batchgate/batchgate/internal/gatewaytest"
 	"github.com/batchgate/batchgate/internal/simulator"
 	"github.com/batchgate/batchgate/internal/wire"
 )
@@ -35,112 +32,6 @@ import (
 // test the production posture end to end: a real gateway on loopback
 // ports, real gRPC and HTTP clients, and a real upstream (the simulator,
 // or a handler of the test's own).
-
-// e2eOptions says how startE2E builds a gateway.
-type e2eOptions struct {
-	// upstream, when set, is the upstream instead of a simulator.
-	upstream http.Handler
-	// sim configures the simulator. Its APIKey defaults to upstreamKey;
-	// simAnyKey makes it accept any bearer key instead.
-	sim       simulator.Options
-	simAnyKey bool
-	// upstreamKey is the gateway's own upstream key. Default testKey.
-	upstreamKey string
-	// log receives the gateway's logs. Default: discarded.
-	log *slog.Logger
-	// dial are the gRPC client's options. Default: plaintext.
-	dial []grpc.DialOption
-	// httpClient is the client for baseURL, which is https:// when set.
-	// Default: a plaintext client of the test's own.
-	httpClient *http.Client
-}
-
-// e2e is a gateway started by startE2E: env (sim is nil with a custom
-// upstream) plus the HTTP client to use.
-type e2e struct {
-	*env
-	http *http.Client
-}
-
-// startE2E starts a gateway on loopback ports as start does, with the
-// options of o; cfg is the test's config.Defaults with Auth "none" until
-// mutate changes it.
-func startE2E(t *testing.T, o e2eOptions, mutate ...func(*config.Config)) *e2e {
-	t.Helper()
-	if o.upstreamKey == "" {
-		o.upstreamKey = testKey
-	}
-	var sim *simulator.Simulator
-	handler := o.upstream
-	if handler == nil {
-		if o.simAnyKey {
-			o.sim.APIKey = ""
-		} else if o.sim.APIKey == "" {
-			o.sim.APIKey = o.upstreamKey
-		}
-		sim = simulator.New(o.sim)
-		handler = sim
-	}
-	up := httptest.NewServer(handler)
-	t.Cleanup(up.Close)
-
-	cfg := config.Defaults()
-	cfg.Auth = "none"
-	cfg.UpstreamURL = up.URL
-	cfg.UpstreamAPIKey = o.upstreamKey
-	cfg.GRPCAddr = "127.0.0.1:0"
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.ShutdownTimeout = 5 * time.Second
-	for _, f := range mutate {
-		f(&cfg)
-	}
-	log := o.log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	g, err := gateway.New(ctx, cfg, log)
-	if err != nil {
-		cancel()
-		t.Fatalf("gateway.New: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- g.Serve(ctx) }()
-
-	dial := o.dial
-	if dial == nil {
-		dial = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
-	}
-	conn, err := grpc.NewClient(g.GRPCAddr().String(), dial...)
-	if err != nil {
-		cancel()
-		<-done
-		t.Fatalf("grpc.NewClient: %v", err)
-	}
-	hc, scheme := o.httpClient, "https"
-	if hc == nil {
-		hc, scheme = &http.Client{Transport: &http.Transport{}}, "http"
-	}
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		})
-	}
-	t.Cleanup(func() {
-		hc.CloseIdleConnections()
-		_ = conn.Close()
-		stop()
-	})
-	return &e2e{
-		env: &env{sim: sim, upstream: up, gw: g, client: batchv1.NewBatchServiceClient(conn), conn: conn,
-			baseURL: scheme + "://" + g.HTTPAddr().String(), stop: stop},
-		http: hc,
-	}
-}
 
 // keyMode switches a config to key mode with the tokens file at path.
 func keyMode(path string) func(*config.Config) {
@@ -230,7 +121,7 @@ func (o *outcome) setPB(b *batchv1.Batch) {
 func grpcGet(t *testing.T, e *e2e, authz, id string) outcome {
 	t.Helper()
 	var md metadata.MD
-	resp, err := e.client.GetBatch(withAuthz(t.Context(), authz), &batchv1.GetBatchRequest{BatchId: id}, grpc.Header(&md))
+	resp, err := e.Client.GetBatch(withAuthz(t.Context(), authz), &batchv1.GetBatchRequest{BatchId: id}, grpc.Header(&md))
 	o := grpcOutcome(err, md)
 	if err == nil {
 		o.setPB(resp.GetBatch())
@@ -242,7 +133,7 @@ func grpcWatchFirst(t *testing.T, e *e2e, authz, id string) outcome {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(withAuthz(t.Context(), authz), restWatchGuard)
 	defer cancel()
-	stream, err := e.client.WatchBatch(ctx, &batchv1.WatchBatchRequest{BatchId: id})
+	stream, err := e.Client.WatchBatch(ctx, &batchv1.WatchBatchRequest{BatchId: id})
 	if err != nil {
 		return grpcOutcome(err, nil)
 	}
@@ -264,7 +155,7 @@ func restRequest(t *testing.T, e *e2e, method, path, authz string, hdr http.Head
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), restWatchGuard)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, e.baseURL+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, e.BaseURL+path, body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +165,7 @@ func restRequest(t *testing.T, e *e2e, method, path, authz string, hdr http.Head
 	if authz != "" {
 		req.Header.Set("Authorization", authz)
 	}
-	resp, err := e.http.Do(req)
+	resp, err := e.HTTP.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -356,7 +247,7 @@ type restWatcher struct {
 func openRESTWatch(t *testing.T, e *e2e, id, authz string, hdr http.Header) *restWatcher {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), restWatchGuard)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.baseURL+"/v1/batches/"+id+"/watch", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.BaseURL+"/v1/batches/"+id+"/watch", nil)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -367,7 +258,7 @@ func openRESTWatch(t *testing.T, e *e2e, id, authz string, hdr http.Header) *res
 	if authz != "" {
 		req.Header.Set("Authorization", authz)
 	}
-	resp, err := e.http.Do(req)
+	resp, err := e.HTTP.Do(req)
 	if err != nil {
 		cancel()
 		t.Fatalf("watch %s: %v", id, err)
@@ -469,7 +360,7 @@ func checkUnauthenticated(t *testing.T, o outcome, authz string) {
 func TestAuthKeyMode(t *testing.T) {
 	t.Parallel()
 	path := writeTokens(t, "", "# callers", "alice "+tokAlice, "bob\t"+tokBob)
-	e := startE2E(t, e2eOptions{}, keyMode(path), slowPolls, quietHeartbeat)
+	e := startWith(t, gatewaytest.Options{}, keyMode(path), slowPolls, quietHeartbeat)
 	id := simulator.DemoValidating // never terminal: watches stay open until closed
 
 	type credential struct {
@@ -516,7 +407,7 @@ func TestAuthKeyMode(t *testing.T) {
 
 	// Rotate alice's token and drop bob.
 	writeTokens(t, path, "alice "+tokAlice2, "carol "+tokCarol)
-	e.gw.ReloadTokens()
+	e.GW.ReloadTokens()
 	t.Run("reloaded", func(t *testing.T) {
 		check(t, []credential{
 			{"old alice", bearer(tokAlice), false},
@@ -530,12 +421,12 @@ func TestAuthKeyMode(t *testing.T) {
 	// A broken file, or one without tokens, keeps the tokens in force.
 	for _, bad := range [][]string{{"alice short"}, {"# nobody"}, {"alice " + tokAlice, "alice " + tokBob}} {
 		writeTokens(t, path, bad...)
-		e.gw.ReloadTokens()
+		e.GW.ReloadTokens()
 	}
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	e.gw.ReloadTokens()
+	e.GW.ReloadTokens()
 	t.Run("failed reloads", func(t *testing.T) {
 		check(t, []credential{
 			{"new alice", bearer(tokAlice2), true},
@@ -557,9 +448,9 @@ func batchID(o outcome) string {
 // token in key mode, and a wrong token does not hurt them.
 func TestAuthExemptions(t *testing.T) {
 	t.Parallel()
-	e := startE2E(t, e2eOptions{}, keyMode(writeTokens(t, "", "alice "+tokAlice)))
+	e := startWith(t, gatewaytest.Options{}, keyMode(writeTokens(t, "", "alice "+tokAlice)))
 	for _, authz := range []string{"", bearer(tokUnlisted)} {
-		hc := healthpb.NewHealthClient(e.conn)
+		hc := healthpb.NewHealthClient(e.Conn)
 		for _, svc := range []string{"", "batch.v1.BatchService"} {
 			resp, err := hc.Check(withAuthz(t.Context(), authz), &healthpb.HealthCheckRequest{Service: svc})
 			if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
@@ -574,7 +465,7 @@ func TestAuthExemptions(t *testing.T) {
 		}
 	}
 	// Reflection (grpcurl's way to learn the API) works without a token.
-	stream, err := reflectionpb.NewServerReflectionClient(e.conn).ServerReflectionInfo(t.Context())
+	stream, err := reflectionpb.NewServerReflectionClient(e.Conn).ServerReflectionInfo(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -592,7 +483,7 @@ func TestAuthExemptions(t *testing.T) {
 // TestAuthNoneMode lets every caller in, whatever it sends.
 func TestAuthNoneMode(t *testing.T) {
 	t.Parallel()
-	e := startE2E(t, e2eOptions{}, slowPolls, quietHeartbeat)
+	e := startWith(t, gatewaytest.Options{}, slowPolls, quietHeartbeat)
 	for _, p := range probes {
 		for _, authz := range []string{"", bearer(tokUnlisted), "Basic dXNlcjpwYXNz", "Bearer "} {
 			t.Run(p.name+"/"+authz, func(t *testing.T) {
@@ -630,7 +521,7 @@ func ownedBatch(id, owner string) wire.Batch {
 	return wire.Batch{
 		ID: id, Object: "batch", Endpoint: simulator.SupportedEndpoint, Status: simulator.StatusInProgress,
 		InputFileID: "file_in_" + owner, CompletionWindow: simulator.SupportedCompletionWindow,
-		RequestCounts: &wire.RequestCounts{Total: 10}, CreatedAt: wire.Ptr[wire.Int](1710000000),
+		RequestCounts: &wire.RequestCounts{Total: 10}, CreatedAt: new(wire.Int(1710000000)),
 		Metadata: wire.Metadata{"owner": owner},
 	}
 }
@@ -726,7 +617,7 @@ func startPassthrough(t *testing.T, mutate ...func(*config.Config)) (*e2e, *owne
 	up.put(keyA, ownedBatch("batch_shared", "A"))
 	up.put(keyA, ownedBatch("batch_only_a", "A"))
 	up.put(keyB, ownedBatch("batch_shared", "B"))
-	e := startE2E(t, e2eOptions{upstream: up, upstreamKey: upstreamSecretKey}, append([]func(*config.Config){passthroughMode}, mutate...)...)
+	e := startWith(t, gatewaytest.Options{Upstream: up, UpstreamKey: upstreamSecretKey}, append([]func(*config.Config){passthroughMode}, mutate...)...)
 	t.Cleanup(func() {
 		for authz := range up.authorizations() {
 			// Only what callers sent ("Bearer sk-CALLER-..."); never no
@@ -864,7 +755,7 @@ func TestPassthroughWatchIsolation(t *testing.T) {
 
 	expect("A", "snapshot", 0, false)
 	expect("B", "snapshot", 0, false)
-	if st := e.gw.HubStats(); st.Pollers != 2 {
+	if st := e.GW.HubStats(); st.Pollers != 2 {
 		t.Fatalf("hub stats %+v, want one poller per key", st)
 	}
 
@@ -899,7 +790,7 @@ func TestPassthroughWatchIsolation(t *testing.T) {
 		}
 		byOwner[c.owner].rest.end(t)
 	}
-	waitFor(t, "the pollers to stop", func() bool { return e.gw.HubStats().Pollers == 0 })
+	waitFor(t, "the pollers to stop", func() bool { return e.GW.HubStats().Pollers == 0 })
 }
 
 // watchAs opens a gRPC watch with an authorization value.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/batchgate/batchgate/internal/gatewaytest"
 	"github.com/batchgate/batchgate/internal/simulator"
 )
 
@@ -21,7 +22,7 @@ func TestCallRecordPerTransport(t *testing.T) {
 	t.Parallel()
 	var logs syncBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e := startE2E(t, e2eOptions{log: log}, keyMode(writeTokens(t, "", "alice "+tokAlice, "bob "+tokBob)), fastWatch, quietHeartbeat)
+	e := startWith(t, gatewaytest.Options{Log: log}, keyMode(writeTokens(t, "", "alice "+tokAlice, "bob "+tokBob)), fastWatch, quietHeartbeat)
 
 	if o := grpcGet(t, e, bearer(tokAlice), simulator.DemoCompleted); !o.ok() {
 		t.Fatalf("gRPC GetBatch: %+v", o)
@@ -103,7 +104,7 @@ func TestCallRecordPerTransport(t *testing.T) {
 		t.Errorf("%d auth rejection lines, want 1 (one Authenticate per REST request): %v", len(rejections), rejections)
 	}
 
-	fams := scrape(t, e.baseURL)
+	fams := scrape(t, e.BaseURL)
 	for _, tc := range []struct {
 		transport string
 		want      map[string]float64

@@ -4,20 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
@@ -26,6 +21,7 @@ import (
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/config"
 	"github.com/batchgate/batchgate/internal/gateway"
+	"github.com/batchgate/batchgate/internal/gatewaytest"
 	"github.com/batchgate/batchgate/internal/simulator"
 )
 
@@ -33,73 +29,27 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-const testKey = "sk-test-upstream-key"
+const testKey = gatewaytest.Key
 
-// env is one gateway fronting one simulator, both on ephemeral loopback
-// ports, with a gRPC client and an HTTP base URL.
-type env struct {
-	sim      *simulator.Simulator
-	upstream *httptest.Server
-	gw       *gateway.Gateway
-	client   batchv1.BatchServiceClient
-	conn     *grpc.ClientConn
-	baseURL  string
-	// stop shuts the gateway down and waits for Serve to return; it is
-	// idempotent and also runs at cleanup.
-	stop func()
-}
+// env is a gateway started by gatewaytest.Start: one gateway fronting one
+// simulator (or the test's own upstream), both on ephemeral loopback
+// ports, with a gRPC client, an HTTP client and the HTTP base URL.
+type env struct{ *gatewaytest.Env }
 
+// e2e is env under the name the end-to-end files use.
+type e2e = env
+
+// start starts a gateway in front of a simulator that takes testKey;
+// mutate changes the config (Auth "none" until then).
 func start(t *testing.T, mutate ...func(*config.Config)) *env {
 	t.Helper()
-	return startSim(t, simulator.Options{}, mutate...)
+	return startWith(t, gatewaytest.Options{}, mutate...)
 }
 
-// startSim is start with simulator options (its APIKey is always testKey).
-func startSim(t *testing.T, simOpts simulator.Options, mutate ...func(*config.Config)) *env {
+// startWith is start with the options of o.
+func startWith(t *testing.T, o gatewaytest.Options, mutate ...func(*config.Config)) *env {
 	t.Helper()
-	simOpts.APIKey = testKey
-	sim := simulator.New(simOpts)
-	up := httptest.NewServer(sim)
-	t.Cleanup(up.Close)
-
-	cfg := config.Defaults()
-	cfg.Auth = "none"
-	cfg.UpstreamURL = up.URL
-	cfg.UpstreamAPIKey = testKey
-	cfg.GRPCAddr = "127.0.0.1:0"
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.ShutdownTimeout = 5 * time.Second
-	for _, f := range mutate {
-		f(&cfg)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	g, err := gateway.New(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		cancel()
-		t.Fatalf("gateway.New: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- g.Serve(ctx) }()
-
-	conn, err := grpc.NewClient(g.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatalf("grpc.NewClient: %v", err)
-	}
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		})
-	}
-	t.Cleanup(func() {
-		_ = conn.Close()
-		stop()
-	})
-	return &env{sim: sim, upstream: up, gw: g, client: batchv1.NewBatchServiceClient(conn), conn: conn,
-		baseURL: "http://" + g.HTTPAddr().String(), stop: stop}
+	return &env{gatewaytest.Start(t, o, mutate...)}
 }
 
 func getJSON(t *testing.T, url string, header http.Header) (int, http.Header, map[string]any) {
@@ -145,7 +95,7 @@ func TestGetBatchGRPC(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.id, func(t *testing.T) {
 			t.Parallel()
-			resp, err := e.client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: tt.id})
+			resp, err := e.Client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: tt.id})
 			if err != nil {
 				t.Fatalf("GetBatch: %v", err)
 			}
@@ -175,8 +125,8 @@ func TestGetBatchRESTMatchesUpstream(t *testing.T) {
 	for _, id := range []string{simulator.DemoCompleted, simulator.DemoFailed, simulator.DemoExpired, simulator.DemoCancelled} {
 		t.Run(id, func(t *testing.T) {
 			t.Parallel()
-			upCode, _, want := getJSON(t, e.upstream.URL+"/v1/batches/"+id, auth)
-			code, h, got := getJSON(t, e.baseURL+"/v1/batches/"+id, nil)
+			upCode, _, want := getJSON(t, e.Upstream.URL+"/v1/batches/"+id, auth)
+			code, h, got := getJSON(t, e.BaseURL+"/v1/batches/"+id, nil)
 			if upCode != 200 || code != 200 {
 				t.Fatalf("status upstream=%d gateway=%d", upCode, code)
 			}
@@ -243,8 +193,8 @@ func TestGetBatchErrors(t *testing.T) {
 					c.UpstreamTimeout = tt.timeout
 				}
 			})
-			e.sim.InjectFaults(tt.id, tt.faults...)
-			_, err := e.client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: tt.id})
+			e.Sim.InjectFaults(tt.id, tt.faults...)
+			_, err := e.Client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: tt.id})
 			st := status.Convert(err)
 			if st.Code() != tt.code {
 				t.Fatalf("gRPC code = %v (%v), want %v", st.Code(), err, tt.code)
@@ -260,7 +210,7 @@ func TestGetBatchErrors(t *testing.T) {
 			if path == "" {
 				path = "/v1/batches/" + tt.id
 			}
-			code, _, body := getJSON(t, e.baseURL+path, nil)
+			code, _, body := getJSON(t, e.BaseURL+path, nil)
 			if code != tt.httpStatus {
 				t.Errorf("HTTP status = %d, want %d (body %v)", code, tt.httpStatus, body)
 			}
@@ -278,7 +228,7 @@ func TestGetBatchErrors(t *testing.T) {
 			}
 			if tt.upstreamN >= 0 {
 				// Each of the two calls (gRPC, REST) makes its attempts.
-				if got := e.sim.BatchRequests(tt.id); got != tt.upstreamN {
+				if got := e.Sim.BatchRequests(tt.id); got != tt.upstreamN {
 					t.Errorf("upstream GETs for %q = %d, want %d", tt.id, got, tt.upstreamN)
 				}
 			}
@@ -289,11 +239,11 @@ func TestGetBatchErrors(t *testing.T) {
 func TestRetryAfterReachesClients(t *testing.T) {
 	t.Parallel()
 	e := start(t, func(c *config.Config) { c.UpstreamMaxAttempts = 1 })
-	e.sim.InjectFaults(simulator.DemoCompleted,
+	e.Sim.InjectFaults(simulator.DemoCompleted,
 		simulator.Fault{Status: 429, RetryAfter: "7", Type: "rate_limit_error"},
 		simulator.Fault{Status: 429, RetryAfter: "7", Type: "rate_limit_error"})
 
-	_, err := e.client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: simulator.DemoCompleted})
+	_, err := e.Client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: simulator.DemoCompleted})
 	st := status.Convert(err)
 	var delay time.Duration
 	for _, d := range st.Details() {
@@ -304,7 +254,7 @@ func TestRetryAfterReachesClients(t *testing.T) {
 	if st.Code() != codes.ResourceExhausted || delay != 7*time.Second {
 		t.Fatalf("got %v with RetryInfo %v, want ResourceExhausted with 7s", st.Code(), delay)
 	}
-	code, h, _ := getJSON(t, e.baseURL+"/v1/batches/"+simulator.DemoCompleted, nil)
+	code, h, _ := getJSON(t, e.BaseURL+"/v1/batches/"+simulator.DemoCompleted, nil)
 	if code != 429 || h.Get("Retry-After") != "7" {
 		t.Fatalf("REST: status %d Retry-After %q, want 429 and 7", code, h.Get("Retry-After"))
 	}
@@ -313,15 +263,15 @@ func TestRetryAfterReachesClients(t *testing.T) {
 func TestTransientFaultsAreRetried(t *testing.T) {
 	t.Parallel()
 	e := start(t)
-	e.sim.InjectFaults(simulator.DemoCompleted, simulator.Fault{Status: 503}, simulator.Fault{Status: 429, RetryAfter: "0"})
-	resp, err := e.client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: simulator.DemoCompleted})
+	e.Sim.InjectFaults(simulator.DemoCompleted, simulator.Fault{Status: 503}, simulator.Fault{Status: 429, RetryAfter: "0"})
+	resp, err := e.Client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: simulator.DemoCompleted})
 	if err != nil {
 		t.Fatalf("GetBatch after a 503 and a 429: %v", err)
 	}
 	if resp.GetBatch().GetStatus() != batchv1.BatchStatus_BATCH_STATUS_COMPLETED {
 		t.Fatalf("status = %v", resp.GetBatch().GetStatus())
 	}
-	if n := e.sim.BatchRequests(simulator.DemoCompleted); n != 3 {
+	if n := e.Sim.BatchRequests(simulator.DemoCompleted); n != 3 {
 		t.Fatalf("upstream GETs = %d, want 3", n)
 	}
 }
@@ -329,7 +279,7 @@ func TestTransientFaultsAreRetried(t *testing.T) {
 func TestRoutingErrorsUseEnvelope(t *testing.T) {
 	t.Parallel()
 	e := start(t)
-	code, _, body := getJSON(t, e.baseURL+"/v1/nothing-here", nil)
+	code, _, body := getJSON(t, e.BaseURL+"/v1/nothing-here", nil)
 	if code != 404 {
 		t.Fatalf("status = %d, want 404", code)
 	}
@@ -337,7 +287,7 @@ func TestRoutingErrorsUseEnvelope(t *testing.T) {
 		t.Fatalf("no envelope: %v", body)
 	}
 	for _, ct := range []string{"application/json", "application/x-www-form-urlencoded"} {
-		resp, err := http.Post(e.baseURL+"/v1/batches/"+simulator.DemoCompleted, ct, strings.NewReader("{}"))
+		resp, err := http.Post(e.BaseURL+"/v1/batches/"+simulator.DemoCompleted, ct, strings.NewReader("{}"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -351,7 +301,7 @@ func TestRoutingErrorsUseEnvelope(t *testing.T) {
 func TestHealthAndReflection(t *testing.T) {
 	t.Parallel()
 	e := start(t)
-	hc := healthpb.NewHealthClient(e.conn)
+	hc := healthpb.NewHealthClient(e.Conn)
 	for _, svc := range []string{"", "batch.v1.BatchService"} {
 		resp, err := hc.Check(t.Context(), &healthpb.HealthCheckRequest{Service: svc})
 		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
@@ -359,7 +309,7 @@ func TestHealthAndReflection(t *testing.T) {
 		}
 	}
 	for _, path := range []string{"/healthz", "/readyz"} {
-		resp, err := http.Get(e.baseURL + path)
+		resp, err := http.Get(e.BaseURL + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -369,7 +319,7 @@ func TestHealthAndReflection(t *testing.T) {
 		}
 	}
 
-	stream, err := reflectionpb.NewServerReflectionClient(e.conn).ServerReflectionInfo(t.Context())
+	stream, err := reflectionpb.NewServerReflectionClient(e.Conn).ServerReflectionInfo(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -446,10 +396,10 @@ func TestHugeGRPCMetadataRefused(t *testing.T) {
 	t.Parallel()
 	e := start(t)
 	ctx := metadata.AppendToOutgoingContext(t.Context(), "x-junk", strings.Repeat("a", 100<<10))
-	if _, err := e.client.GetBatch(ctx, &batchv1.GetBatchRequest{BatchId: simulator.DemoCompleted}); err == nil {
+	if _, err := e.Client.GetBatch(ctx, &batchv1.GetBatchRequest{BatchId: simulator.DemoCompleted}); err == nil {
 		t.Fatal("a 100 KiB header list was accepted")
 	}
-	if _, err := e.client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: simulator.DemoCompleted}); err != nil {
+	if _, err := e.Client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: simulator.DemoCompleted}); err != nil {
 		t.Fatalf("the gateway stopped serving: %v", err)
 	}
 }
@@ -466,7 +416,7 @@ func TestHeadIsGetWithoutBody(t *testing.T) {
 		{"/v1/batches/" + simulator.DemoCompleted + "/watch", http.StatusMethodNotAllowed},
 	}
 	for _, tt := range tests {
-		resp, err := http.Head(e.baseURL + tt.path)
+		resp, err := http.Head(e.BaseURL + tt.path)
 		if err != nil {
 			t.Fatal(err)
 		}

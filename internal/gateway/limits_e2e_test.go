@@ -17,6 +17,7 @@ import (
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/config"
+	"github.com/batchgate/batchgate/internal/gatewaytest"
 	"github.com/batchgate/batchgate/internal/limit"
 	"github.com/batchgate/batchgate/internal/simulator"
 )
@@ -141,7 +142,7 @@ func eventuallyWatch(t *testing.T, e *e2e, authz string) *watcher {
 // not counted, and a closed stream frees the slot.
 func TestWatchersPerCaller(t *testing.T) {
 	t.Parallel()
-	e := startE2E(t, e2eOptions{}, threeCallers(t), slowPolls, quietHeartbeat, func(c *config.Config) {
+	e := startWith(t, gatewaytest.Options{}, threeCallers(t), slowPolls, quietHeartbeat, func(c *config.Config) {
 		c.MaxWatchersPerCaller = 1
 	})
 	alice, bob := bearer(tokAlice), bearer(tokBob)
@@ -171,7 +172,7 @@ func TestWatchersPerCaller(t *testing.T) {
 // refused with a hint to retry, until a stream closes.
 func TestWatchersTotal(t *testing.T) {
 	t.Parallel()
-	e := startE2E(t, e2eOptions{}, threeCallers(t), slowPolls, quietHeartbeat, func(c *config.Config) {
+	e := startWith(t, gatewaytest.Options{}, threeCallers(t), slowPolls, quietHeartbeat, func(c *config.Config) {
 		c.MaxWatchers = 2
 		c.MaxWatchersPerCaller = 0
 	})
@@ -191,7 +192,7 @@ func TestCallerRate(t *testing.T) {
 	t.Parallel()
 	type call func(t *testing.T, e *e2e, authz string) (outcome, error)
 	grpcCall := func(t *testing.T, e *e2e, authz string) (outcome, error) {
-		_, err := e.client.GetBatch(withAuthz(t.Context(), authz), &batchv1.GetBatchRequest{BatchId: simulator.DemoCompleted})
+		_, err := e.Client.GetBatch(withAuthz(t.Context(), authz), &batchv1.GetBatchRequest{BatchId: simulator.DemoCompleted})
 		return outcome{code: status.Code(err)}, err
 	}
 	restCall := func(t *testing.T, e *e2e, authz string) (outcome, error) {
@@ -200,7 +201,7 @@ func TestCallerRate(t *testing.T) {
 	grpcWatch := func(t *testing.T, e *e2e, authz string) (outcome, error) {
 		ctx, cancel := context.WithCancel(withAuthz(t.Context(), authz))
 		defer cancel()
-		s, err := e.client.WatchBatch(ctx, &batchv1.WatchBatchRequest{BatchId: simulator.DemoCompleted})
+		s, err := e.Client.WatchBatch(ctx, &batchv1.WatchBatchRequest{BatchId: simulator.DemoCompleted})
 		if err == nil {
 			_, err = s.Recv()
 		}
@@ -212,7 +213,7 @@ func TestCallerRate(t *testing.T) {
 	}{{"grpc GetBatch", grpcCall}, {"rest GetBatch", restCall}, {"grpc WatchBatch", grpcWatch}} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			e := startE2E(t, e2eOptions{}, threeCallers(t), func(c *config.Config) { c.CallerRPS = 1 })
+			e := startWith(t, gatewaytest.Options{}, threeCallers(t), func(c *config.Config) { c.CallerRPS = 1 })
 			alice := bearer(tokAlice)
 			// The bucket starts full with two tokens: two calls pass.
 			for i := range 2 {
@@ -241,7 +242,7 @@ func TestCallerRate(t *testing.T) {
 				t.Fatalf("bob's first call: %+v %v", o, err)
 			}
 			for range 5 {
-				if _, err := healthpb.NewHealthClient(e.conn).Check(withAuthz(t.Context(), alice), &healthpb.HealthCheckRequest{}); err != nil {
+				if _, err := healthpb.NewHealthClient(e.Conn).Check(withAuthz(t.Context(), alice), &healthpb.HealthCheckRequest{}); err != nil {
 					t.Fatalf("health check of a rate-limited caller: %v", err)
 				}
 				if resp, _ := restRequest(t, e, http.MethodGet, "/readyz", alice, nil, nil); resp.StatusCode != http.StatusOK {
@@ -257,7 +258,7 @@ func TestCallerRate(t *testing.T) {
 // serving.
 func TestRequestSizeLimits(t *testing.T) {
 	t.Parallel()
-	e := startE2E(t, e2eOptions{}, threeCallers(t))
+	e := startWith(t, gatewaytest.Options{}, threeCallers(t))
 	alice := bearer(tokAlice)
 	huge := strings.Repeat("b", 70_000)
 	// Headers are capped at 64 KiB, give or take the server's read
@@ -265,13 +266,13 @@ func TestRequestSizeLimits(t *testing.T) {
 	hugeHeader := strings.Repeat("h", 200_000)
 
 	t.Run("grpc GetBatch", func(t *testing.T) {
-		_, err := e.client.GetBatch(withAuthz(t.Context(), alice), &batchv1.GetBatchRequest{BatchId: huge})
+		_, err := e.Client.GetBatch(withAuthz(t.Context(), alice), &batchv1.GetBatchRequest{BatchId: huge})
 		if status.Code(err) != codes.ResourceExhausted {
 			t.Fatalf("GetBatch with a 70 KB id: %v, want ResourceExhausted", err)
 		}
 	})
 	t.Run("grpc WatchBatch", func(t *testing.T) {
-		s, err := e.client.WatchBatch(withAuthz(t.Context(), alice), &batchv1.WatchBatchRequest{BatchId: huge})
+		s, err := e.Client.WatchBatch(withAuthz(t.Context(), alice), &batchv1.WatchBatchRequest{BatchId: huge})
 		if err == nil {
 			_, err = s.Recv()
 		}
@@ -282,14 +283,14 @@ func TestRequestSizeLimits(t *testing.T) {
 	t.Run("grpc unauthenticated", func(t *testing.T) {
 		// The size check comes first: no token, still ResourceExhausted,
 		// and the message is never read into the handler.
-		_, err := e.client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: huge})
+		_, err := e.Client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: huge})
 		if status.Code(err) != codes.ResourceExhausted {
 			t.Fatalf("GetBatch with a 70 KB id and no token: %v, want ResourceExhausted", err)
 		}
 	})
 	t.Run("grpc just under the limit", func(t *testing.T) {
 		// A large id that fits is refused by the id check, not the size.
-		_, err := e.client.GetBatch(withAuthz(t.Context(), alice), &batchv1.GetBatchRequest{BatchId: huge[:60_000]})
+		_, err := e.Client.GetBatch(withAuthz(t.Context(), alice), &batchv1.GetBatchRequest{BatchId: huge[:60_000]})
 		if status.Code(err) != codes.InvalidArgument {
 			t.Fatalf("GetBatch with a 60 KB id: %v, want InvalidArgument", err)
 		}
@@ -379,7 +380,7 @@ func TestCORS(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			e := startE2E(t, e2eOptions{}, threeCallers(t), func(c *config.Config) { c.CORSOrigins = tt.origins })
+			e := startWith(t, gatewaytest.Options{}, threeCallers(t), func(c *config.Config) { c.CORSOrigins = tt.origins })
 			path := "/v1/batches/" + simulator.DemoCompleted
 
 			pre, _ := restRequest(t, e, http.MethodOptions, path, "", http.Header{

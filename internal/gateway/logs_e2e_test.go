@@ -21,6 +21,7 @@ import (
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/config"
+	"github.com/batchgate/batchgate/internal/gatewaytest"
 	"github.com/batchgate/batchgate/internal/simulator"
 )
 
@@ -72,9 +73,9 @@ func (lt *logTraffic) grpcUnary(what, authz, id, reqID string, want codes.Code, 
 	method := batchv1.BatchService_GetBatch_FullMethodName
 	if id == "" {
 		method = healthpb.Health_Check_FullMethodName
-		_, err = healthpb.NewHealthClient(lt.e.conn).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Header(&md))
+		_, err = healthpb.NewHealthClient(lt.e.Conn).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Header(&md))
 	} else {
-		_, err = lt.e.client.GetBatch(ctx, &batchv1.GetBatchRequest{BatchId: id}, grpc.Header(&md))
+		_, err = lt.e.Client.GetBatch(ctx, &batchv1.GetBatchRequest{BatchId: id}, grpc.Header(&md))
 	}
 	st := status.Convert(err)
 	if st.Code() != want {
@@ -112,7 +113,7 @@ func (lt *logTraffic) grpcWatch(what, authz, id string, want codes.Code, who str
 	t.Helper()
 	ctx, cancel := context.WithCancel(withAuthz(t.Context(), authz))
 	t.Cleanup(cancel)
-	stream, err := lt.e.client.WatchBatch(ctx, &batchv1.WatchBatchRequest{BatchId: id})
+	stream, err := lt.e.Client.WatchBatch(ctx, &batchv1.WatchBatchRequest{BatchId: id})
 	if err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
@@ -132,18 +133,7 @@ func (lt *logTraffic) grpcWatch(what, authz, id string, want codes.Code, who str
 	if err != nil || ev.GetType() != batchv1.WatchEventType_WATCH_EVENT_TYPE_SNAPSHOT {
 		t.Fatalf("%s: %v, %v; want a snapshot", what, ev, err)
 	}
-	w = &watcher{events: make(chan *batchv1.WatchBatchResponse, 64), done: make(chan error, 1), cancel: cancel}
-	go func() {
-		for {
-			ev, err := stream.Recv()
-			if err != nil {
-				w.done <- err
-				return
-			}
-			w.events <- ev
-		}
-	}()
-	return w, func(code codes.Code) {
+	return pumpWatch(stream, cancel), func(code codes.Code) {
 		r.code = code.String()
 		lt.add(r)
 	}
@@ -207,15 +197,15 @@ func TestLogsNoSecretsAndOneLinePerRequest(t *testing.T) {
 			log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			long := longCredential + strings.Repeat("L", 5000)
 			secrets := []string{upstreamSecretKey, tt.c1, tt.c2, long}
-			opts := e2eOptions{upstreamKey: upstreamSecretKey, log: log}
+			opts := gatewaytest.Options{UpstreamKey: upstreamSecretKey, Log: log}
 			mode := func(c *config.Config) { c.Auth = "passthrough" }
 			if tt.mode == "key" {
 				secrets = append(secrets, tt.bad)
 				mode = keyMode(writeTokens(t, "", "alice "+tokAlice, "bob "+tokBob))
 			} else {
-				opts.simAnyKey = true
+				opts.SimAnyKey = true
 			}
-			e := startE2E(t, opts, mode, fastWatch, quietHeartbeat)
+			e := startWith(t, opts, mode, fastWatch, quietHeartbeat)
 			lt := &logTraffic{t: t, e: e}
 			a, b := bearer(tt.c1), bearer(tt.c2)
 			// An upstream 401 whose body echoes the key it was sent, as
@@ -228,7 +218,7 @@ func TestLogsNoSecretsAndOneLinePerRequest(t *testing.T) {
 			if tt.mode == "passthrough" {
 				upKey1, upKey2 = tt.c1, tt.c2
 			}
-			fresh := func() string { return e.sim.Create(simulator.CreateRequest{InputFileID: "file_in"}).ID }
+			fresh := func() string { return e.Sim.Create(simulator.CreateRequest{InputFileID: "file_in"}).ID }
 
 			lt.grpcUnary("grpc ok", a, simulator.DemoCompleted, "", codes.OK, "1")
 			lt.grpcUnary("grpc no credential", "", simulator.DemoCompleted, "", codes.Unauthenticated, "-")
@@ -254,22 +244,22 @@ func TestLogsNoSecretsAndOneLinePerRequest(t *testing.T) {
 
 			// Upstream failures.
 			id := fresh()
-			e.sim.InjectFaults(id, echo(upKey1))
+			e.Sim.InjectFaults(id, echo(upKey1))
 			lt.grpcUnary("grpc upstream 401 echoing the key", a, id, "", codes.Unauthenticated, "1")
 			id = fresh()
-			e.sim.InjectFaults(id, echo(upKey2))
+			e.Sim.InjectFaults(id, echo(upKey2))
 			lt.rest("rest upstream 401 echoing the key", "/v1/batches/"+id, b, "", http.StatusUnauthorized, "2")
 			id = fresh()
-			e.sim.InjectFaults(id, simulator.Fault{Status: http.StatusTooManyRequests, RetryAfter: "3"})
+			e.Sim.InjectFaults(id, simulator.Fault{Status: http.StatusTooManyRequests, RetryAfter: "3"})
 			lt.grpcUnary("grpc upstream 429", a, id, "", codes.ResourceExhausted, "1")
 			id = fresh()
-			e.sim.InjectFaults(id, simulator.Fault{Status: http.StatusTooManyRequests, RetryAfter: "3"})
+			e.Sim.InjectFaults(id, simulator.Fault{Status: http.StatusTooManyRequests, RetryAfter: "3"})
 			lt.rest("rest upstream 429", "/v1/batches/"+id, b, "", http.StatusTooManyRequests, "2")
 			id = fresh()
-			e.sim.InjectFaults(id, simulator.Fault{Status: http.StatusServiceUnavailable})
+			e.Sim.InjectFaults(id, simulator.Fault{Status: http.StatusServiceUnavailable})
 			lt.grpcUnary("grpc upstream 503", b, id, "", codes.Unavailable, "2")
 			id = fresh()
-			e.sim.InjectFaults(id, simulator.Fault{Status: http.StatusServiceUnavailable})
+			e.Sim.InjectFaults(id, simulator.Fault{Status: http.StatusServiceUnavailable})
 			lt.rest("rest upstream 503", "/v1/batches/"+id, a, "", http.StatusServiceUnavailable, "1")
 			lt.grpcUnary("grpc unknown batch", b, "batch_nope", "", codes.NotFound, "2")
 			lt.rest("rest invalid id", "/v1/batches/bad.id", a, "", http.StatusBadRequest, "1")
@@ -293,7 +283,7 @@ func TestLogsNoSecretsAndOneLinePerRequest(t *testing.T) {
 			lt.restWatch("rest watch no credential", "", simulator.DemoValidating, http.StatusUnauthorized, "-")
 			id = fresh()
 			w, done = lt.grpcWatch("grpc watch ended by an upstream 401", b, id, codes.OK, "2")
-			e.sim.InjectFaults(id, echo(upKey2))
+			e.Sim.InjectFaults(id, echo(upKey2))
 			st := w.end(t)
 			if st.Code() != codes.Unauthenticated {
 				t.Errorf("watch after an upstream 401 ended with %v", st)
@@ -303,7 +293,7 @@ func TestLogsNoSecretsAndOneLinePerRequest(t *testing.T) {
 			openW, openDone := lt.grpcWatch("grpc watch open at shutdown", a, simulator.DemoProgress, codes.OK, "1")
 			openRW := lt.restWatch("rest watch open at shutdown", b, simulator.DemoProgress, http.StatusOK, "2")
 
-			e.stop()
+			e.Stop()
 			if st := openW.end(t); st.Code() != codes.Unavailable {
 				t.Errorf("watch open at shutdown ended with %v", st)
 			}

@@ -17,6 +17,7 @@ import (
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/config"
+	"github.com/batchgate/batchgate/internal/gatewaytest"
 	"github.com/batchgate/batchgate/internal/simulator"
 )
 
@@ -78,32 +79,32 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	t.Parallel()
 	e := start(t, slowPolls, quietHeartbeat)
 	for range 3 {
-		if _, err := e.client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: "batch_nope"}); err == nil {
+		if _, err := e.Client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: "batch_nope"}); err == nil {
 			t.Fatal("want NotFound")
 		}
 	}
-	if _, err := e.client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: simulator.DemoCompleted}); err != nil {
+	if _, err := e.Client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: simulator.DemoCompleted}); err != nil {
 		t.Fatal(err)
 	}
-	code, _, _ := getJSON(t, e.baseURL+"/v1/batches/"+simulator.DemoFailed, nil)
+	code, _, _ := getJSON(t, e.BaseURL+"/v1/batches/"+simulator.DemoFailed, nil)
 	if code != 200 {
 		t.Fatalf("REST GetBatch: %d", code)
 	}
-	e.sim.InjectFaults(simulator.DemoExpired, simulator.Fault{Status: 429, RetryAfter: "0"})
-	if _, err := e.client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: simulator.DemoExpired}); err != nil {
+	e.Sim.InjectFaults(simulator.DemoExpired, simulator.Fault{Status: 429, RetryAfter: "0"})
+	if _, err := e.Client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: simulator.DemoExpired}); err != nil {
 		t.Fatal(err)
 	}
 	w := e.watch(t, simulator.DemoValidating)
 	w.next(t)
 	// A REST watch, which runs in process, is labelled with its caller too.
-	resp, err := http.Get(e.baseURL + "/v1/batches/" + simulator.DemoCancelled + "/watch")
+	resp, err := http.Get(e.BaseURL + "/v1/batches/" + simulator.DemoCancelled + "/watch")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 
-	fams := scrape(t, e.baseURL)
+	fams := scrape(t, e.BaseURL)
 	tests := []struct {
 		name   string
 		labels map[string]string
@@ -216,10 +217,10 @@ func TestCallerLabelCap(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			e := startE2E(t, e2eOptions{simAnyKey: true}, tt.mode, slowPolls)
+			e := startWith(t, gatewaytest.Options{SimAnyKey: true}, tt.mode, slowPolls)
 			for _, tok := range tokens {
 				// An invalid id: answered without an upstream call.
-				_, err := e.client.GetBatch(withAuthz(t.Context(), bearer(tok)), &batchv1.GetBatchRequest{BatchId: "bad id"})
+				_, err := e.Client.GetBatch(withAuthz(t.Context(), bearer(tok)), &batchv1.GetBatchRequest{BatchId: "bad id"})
 				if status.Code(err) != codes.InvalidArgument {
 					t.Fatalf("GetBatch: %v, want InvalidArgument", err)
 				}
@@ -227,7 +228,7 @@ func TestCallerLabelCap(t *testing.T) {
 			// The server counts a call just after its answer: wait for all.
 			var counts map[string]float64
 			for deadline := time.Now().Add(waitLimit); ; time.Sleep(10 * time.Millisecond) {
-				counts = callerCounts(scrape(t, e.baseURL), "grpc")
+				counts = callerCounts(scrape(t, e.BaseURL), "grpc")
 				sum := 0.0
 				for _, n := range counts {
 					sum += n

@@ -109,8 +109,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 	}
 	health := newUpstreamHealth(client)
 	g.hub = watch.New(health, hubOptions(cfg, log))
-	g.tel.RegisterHub(func() telemetry.HubStats { return telemetry.HubStats(g.hub.Stats()) })
-	g.tel.RegisterUpstream(func() telemetry.UpstreamStats { return telemetry.UpstreamStats(client.Stats()) })
+	g.tel.RegisterHub(g.hub.Stats)
+	g.tel.RegisterUpstream(client.Stats)
 	svc := service.New(g.hub, service.Options{
 		Heartbeat:  cfg.WatchHeartbeat,
 		MaxAge:     cfg.WatchMaxAge,
@@ -254,9 +254,6 @@ func pollContext(ctx context.Context, _ watch.Key) context.Context {
 	return upstream.WithAPIKeyFrom(context.Background(), ctx)
 }
 
-// HubStats returns the shared pollers' counters.
-func (g *Gateway) HubStats() watch.Stats { return g.hub.Stats() }
-
 // close releases what New started, for a New that failed.
 func (g *Gateway) close() {
 	if g.hub != nil {
@@ -283,15 +280,6 @@ func (g *Gateway) GRPCAddr() net.Addr { return g.server.GRPCAddr() }
 
 // HTTPAddr returns the bound HTTP address.
 func (g *Gateway) HTTPAddr() net.Addr { return g.server.HTTPAddr() }
-
-// DemoBatchIDs returns the simulator's demo batch ids, or nil outside demo
-// mode.
-func (g *Gateway) DemoBatchIDs() []string {
-	if g.demo == nil {
-		return nil
-	}
-	return g.demo.sim.DemoBatchIDs()
-}
 
 // Serve serves until ctx is done, then shuts down gracefully (see
 // Server.Serve): it ends every watch stream at once, lets unary calls in

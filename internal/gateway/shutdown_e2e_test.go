@@ -13,6 +13,7 @@ import (
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/apierr"
 	"github.com/batchgate/batchgate/internal/config"
+	"github.com/batchgate/batchgate/internal/gatewaytest"
 	"github.com/batchgate/batchgate/internal/wire"
 )
 
@@ -58,14 +59,14 @@ func TestShutdownFinishesGetBatchInFlight(t *testing.T) {
 		get  func(t *testing.T, e *e2e) result
 	}{
 		{"grpc", func(t *testing.T, e *e2e) result {
-			resp, err := e.client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: slowID})
+			resp, err := e.Client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: slowID})
 			if err != nil {
 				return result{err: err.Error()}
 			}
 			return result{id: resp.GetBatch().GetId()}
 		}},
 		{"rest", func(t *testing.T, e *e2e) result {
-			resp, err := e.http.Get(e.baseURL + "/v1/batches/" + slowID)
+			resp, err := e.HTTP.Get(e.BaseURL + "/v1/batches/" + slowID)
 			if err != nil {
 				return result{err: err.Error()}
 			}
@@ -85,7 +86,7 @@ func TestShutdownFinishesGetBatchInFlight(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			up := &slowUpstream{arrived: make(chan struct{}, 1), release: make(chan struct{})}
-			e := startE2E(t, e2eOptions{upstream: up}, slowPolls, quietHeartbeat,
+			e := startWith(t, gatewaytest.Options{Upstream: up}, slowPolls, quietHeartbeat,
 				func(c *config.Config) { c.ShutdownTimeout = time.Minute })
 			w := e.watch(t, "batch_watched")
 			w.next(t)
@@ -99,7 +100,7 @@ func TestShutdownFinishesGetBatchInFlight(t *testing.T) {
 			}
 
 			stopped := make(chan struct{})
-			go func() { defer close(stopped); e.stop() }()
+			go func() { defer close(stopped); e.Stop() }()
 			// The watch ending says shutdown has begun ending streams.
 			st := w.end(t)
 			if info := errorInfo(st); st.Code() != codes.Unavailable || info.GetReason() != apierr.ReasonShuttingDown {

@@ -29,6 +29,7 @@ import (
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/config"
 	"github.com/batchgate/batchgate/internal/gateway"
+	"github.com/batchgate/batchgate/internal/gatewaytest"
 	"github.com/batchgate/batchgate/internal/simulator"
 )
 
@@ -160,22 +161,22 @@ func TestTLS(t *testing.T) {
 			if mtls {
 				certs = []tls.Certificate{client}
 			}
-			e := startE2E(t, e2eOptions{dial: []grpc.DialOption{grpcTLS(ca.pool, certs...)}, httpClient: httpsClient(ca.pool, certs...)},
+			e := startWith(t, gatewaytest.Options{Dial: []grpc.DialOption{grpcTLS(ca.pool, certs...)}, HTTPClient: httpsClient(ca.pool, certs...)},
 				func(c *config.Config) {
 					c.TLSCert, c.TLSKey = certFile, keyFile
 					if mtls {
 						c.TLSClientCA = caFile
 					}
 				})
-			addr := e.gw.GRPCAddr().String()
+			addr := e.GW.GRPCAddr().String()
 
 			t.Run("grpc client trusting the CA", func(t *testing.T) {
 				t.Parallel()
-				resp, err := e.client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: simulator.DemoCompleted})
+				resp, err := e.Client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: simulator.DemoCompleted})
 				if err != nil || resp.GetBatch().GetId() != simulator.DemoCompleted {
 					t.Fatalf("GetBatch over TLS: %v, %v", resp, err)
 				}
-				h, err := healthpb.NewHealthClient(e.conn).Check(t.Context(), &healthpb.HealthCheckRequest{})
+				h, err := healthpb.NewHealthClient(e.Conn).Check(t.Context(), &healthpb.HealthCheckRequest{})
 				if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 					t.Fatalf("health over TLS: %v, %v", h, err)
 				}
@@ -214,7 +215,7 @@ func TestTLS(t *testing.T) {
 			})
 			t.Run("plaintext http client", func(t *testing.T) {
 				t.Parallel()
-				resp, err := http.Get("http://" + e.gw.HTTPAddr().String() + "/v1/batches/" + simulator.DemoCompleted)
+				resp, err := http.Get("http://" + e.GW.HTTPAddr().String() + "/v1/batches/" + simulator.DemoCompleted)
 				if err == nil {
 					resp.Body.Close()
 					// Go's TLS server answers plain HTTP with a 400.
@@ -274,7 +275,7 @@ func expectHTTPSRefused(t *testing.T, e *e2e, hc *http.Client) {
 	ctx, cancel := context.WithTimeout(t.Context(), restWatchGuard)
 	defer cancel()
 	for _, path := range []string{"/readyz", "/v1/batches/" + simulator.DemoCompleted} {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.baseURL+path, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.BaseURL+path, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

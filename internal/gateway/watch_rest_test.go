@@ -34,7 +34,7 @@ func restWatch(t *testing.T, e *env, id, accept string) (*http.Response, *bufio.
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), restWatchGuard)
 	t.Cleanup(cancel)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.baseURL+"/v1/batches/"+id+"/watch", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.BaseURL+"/v1/batches/"+id+"/watch", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func restWatch(t *testing.T, e *env, id, accept string) (*http.Response, *bufio.
 // newline.
 func restGetRaw(t *testing.T, e *env, id string) []byte {
 	t.Helper()
-	resp, err := http.Get(e.baseURL + "/v1/batches/" + id)
+	resp, err := http.Get(e.BaseURL + "/v1/batches/" + id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,9 +171,9 @@ func TestRESTWatchChange(t *testing.T) {
 	b := wire.Batch{
 		ID: id, Object: "batch", Endpoint: simulator.SupportedEndpoint, Status: simulator.StatusInProgress,
 		InputFileID: "file_in", CompletionWindow: simulator.SupportedCompletionWindow,
-		RequestCounts: &wire.RequestCounts{Total: 10, Completed: 3}, CreatedAt: wire.Ptr[wire.Int](1710000000),
+		RequestCounts: &wire.RequestCounts{Total: 10, Completed: 3}, CreatedAt: new(wire.Int(1710000000)),
 	}
-	e.sim.Put(b)
+	e.Sim.Put(b)
 
 	resp, br := restWatch(t, e, id, "")
 	if resp.StatusCode != http.StatusOK {
@@ -188,7 +188,7 @@ func TestRESTWatchChange(t *testing.T) {
 	completed := wire.Int(1710000600)
 	b.Status, b.OutputFileID, b.CompletedAt = simulator.StatusCompleted, &out, &completed
 	b.RequestCounts.Completed = 10
-	e.sim.Put(b)
+	e.Sim.Put(b)
 
 	ev := restNextLine(t, br)
 	if ev.Type != "change" || ev.Sequence != "2" || !ev.Terminal {
@@ -253,7 +253,7 @@ func TestRESTWatchShutdown(t *testing.T) {
 				if ev := restNextLine(t, br); ev.Type != "snapshot" {
 					t.Fatalf("first event %+v", ev)
 				}
-				go func() { defer close(stopped); e.stop() }()
+				go func() { defer close(stopped); e.Stop() }()
 				var ev restEvent
 				for ev = restNextLine(t, br); ev.Type == "change"; ev = restNextLine(t, br) {
 				}
@@ -264,7 +264,7 @@ func TestRESTWatchShutdown(t *testing.T) {
 				if ev := restNextSSE(t, br); ev["event"] != "snapshot" {
 					t.Fatalf("first event %v", ev)
 				}
-				go func() { defer close(stopped); e.stop() }()
+				go func() { defer close(stopped); e.Stop() }()
 				ev := restNextSSE(t, br)
 				for ev["event"] == "change" {
 					ev = restNextSSE(t, br)

@@ -15,7 +15,9 @@ import (
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/apierr"
 	"github.com/batchgate/batchgate/internal/config"
+	"github.com/batchgate/batchgate/internal/gatewaytest"
 	"github.com/batchgate/batchgate/internal/simulator"
+	"github.com/batchgate/batchgate/internal/testutil"
 )
 
 // clock is a settable clock for the simulator: batches move only when a
@@ -55,24 +57,19 @@ func (e *env) watch(t *testing.T, id string) *watcher {
 func (e *env) watchCtx(t *testing.T, parent context.Context, id string) *watcher {
 	t.Helper()
 	ctx, cancel := context.WithCancel(parent)
-	stream, err := e.client.WatchBatch(ctx, &batchv1.WatchBatchRequest{BatchId: id})
+	stream, err := e.Client.WatchBatch(ctx, &batchv1.WatchBatchRequest{BatchId: id})
 	if err != nil {
 		cancel()
 		t.Fatalf("WatchBatch: %v", err)
 	}
-	w := &watcher{events: make(chan *batchv1.WatchBatchResponse, 64), done: make(chan error, 1), cancel: cancel}
-	go func() {
-		for {
-			ev, err := stream.Recv()
-			if err != nil {
-				w.done <- err
-				return
-			}
-			w.events <- ev
-		}
-	}()
 	t.Cleanup(cancel)
-	return w
+	return pumpWatch(stream, cancel)
+}
+
+// pumpWatch reads stream in the background; cancel ends its context.
+func pumpWatch(stream batchv1.BatchService_WatchBatchClient, cancel context.CancelFunc) *watcher {
+	events, done := testutil.Pump(stream, 64)
+	return &watcher{events: events, done: done, cancel: cancel}
 }
 
 const waitLimit = 10 * time.Second
@@ -155,8 +152,8 @@ func TestWatchTerminalBatch(t *testing.T) {
 func TestWatchLifecycle(t *testing.T) {
 	t.Parallel()
 	clk := newClock()
-	e := startSim(t, simulator.Options{Now: clk.Now, Phase: phase}, fastWatch, quietHeartbeat)
-	b := e.sim.Create(simulator.CreateRequest{InputFileID: "file_in"})
+	e := startWith(t, gatewaytest.Options{Sim: simulator.Options{Now: clk.Now, Phase: phase}}, fastWatch, quietHeartbeat)
+	b := e.Sim.Create(simulator.CreateRequest{InputFileID: "file_in"})
 	w := e.watch(t, b.ID)
 
 	ev := w.next(t)
@@ -169,8 +166,8 @@ func TestWatchLifecycle(t *testing.T) {
 	seq := ev.GetSequence()
 
 	// Identical polls send nothing: let the poller poll a few times.
-	before := e.sim.BatchRequests(b.ID)
-	waitFor(t, "three more polls", func() bool { return e.sim.BatchRequests(b.ID) >= before+3 })
+	before := e.Sim.BatchRequests(b.ID)
+	waitFor(t, "three more polls", func() bool { return e.Sim.BatchRequests(b.ID) >= before+3 })
 	select {
 	case ev := <-w.events:
 		t.Fatalf("an unchanged batch produced event %v", ev)
@@ -199,14 +196,14 @@ func TestWatchLifecycle(t *testing.T) {
 	if st := w.end(t); st.Code() != codes.OK {
 		t.Fatalf("stream ended with %v, want OK", st)
 	}
-	waitFor(t, "the poller to stop", func() bool { return e.gw.HubStats().Pollers == 0 })
+	waitFor(t, "the poller to stop", func() bool { return e.GW.HubStats().Pollers == 0 })
 }
 
 func TestWatchHeartbeat(t *testing.T) {
 	t.Parallel()
 	clk := newClock()
-	e := startSim(t, simulator.Options{Now: clk.Now, Phase: phase}, slowPolls, func(c *config.Config) { c.WatchHeartbeat = 20 * time.Millisecond })
-	b := e.sim.Create(simulator.CreateRequest{InputFileID: "file_in"})
+	e := startWith(t, gatewaytest.Options{Sim: simulator.Options{Now: clk.Now, Phase: phase}}, slowPolls, func(c *config.Config) { c.WatchHeartbeat = 20 * time.Millisecond })
+	b := e.Sim.Create(simulator.CreateRequest{InputFileID: "file_in"})
 	w := e.watch(t, b.ID)
 	if ev := w.next(t); ev.GetType() != batchv1.WatchEventType_WATCH_EVENT_TYPE_SNAPSHOT {
 		t.Fatalf("first event = %v", ev)
@@ -224,8 +221,8 @@ func TestWatchHeartbeat(t *testing.T) {
 func TestWatchSharedPoller(t *testing.T) {
 	t.Parallel()
 	clk := newClock()
-	e := startSim(t, simulator.Options{Now: clk.Now, Phase: phase}, fastWatch, quietHeartbeat)
-	b := e.sim.Create(simulator.CreateRequest{InputFileID: "file_in"})
+	e := startWith(t, gatewaytest.Options{Sim: simulator.Options{Now: clk.Now, Phase: phase}}, fastWatch, quietHeartbeat)
+	b := e.Sim.Create(simulator.CreateRequest{InputFileID: "file_in"})
 	const n = 25
 	ws := make([]*watcher, n)
 	for i := range ws {
@@ -235,12 +232,12 @@ func TestWatchSharedPoller(t *testing.T) {
 			t.Fatalf("watcher %d: first event %v", i, ev)
 		}
 	}
-	if st := e.gw.HubStats(); st.Pollers != 1 || st.Watchers != n {
+	if st := e.GW.HubStats(); st.Pollers != 1 || st.Watchers != n {
 		t.Fatalf("hub stats %+v, want 1 poller and %d watchers", st, n)
 	}
-	polls0, reqs0 := e.gw.HubStats().Polls, e.sim.BatchRequests(b.ID)
-	waitFor(t, "ten polls", func() bool { return e.gw.HubStats().Polls >= polls0+10 })
-	polls, reqs := e.gw.HubStats().Polls-polls0, e.sim.BatchRequests(b.ID)-reqs0
+	polls0, reqs0 := e.GW.HubStats().Polls, e.Sim.BatchRequests(b.ID)
+	waitFor(t, "ten polls", func() bool { return e.GW.HubStats().Polls >= polls0+10 })
+	polls, reqs := e.GW.HubStats().Polls-polls0, e.Sim.BatchRequests(b.ID)-reqs0
 	// Every upstream request for the batch is one poll of the one poller
 	// (give or take the poll in flight when the counters were read); naive
 	// watchers would have made n requests per interval.
@@ -270,20 +267,20 @@ func TestWatchLateJoinerNeedsNoUpstreamCall(t *testing.T) {
 	e := start(t, slowPolls, quietHeartbeat)
 	first := e.watch(t, simulator.DemoValidating)
 	a := first.next(t)
-	reqs := e.sim.BatchRequests(simulator.DemoValidating)
+	reqs := e.Sim.BatchRequests(simulator.DemoValidating)
 	late := e.watch(t, simulator.DemoValidating)
 	b := late.next(t)
-	if got := e.sim.BatchRequests(simulator.DemoValidating); got != reqs {
+	if got := e.Sim.BatchRequests(simulator.DemoValidating); got != reqs {
 		t.Fatalf("late joiner caused %d upstream requests", got-reqs)
 	}
 	if b.GetType() != batchv1.WatchEventType_WATCH_EVENT_TYPE_SNAPSHOT || b.GetBatch().GetId() != a.GetBatch().GetId() {
 		t.Fatalf("late snapshot = %v", b)
 	}
 	// GetBatch is answered from the poller's fresh result too.
-	if _, err := e.client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: simulator.DemoValidating}); err != nil {
+	if _, err := e.Client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: simulator.DemoValidating}); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.sim.BatchRequests(simulator.DemoValidating); got != reqs {
+	if got := e.Sim.BatchRequests(simulator.DemoValidating); got != reqs {
 		t.Fatalf("GetBatch of a watched batch caused %d upstream requests", got-reqs)
 	}
 }
@@ -295,15 +292,15 @@ func TestWatchCancelStopsPoller(t *testing.T) {
 	w1.next(t)
 	w2.next(t)
 	w1.cancel()
-	waitFor(t, "one watcher", func() bool { return e.gw.HubStats().Watchers == 1 })
-	if p := e.gw.HubStats().Pollers; p != 1 {
+	waitFor(t, "one watcher", func() bool { return e.GW.HubStats().Watchers == 1 })
+	if p := e.GW.HubStats().Pollers; p != 1 {
 		t.Fatalf("pollers = %d with one watcher left", p)
 	}
 	w2.cancel()
-	waitFor(t, "no poller", func() bool { st := e.gw.HubStats(); return st.Watchers == 0 && st.Pollers == 0 })
-	reqs := e.sim.BatchRequests(simulator.DemoValidating)
+	waitFor(t, "no poller", func() bool { st := e.GW.HubStats(); return st.Watchers == 0 && st.Pollers == 0 })
+	reqs := e.Sim.BatchRequests(simulator.DemoValidating)
 	time.Sleep(300 * time.Millisecond) // three poll intervals
-	if got := e.sim.BatchRequests(simulator.DemoValidating); got != reqs {
+	if got := e.Sim.BatchRequests(simulator.DemoValidating); got != reqs {
 		t.Fatalf("%d upstream requests after the last watcher left", got-reqs)
 	}
 }
@@ -313,17 +310,17 @@ func TestWatchCancelStopsPoller(t *testing.T) {
 func TestWatchSurvivesTransientFaults(t *testing.T) {
 	t.Parallel()
 	clk := newClock()
-	e := startSim(t, simulator.Options{Now: clk.Now, Phase: phase}, fastWatch, quietHeartbeat)
-	b := e.sim.Create(simulator.CreateRequest{InputFileID: "file_in"})
+	e := startWith(t, gatewaytest.Options{Sim: simulator.Options{Now: clk.Now, Phase: phase}}, fastWatch, quietHeartbeat)
+	b := e.Sim.Create(simulator.CreateRequest{InputFileID: "file_in"})
 	ws := []*watcher{e.watch(t, b.ID), e.watch(t, b.ID), e.watch(t, b.ID)}
 	for _, w := range ws {
 		w.next(t)
 	}
-	reqs := e.sim.BatchRequests(b.ID)
-	e.sim.InjectFaults(b.ID,
+	reqs := e.Sim.BatchRequests(b.ID)
+	e.Sim.InjectFaults(b.ID,
 		simulator.Fault{Status: 503}, simulator.Fault{Status: 429, RetryAfter: "0"}, simulator.Fault{Status: 502},
 		simulator.Fault{Reset: true}, simulator.Fault{Status: 500})
-	waitFor(t, "the faults to be served", func() bool { return e.sim.BatchRequests(b.ID) >= reqs+5 })
+	waitFor(t, "the faults to be served", func() bool { return e.Sim.BatchRequests(b.ID) >= reqs+5 })
 	clk.Advance(3 * phase)
 	for i, w := range ws {
 		ev := w.next(t)
@@ -371,7 +368,7 @@ func TestWatchErrors(t *testing.T) {
 			if ev := w.next(t); ev.GetType() != batchv1.WatchEventType_WATCH_EVENT_TYPE_SNAPSHOT {
 				t.Fatalf("first event %v", ev)
 			}
-			e.sim.InjectFaults(tt.id, tt.faults...)
+			e.Sim.InjectFaults(tt.id, tt.faults...)
 			st := w.end(t)
 			if st.Code() != tt.code {
 				t.Fatalf("stream ended with %v, want %v", st, tt.code)
@@ -394,7 +391,7 @@ func TestWatchShutdown(t *testing.T) {
 	for _, w := range ws {
 		w.next(t)
 	}
-	e.stop()
+	e.Stop()
 	for i, w := range ws {
 		st := w.end(t)
 		if st.Code() != codes.Unavailable {

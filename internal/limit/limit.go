@@ -102,13 +102,6 @@ func (l *Limiter) StreamInterceptor() grpc.StreamServerInterceptor {
 	}
 }
 
-// Watchers returns the number of open watch streams.
-func (l *Limiter) Watchers() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.watchers
-}
-
 func (l *Limiter) allow(caller string) error {
 	if l.opts.CallerRPS <= 0 {
 		return nil

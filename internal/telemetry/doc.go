@@ -24,8 +24,8 @@
 //
 //	// Upstream, and the counters read at scrape time.
 //	upstream.Config{HTTPClient: &http.Client{Transport: tel.UpstreamTransport(base)}}
-//	tel.RegisterHub(func() telemetry.HubStats { return telemetry.HubStats(hub.Stats()) })
-//	tel.RegisterUpstream(func() telemetry.UpstreamStats { return telemetry.UpstreamStats(client.Stats()) })
+//	tel.RegisterHub(hub.Stats)
+//	tel.RegisterUpstream(client.Stats)
 //
 // The caller label and the HTTP route label come from the call's
 // callinfo.Record, read once the call has returned: authentication writes

@@ -10,20 +10,6 @@ import (
 	"github.com/batchgate/batchgate/internal/callinfo"
 )
 
-// GRPCServerOptions returns the options that instrument a gRPC server:
-// GRPCTracingOptions, then UnaryServerInterceptor and
-// StreamServerInterceptor as chained interceptors. Pass them to
-// grpc.NewServer after the option chaining callinfo's interceptors and
-// before the options that chain the authenticating interceptors, so that
-// rejected calls are counted too. To place the interceptors yourself, use
-// GRPCTracingOptions and the interceptors instead.
-func (t *Telemetry) GRPCServerOptions() []grpc.ServerOption {
-	return append(t.GRPCTracingOptions(),
-		grpc.ChainUnaryInterceptor(t.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(t.StreamServerInterceptor()),
-	)
-}
-
 // GRPCTracingOptions returns, when tracing is on, the option installing an
 // otelgrpc stats handler that makes a server span per call, continuing the
 // caller's W3C traceparent; when tracing is off, none.
@@ -44,7 +30,7 @@ func (t *Telemetry) GRPCTracingOptions() []grpc.ServerOption {
 // whose caller label it reads from the call's callinfo.Record once the
 // call has returned (chain callinfo.UnaryServerInterceptor before it; with
 // no record the caller is "unknown"). It makes no span: spans come from
-// the stats handler in GRPCServerOptions.
+// the stats handler in GRPCTracingOptions.
 func (t *Telemetry) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	metrics := t.grpc.UnaryServerInterceptor()
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
@@ -64,15 +50,6 @@ func (t *Telemetry) StreamServerInterceptor() grpc.StreamServerInterceptor {
 		t.countGRPC(ss.Context(), err)
 		return err
 	}
-}
-
-// InitGRPCMetrics creates the gRPC server series of every method srv
-// serves, at zero, so that rates and alerts see them before the first call.
-// Call it after registering the services. Optional.
-func (t *Telemetry) InitGRPCMetrics(srv interface {
-	GetServiceInfo() map[string]grpc.ServiceInfo
-}) {
-	t.grpc.InitializeMetrics(srv)
 }
 
 func (t *Telemetry) countGRPC(ctx context.Context, err error) {

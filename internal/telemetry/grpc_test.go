@@ -178,7 +178,7 @@ func TestGRPCMetrics(t *testing.T) {
 			name:    "record then telemetry then auth, tracing on",
 			tracing: true,
 			opts: func(tel *Telemetry) []grpc.ServerOption {
-				return withRecord(append(tel.GRPCServerOptions(),
+				return withRecord(append(grpcServerOptions(tel),
 					grpc.ChainUnaryInterceptor(fakeAuth),
 					grpc.ChainStreamInterceptor(fakeAuthStream))...)
 			},
@@ -201,8 +201,8 @@ func TestGRPCMetrics(t *testing.T) {
 				opts.spanExporter = tracetest.NewInMemoryExporter()
 			}
 			tel := newTelemetry(t, opts)
-			if tel.Tracing() != tc.tracing {
-				t.Fatalf("Tracing() = %v", tel.Tracing())
+			if (tel.tp != nil) != tc.tracing {
+				t.Fatalf("tracing on = %v", tel.tp != nil)
 			}
 			client := startGRPC(t, &testHealth{}, tc.opts(tel)...)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -308,20 +308,6 @@ func TestGRPCCallerCapGroups(t *testing.T) {
 	}
 	if got := len(m.series("batchgate_requests_by_caller_total", nil)); got != 6 {
 		t.Errorf("%d caller series, want 6", got)
-	}
-}
-
-// TestInitGRPCMetrics: the series exist at zero before any call.
-func TestInitGRPCMetrics(t *testing.T) {
-	t.Parallel()
-	tel := newTelemetry(t, Options{})
-	srv := grpc.NewServer(tel.GRPCServerOptions()...)
-	healthpb.RegisterHealthServer(srv, &testHealth{})
-	tel.InitGRPCMetrics(srv)
-	m := scrape(t, tel)
-	l := L("grpc_service", "grpc.health.v1.Health", "grpc_method", "Check", "grpc_code", "Unavailable")
-	if got := m.value(t, "grpc_server_handled_total", l); got != 0 {
-		t.Errorf("grpc_server_handled_total%v = %v, want 0", l, got)
 	}
 }
 

@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/common/model"
 	"go.uber.org/goleak"
 
+	"google.golang.org/grpc"
+
 	"github.com/batchgate/batchgate/internal/callinfo"
 )
 
@@ -173,4 +175,13 @@ func routed(tel *Telemetry, route string, h http.Handler) http.Handler {
 		callinfo.FromContext(r.Context()).SetRoute(route)
 		h.ServeHTTP(w, r)
 	})))
+}
+
+// grpcServerOptions instruments a test gRPC server as the gateway does:
+// the tracing options, then the metric interceptors.
+func grpcServerOptions(tel *Telemetry) []grpc.ServerOption {
+	return append(tel.GRPCTracingOptions(),
+		grpc.ChainUnaryInterceptor(tel.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(tel.StreamServerInterceptor()),
+	)
 }

@@ -4,40 +4,10 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/batchgate/batchgate/internal/upstream"
+	"github.com/batchgate/batchgate/internal/watch"
 )
-
-// HubStats are the shared pollers' counters read at scrape time. Its
-// fields mirror watch.Stats, so a watch.Stats converts to it:
-// HubStats(hub.Stats()).
-type HubStats struct {
-	// Watchers is the number of active watch subscriptions (a gauge).
-	Watchers int64
-	// Pollers is the number of running shared pollers (a gauge).
-	Pollers int64
-	// Polls is the number of upstream calls made by pollers.
-	Polls uint64
-	// Gets is the number of upstream calls made for GetBatch.
-	Gets uint64
-	// Coalesced is the number of GetBatch calls that joined an upstream
-	// call already in flight.
-	Coalesced uint64
-	// CacheHits is the number of GetBatch and watch calls answered from a
-	// result the hub already had.
-	CacheHits uint64
-}
-
-// UpstreamStats are the upstream client's counters read at scrape time. Its
-// fields mirror upstream.Stats, so an upstream.Stats converts to it:
-// UpstreamStats(client.Stats()).
-type UpstreamStats struct {
-	// Requests is the number of upstream attempts. It is not exported:
-	// batchgate_upstream_requests_total counts them by status code.
-	Requests uint64
-	// Retries is the number of attempts after the first of a call.
-	Retries uint64
-	// RateLimited is the number of 429 answers.
-	RateLimited uint64
-}
 
 // RegisterHub makes the scrapes read the hub's counters from stats:
 // batchgate_watchers, batchgate_pollers, batchgate_upstream_polls_total,
@@ -45,20 +15,20 @@ type UpstreamStats struct {
 // and batchgate_getbatch_cache_hits_total. stats is called once per scrape
 // and must be safe for concurrent use. A later call replaces stats; until
 // the first, those series are absent.
-func (t *Telemetry) RegisterHub(stats func() HubStats) { t.hub.stats.Store(&stats) }
+func (t *Telemetry) RegisterHub(stats func() watch.Stats) { t.hub.stats.Store(&stats) }
 
 // RegisterUpstream makes the scrapes read the upstream client's counters
 // from stats: batchgate_upstream_retries_total and
 // batchgate_upstream_rate_limited_total. stats is called once per scrape and
 // must be safe for concurrent use. A later call replaces stats; until the
 // first, those series are absent.
-func (t *Telemetry) RegisterUpstream(stats func() UpstreamStats) {
+func (t *Telemetry) RegisterUpstream(stats func() upstream.Stats) {
 	t.upstream.stats.Store(&stats)
 }
 
-// hubCollector reads HubStats at scrape time.
+// hubCollector reads watch.Stats at scrape time.
 type hubCollector struct {
-	stats                                        atomic.Pointer[func() HubStats]
+	stats                                        atomic.Pointer[func() watch.Stats]
 	watchers, pollers, polls, gets, coal, cached *prometheus.Desc
 }
 
@@ -93,9 +63,9 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.cached, prometheus.CounterValue, float64(s.CacheHits))
 }
 
-// upstreamCollector reads UpstreamStats at scrape time.
+// upstreamCollector reads upstream.Stats at scrape time.
 type upstreamCollector struct {
-	stats                atomic.Pointer[func() UpstreamStats]
+	stats                atomic.Pointer[func() upstream.Stats]
 	retries, rateLimited *prometheus.Desc
 }
 

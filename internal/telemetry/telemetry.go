@@ -18,8 +18,6 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/trace"
-	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 )
@@ -246,19 +244,6 @@ func (t *Telemetry) startTracing(ctx context.Context, opts Options) error {
 	}
 	t.tp = sdktrace.NewTracerProvider(exporter, sdktrace.WithResource(res))
 	return nil
-}
-
-// Tracing reports whether tracing is on.
-func (t *Telemetry) Tracing() bool { return t.tp != nil }
-
-// TracerProvider returns the provider of batchgate's spans, for spans of
-// its own: the SDK provider when tracing is on, a no-op one otherwise. It
-// is not installed as the global provider.
-func (t *Telemetry) TracerProvider() trace.TracerProvider {
-	if t.tp == nil {
-		return tracenoop.NewTracerProvider()
-	}
-	return t.tp
 }
 
 // Shutdown flushes the spans not yet exported and stops the tracer

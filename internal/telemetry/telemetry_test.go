@@ -13,13 +13,6 @@ import (
 	"github.com/batchgate/batchgate/internal/watch"
 )
 
-// The integrator converts the packages' own stats: these conversions must
-// keep compiling.
-var (
-	_ = HubStats(watch.Stats{})
-	_ = UpstreamStats(upstream.Stats{})
-)
-
 func TestStatsCallbacks(t *testing.T) {
 	t.Parallel()
 	type series struct {
@@ -27,7 +20,7 @@ func TestStatsCallbacks(t *testing.T) {
 		typ  dto.MetricType
 		want float64
 	}
-	hubSeries := func(s HubStats) []series {
+	hubSeries := func(s watch.Stats) []series {
 		return []series{
 			{"batchgate_watchers", dto.MetricType_GAUGE, float64(s.Watchers)},
 			{"batchgate_pollers", dto.MetricType_GAUGE, float64(s.Pollers)},
@@ -37,7 +30,7 @@ func TestStatsCallbacks(t *testing.T) {
 			{"batchgate_getbatch_cache_hits_total", dto.MetricType_COUNTER, float64(s.CacheHits)},
 		}
 	}
-	upSeries := func(s UpstreamStats) []series {
+	upSeries := func(s upstream.Stats) []series {
 		return []series{
 			{"batchgate_upstream_retries_total", dto.MetricType_COUNTER, float64(s.Retries)},
 			{"batchgate_upstream_rate_limited_total", dto.MetricType_COUNTER, float64(s.RateLimited)},
@@ -45,23 +38,23 @@ func TestStatsCallbacks(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		hub  []HubStats // successive RegisterHub calls; the last counts
-		up   []UpstreamStats
+		hub  []watch.Stats // successive RegisterHub calls; the last counts
+		up   []upstream.Stats
 	}{
 		{name: "none registered"},
-		{name: "hub only", hub: []HubStats{{Watchers: 3, Pollers: 2, Polls: 10, Gets: 5, Coalesced: 4, CacheHits: 7}}},
-		{name: "upstream only", up: []UpstreamStats{{Requests: 9, Retries: 3, RateLimited: 2}}},
-		{name: "both, replaced", hub: []HubStats{{Watchers: 1}, {Watchers: 1 << 40, Polls: 1<<53 - 1}}, up: []UpstreamStats{{Retries: 1}, {Retries: 8, RateLimited: 5}}},
+		{name: "hub only", hub: []watch.Stats{{Watchers: 3, Pollers: 2, Polls: 10, Gets: 5, Coalesced: 4, CacheHits: 7}}},
+		{name: "upstream only", up: []upstream.Stats{{Requests: 9, Retries: 3, RateLimited: 2}}},
+		{name: "both, replaced", hub: []watch.Stats{{Watchers: 1}, {Watchers: 1 << 40, Polls: 1<<53 - 1}}, up: []upstream.Stats{{Retries: 1}, {Retries: 8, RateLimited: 5}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tel := newTelemetry(t, Options{})
 			var calls sync.Map // name → count of callback calls
 			for i, s := range tc.hub {
-				tel.RegisterHub(func() HubStats { n, _ := calls.LoadOrStore(fmt.Sprint("hub", i), new(int)); *n.(*int)++; return s })
+				tel.RegisterHub(func() watch.Stats { n, _ := calls.LoadOrStore(fmt.Sprint("hub", i), new(int)); *n.(*int)++; return s })
 			}
 			for i, s := range tc.up {
-				tel.RegisterUpstream(func() UpstreamStats {
+				tel.RegisterUpstream(func() upstream.Stats {
 					n, _ := calls.LoadOrStore(fmt.Sprint("up", i), new(int))
 					*n.(*int)++
 					return s
@@ -72,7 +65,7 @@ func TestStatsCallbacks(t *testing.T) {
 			if n := len(tc.hub); n > 0 {
 				want = append(want, hubSeries(tc.hub[n-1])...)
 			} else {
-				for _, s := range hubSeries(HubStats{}) {
+				for _, s := range hubSeries(watch.Stats{}) {
 					if m[s.name] != nil {
 						t.Errorf("%s present without RegisterHub", s.name)
 					}
@@ -81,7 +74,7 @@ func TestStatsCallbacks(t *testing.T) {
 			if n := len(tc.up); n > 0 {
 				want = append(want, upSeries(tc.up[n-1])...)
 			} else {
-				for _, s := range upSeries(UpstreamStats{}) {
+				for _, s := range upSeries(upstream.Stats{}) {
 					if m[s.name] != nil {
 						t.Errorf("%s present without RegisterUpstream", s.name)
 					}
@@ -119,8 +112,8 @@ func TestStatsCallbacks(t *testing.T) {
 func TestMetricsHandler(t *testing.T) {
 	t.Parallel()
 	tel := newTelemetry(t, Options{})
-	tel.RegisterHub(func() HubStats { return HubStats{} })
-	tel.RegisterUpstream(func() UpstreamStats { return UpstreamStats{} })
+	tel.RegisterHub(func() watch.Stats { return watch.Stats{} })
+	tel.RegisterUpstream(func() upstream.Stats { return upstream.Stats{} })
 	m := scrape(t, tel)
 	want := []string{"go_goroutines", "go_memstats_alloc_bytes", "promhttp_metric_handler_requests_total"}
 	if runtime.GOOS == "linux" {
@@ -148,7 +141,7 @@ func TestMetricsHandler(t *testing.T) {
 func TestRegistryIsolated(t *testing.T) {
 	t.Parallel()
 	a, b := newTelemetry(t, Options{}), newTelemetry(t, Options{})
-	a.RegisterHub(func() HubStats { return HubStats{Watchers: 1} })
+	a.RegisterHub(func() watch.Stats { return watch.Stats{Watchers: 1} })
 	if scrape(t, b)["batchgate_watchers"] != nil {
 		t.Error("b sees a's hub")
 	}

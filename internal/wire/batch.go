@@ -114,6 +114,3 @@ type BatchError struct {
 	// Line is the input file line the error is about; null when nil.
 	Line *Int `json:"line"`
 }
-
-// Ptr returns a pointer to v, for the optional fields of Batch.
-func Ptr[T any](v T) *T { return &v }

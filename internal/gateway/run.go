@@ -11,20 +11,14 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/rs/cors"
-	"google.golang.org/grpc"
 
-	"github.com/batchgate/batchgate/internal/apierr"
 	"github.com/batchgate/batchgate/internal/auth"
-	"github.com/batchgate/batchgate/internal/callinfo"
 	"github.com/batchgate/batchgate/internal/limit"
-	"github.com/batchgate/batchgate/internal/reqlog"
 	"github.com/batchgate/batchgate/internal/telemetry"
 
 	"golang.org/x/time/rate"
@@ -123,57 +117,22 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 		CallerRPS:            cfg.CallerRPS,
 		CallerName:           callerKey,
 	})
-	logOpts := reqlog.Options{Logger: log}
-	onPanic := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
-		log.ErrorContext(ctx, "panic in a call", slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
-		return apierr.Internal("internal error").Err()
-	})
+	chains := NewChains(ChainDeps{Auth: g.authn, Limits: limits, Telemetry: g.tel, Logger: log, CORSOrigins: cfg.CORSOrigins})
 	g.server, err = NewServer(ctx, svc, ServerOptions{
-		GRPCAddr:          cfg.GRPCAddr,
-		HTTPAddr:          cfg.HTTPAddr,
-		ShutdownTimeout:   cfg.ShutdownTimeout,
-		Logger:            log,
-		TLS:               tlsCfg,
-		MaxStreamsPerConn: uint32(cfg.MaxStreamsPerConn),
-		GRPCOptions:       g.tel.GRPCTracingOptions(),
-		// The call record first: it carries the request id, and the caller
-		// that authentication writes into it, out to the metrics and the
-		// log. Metrics next, so that rejected and panicking calls are
-		// counted.
-		UnaryInterceptors: []grpc.UnaryServerInterceptor{
-			callinfo.UnaryServerInterceptor(),
-			g.tel.UnaryServerInterceptor(),
-			recovery.UnaryServerInterceptor(onPanic),
-			reqlog.UnaryInterceptor(logOpts),
-			g.authn.UnaryInterceptor(),
-			limits.UnaryInterceptor(),
-		},
-		StreamInterceptors: []grpc.StreamServerInterceptor{
-			callinfo.StreamServerInterceptor(),
-			g.tel.StreamServerInterceptor(),
-			recovery.StreamServerInterceptor(onPanic),
-			reqlog.StreamInterceptor(logOpts),
-			g.authn.StreamInterceptor(),
-			limits.StreamInterceptor(),
-		},
-		// REST calls are logged and measured by the HTTP middleware, which
-		// reads the caller from the record these fill (the request's
-		// context reaches them in process): authenticated once, here.
-		RESTUnaryInterceptors: []grpc.UnaryServerInterceptor{
-			recovery.UnaryServerInterceptor(onPanic),
-			g.authn.UnaryInterceptor(),
-			limits.UnaryInterceptor(),
-		},
-		RESTStreamInterceptors: []grpc.StreamServerInterceptor{
-			recovery.StreamServerInterceptor(onPanic),
-			g.authn.StreamInterceptor(),
-			limits.StreamInterceptor(),
-		},
-		HTTPMiddleware: func(h http.Handler) http.Handler {
-			return callinfo.HTTPMiddleware(g.tel.HTTPMiddleware(reqlog.HTTPMiddleware(logOpts, corsMiddleware(cfg.CORSOrigins, h))))
-		},
-		MetricsHandler: g.tel.MetricsHandler(),
-		Ready:          func() bool { return health.healthy(cfg.UpstreamUnhealthyAfter) },
+		GRPCAddr:               cfg.GRPCAddr,
+		HTTPAddr:               cfg.HTTPAddr,
+		ShutdownTimeout:        cfg.ShutdownTimeout,
+		Logger:                 log,
+		TLS:                    tlsCfg,
+		MaxStreamsPerConn:      uint32(cfg.MaxStreamsPerConn),
+		GRPCOptions:            g.tel.GRPCTracingOptions(),
+		UnaryInterceptors:      chains.Unary,
+		StreamInterceptors:     chains.Stream,
+		RESTUnaryInterceptors:  chains.RESTUnary,
+		RESTStreamInterceptors: chains.RESTStream,
+		HTTPMiddleware:         chains.HTTP,
+		MetricsHandler:         g.tel.MetricsHandler(),
+		Ready:                  func() bool { return health.healthy(cfg.UpstreamUnhealthyAfter) },
 		// Watch streams end (UNAVAILABLE, reconnect) as soon as shutdown
 		// starts, so that graceful stop only waits for unary calls; those
 		// keep their upstream calls until the servers have drained (Serve

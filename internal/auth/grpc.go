@@ -4,6 +4,9 @@ import (
 	"context"
 	"strings"
 
+	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 )
@@ -34,43 +37,37 @@ func authorization(ctx context.Context) string {
 	return ""
 }
 
+// checked selects the calls the interceptors authenticate: all but the
+// exempt ones.
+var checked = selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
+	return !exempt(c.FullMethod())
+})
+
 // UnaryInterceptor returns a gRPC interceptor that runs Authenticate on the
 // first "authorization" metadata value of every unary call and hands the
 // handler the context it returns, or fails the call with its error. Health
 // checks (grpc.health.v1.Health) and reflection are let through unchecked,
 // without a Caller.
 func (a *Authenticator) UnaryInterceptor() grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if exempt(info.FullMethod) {
-			return handler(ctx, req)
-		}
+	return selector.UnaryServerInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		ctx, err := a.Authenticate(ctx, authorization(ctx))
 		if err != nil {
 			return nil, err
 		}
 		return handler(ctx, req)
-	}
+	}, checked)
 }
 
 // StreamInterceptor is UnaryInterceptor for streaming calls: the handler's
 // stream returns the authenticated context from Context.
 func (a *Authenticator) StreamInterceptor() grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		if exempt(info.FullMethod) {
-			return handler(srv, ss)
-		}
+	return selector.StreamServerInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		ctx, err := a.Authenticate(ss.Context(), authorization(ss.Context()))
 		if err != nil {
 			return err
 		}
-		return handler(srv, &authedStream{ServerStream: ss, ctx: ctx})
-	}
+		w := middleware.WrapServerStream(ss)
+		w.WrappedContext = ctx
+		return handler(srv, w)
+	}, checked)
 }
-
-// authedStream is a ServerStream whose Context is the authenticated one.
-type authedStream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s *authedStream) Context() context.Context { return s.ctx }

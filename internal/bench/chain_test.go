@@ -7,14 +7,12 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/batchgate/batchgate/internal/auth"
-	"github.com/batchgate/batchgate/internal/callinfo"
+	"github.com/batchgate/batchgate/internal/gateway"
 	"github.com/batchgate/batchgate/internal/limit"
-	"github.com/batchgate/batchgate/internal/reqlog"
 	"github.com/batchgate/batchgate/internal/telemetry"
 )
 
@@ -42,12 +40,10 @@ func BenchmarkInterceptors(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	lim := limit.New(limit.Options{})
-	lo := reqlog.Options{Logger: slog.New(slog.DiscardHandler)}
-	chain := []grpc.UnaryServerInterceptor{
-		callinfo.UnaryServerInterceptor(), tel.UnaryServerInterceptor(), recovery.UnaryServerInterceptor(), reqlog.UnaryInterceptor(lo),
-		authn.UnaryInterceptor(), lim.UnaryInterceptor(),
-	}
+	// The production chain, from the builder gateway.New uses.
+	chain := gateway.NewChains(gateway.ChainDeps{
+		Auth: authn, Limits: limit.New(limit.Options{}), Telemetry: tel, Logger: slog.New(slog.DiscardHandler),
+	}).Unary
 	info := &grpc.UnaryServerInfo{FullMethod: "/batch.v1.BatchService/GetBatch"}
 	handler := func(context.Context, any) (any, error) { return nil, nil }
 	ctx := grpc.NewContextWithServerTransportStream(

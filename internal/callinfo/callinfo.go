@@ -31,6 +31,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 )
@@ -153,7 +154,9 @@ func StreamServerInterceptor() grpc.StreamServerInterceptor {
 			return handler(srv, ss)
 		}
 		_ = ss.SetHeader(metadata.Pairs(Header, r.RequestID))
-		return handler(srv, &stream{ServerStream: ss, ctx: ctx})
+		w := middleware.WrapServerStream(ss)
+		w.WrappedContext = ctx
+		return handler(srv, w)
 	}
 }
 
@@ -172,14 +175,6 @@ func HTTPMiddleware(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
-
-// stream is a ServerStream whose context carries the record.
-type stream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s *stream) Context() context.Context { return s.ctx }
 
 func incomingID(ctx context.Context) string {
 	// ValueFromIncomingContext reads one key without copying the metadata.

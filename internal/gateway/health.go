@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 
+	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -31,7 +33,9 @@ func (h healthServer) Watch(req *healthpb.HealthCheckRequest, stream healthpb.He
 		case <-ctx.Done():
 		}
 	}()
-	err := h.Server.Watch(req, watchStream{Health_WatchServer: stream, ctx: ctx})
+	w := middleware.WrapServerStream(stream)
+	w.WrappedContext = ctx
+	err := h.Server.Watch(req, &grpc.GenericServerStream[healthpb.HealthCheckRequest, healthpb.HealthCheckResponse]{ServerStream: w})
 	select {
 	case <-h.stop:
 		return status.Error(codes.Unavailable, "the gateway is shutting down")
@@ -39,11 +43,3 @@ func (h healthServer) Watch(req *healthpb.HealthCheckRequest, stream healthpb.He
 		return err
 	}
 }
-
-// watchStream is a health Watch stream with its own context.
-type watchStream struct {
-	healthpb.Health_WatchServer
-	ctx context.Context
-}
-
-func (w watchStream) Context() context.Context { return w.ctx }

@@ -23,34 +23,90 @@ import (
 	"github.com/batchgate/batchgate/internal/watch"
 )
 
+// TestChainUnaryOrder checks the order buildChains, the one builder of the
+// gateway's chains, puts the layers in, over gRPC unary and stream calls,
+// REST calls and HTTP requests, and that chainUnary and chainStream, which
+// run the REST chains, keep it.
 func TestChainUnaryOrder(t *testing.T) {
 	t.Parallel()
 	var trace []string
-	mk := func(name string) grpc.UnaryServerInterceptor {
-		return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			trace = append(trace, name+">")
-			resp, err := h(ctx, req)
-			trace = append(trace, "<"+name)
-			return resp, err
+	mk := func(name string) stage {
+		return stage{
+			unary: func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+				trace = append(trace, name+">")
+				resp, err := h(ctx, req)
+				trace = append(trace, "<"+name)
+				return resp, err
+			},
+			stream: func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+				trace = append(trace, name+">")
+				err := h(srv, ss)
+				trace = append(trace, "<"+name)
+				return err
+			},
+			http: func(next http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					trace = append(trace, name+">")
+					next.ServeHTTP(w, r)
+					trace = append(trace, "<"+name)
+				})
+			},
 		}
 	}
-	if chainUnary(nil) != nil {
+	c := buildChains(stages{
+		callinfo: mk("callinfo"), telemetry: mk("telemetry"), recovery: mk("recovery"),
+		reqlog: mk("reqlog"), auth: mk("auth"), limits: mk("limits"), cors: mk("cors"),
+	})
+	const (
+		grpcOrder = "callinfo> telemetry> recovery> reqlog> auth> limits> handler <limits <auth <reqlog <recovery <telemetry <callinfo"
+		restOrder = "recovery> auth> limits> handler <limits <auth <recovery"
+		httpOrder = "callinfo> telemetry> reqlog> cors> handler <cors <reqlog <telemetry <callinfo"
+	)
+	unary := func(_ context.Context, req any) (any, error) {
+		trace = append(trace, "handler")
+		return req, nil
+	}
+	stream := func(any, grpc.ServerStream) error {
+		trace = append(trace, "handler")
+		return nil
+	}
+	check := func(what, want string) {
+		t.Helper()
+		if got := strings.Join(trace, " "); got != want {
+			t.Fatalf("%s order %q, want %q", what, got, want)
+		}
+		trace = nil
+	}
+
+	if chainUnary(nil) != nil || chainStream(nil) != nil {
 		t.Fatal("an empty chain should be nil")
 	}
-	ic := chainUnary([]grpc.UnaryServerInterceptor{mk("a"), mk("b")})
-	for range 2 { // the chain is reusable
-		trace = nil
-		resp, err := ic(context.Background(), "req", &grpc.UnaryServerInfo{}, func(_ context.Context, req any) (any, error) {
-			trace = append(trace, "handler")
-			return req, nil
-		})
-		if resp != "req" || err != nil {
-			t.Fatalf("got %v, %v", resp, err)
-		}
-		if got := strings.Join(trace, " "); got != "a> b> handler <b <a" {
-			t.Fatalf("order %q", got)
+	for _, ch := range []struct {
+		name   string
+		unary  []grpc.UnaryServerInterceptor
+		stream []grpc.StreamServerInterceptor
+		want   string
+	}{
+		{"gRPC", c.Unary, c.Stream, grpcOrder},
+		{"REST", c.RESTUnary, c.RESTStream, restOrder},
+	} {
+		ic, sc := chainUnary(ch.unary), chainStream(ch.stream)
+		for range 2 { // the chain is reusable
+			resp, err := ic(context.Background(), "req", &grpc.UnaryServerInfo{}, unary)
+			if resp != "req" || err != nil {
+				t.Fatalf("got %v, %v", resp, err)
+			}
+			check(ch.name+" unary", ch.want)
+			if err := sc(nil, nil, &grpc.StreamServerInfo{}, stream); err != nil {
+				t.Fatal(err)
+			}
+			check(ch.name+" stream", ch.want)
 		}
 	}
+	c.HTTP(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		trace = append(trace, "handler")
+	})).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil))
+	check("HTTP", httpOrder)
 }
 
 type fetchFunc func(context.Context, string) (*batchv1.Batch, error)

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -11,20 +12,15 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/rs/cors"
-	"google.golang.org/grpc"
 
-	"github.com/batchgate/batchgate/internal/apierr"
+	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/auth"
-	"github.com/batchgate/batchgate/internal/callinfo"
 	"github.com/batchgate/batchgate/internal/limit"
-	"github.com/batchgate/batchgate/internal/reqlog"
 	"github.com/batchgate/batchgate/internal/telemetry"
 
 	"golang.org/x/time/rate"
@@ -62,37 +58,61 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 			g.close()
 		}
 	}()
-	mode, err := auth.ParseMode(cfg.Auth)
+	mode, err := g.newAuth(cfg)
 	if err != nil {
 		return nil, err
-	}
-	tokensFile := ""
-	if mode == auth.ModeKey {
-		tokensFile = cfg.ClientTokensFile
-	}
-	if g.authn, err = auth.New(auth.Options{Mode: mode, TokensFile: tokensFile, Logger: log.With(slog.String("component", "auth"))}); err != nil {
-		return nil, err
-	}
-	if mode == auth.ModeNone {
-		log.Warn("no caller check (-auth=none): anyone who reaches the ports can use the gateway's upstream key")
 	}
 	tlsCfg, err := LoadTLS(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA)
 	if err != nil {
 		return nil, err
 	}
+	if g.tel, err = telemetry.New(ctx, telemetry.Options{ServiceName: "batchgate", Logger: log, CapCaller: capCaller}); err != nil {
+		return nil, err
+	}
+	health, err := g.newUpstream(ctx, cfg, mode)
+	if err != nil {
+		return nil, err
+	}
+	if g.server, err = g.newServer(ctx, cfg, tlsCfg, g.newService(cfg), health); err != nil {
+		return nil, err
+	}
+	log.Info("credential mode", slog.String("auth", string(mode)))
+	return g, nil
+}
 
+// newAuth creates the authenticator of cfg's credential mode.
+func (g *Gateway) newAuth(cfg config.Config) (auth.Mode, error) {
+	mode, err := auth.ParseMode(cfg.Auth)
+	if err != nil {
+		return "", err
+	}
+	tokensFile := ""
+	if mode == auth.ModeKey {
+		tokensFile = cfg.ClientTokensFile
+	}
+	if g.authn, err = auth.New(auth.Options{Mode: mode, TokensFile: tokensFile, Logger: g.log.With(slog.String("component", "auth"))}); err != nil {
+		return "", err
+	}
+	if mode == auth.ModeNone {
+		g.log.Warn("no caller check (-auth=none): anyone who reaches the ports can use the gateway's upstream key")
+	}
+	return mode, nil
+}
+
+// newUpstream starts the demo simulator when cfg.Demo is set, creates the
+// instrumented upstream client and the shared pollers on it, and returns
+// the upstream's health, which readiness follows.
+func (g *Gateway) newUpstream(ctx context.Context, cfg config.Config, mode auth.Mode) (*upstreamHealth, error) {
 	upURL, upKey := cfg.UpstreamURL, cfg.UpstreamAPIKey
 	if cfg.Demo {
-		if g.demo, err = startDemo(ctx, log, mode == auth.ModePassthrough); err != nil {
+		var err error
+		if g.demo, err = startDemo(ctx, g.log, mode == auth.ModePassthrough); err != nil {
 			return nil, err
 		}
 		upURL, upKey = g.demo.url, g.demo.key
 	}
 	if mode == auth.ModePassthrough {
 		upKey = "" // only callers' keys go upstream
-	}
-	if g.tel, err = telemetry.New(ctx, telemetry.Options{ServiceName: "batchgate", Logger: log, CapCaller: capCaller}); err != nil {
-		return nil, err
 	}
 	hc := upstream.DefaultHTTPClient()
 	hc.Transport = g.tel.UpstreamTransport(hc.Transport)
@@ -102,89 +122,63 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 		APIKey:         upKey,
 		AttemptTimeout: cfg.UpstreamTimeout,
 		MaxAttempts:    cfg.UpstreamMaxAttempts,
-		Logger:         log.With(slog.String("component", "upstream")),
+		Logger:         g.log.With(slog.String("component", "upstream")),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
 	health := newUpstreamHealth(client)
-	g.hub = watch.New(health, hubOptions(cfg, log))
+	g.hub = watch.New(health, hubOptions(cfg, g.log))
 	g.tel.RegisterHub(g.hub.Stats)
 	g.tel.RegisterUpstream(client.Stats)
-	svc := service.New(g.hub, service.Options{
+	return health, nil
+}
+
+// newService creates the BatchService on the shared pollers.
+func (g *Gateway) newService(cfg config.Config) *service.Service {
+	return service.New(g.hub, service.Options{
 		Heartbeat:  cfg.WatchHeartbeat,
 		MaxAge:     cfg.WatchMaxAge,
-		Logger:     log.With(slog.String("component", "service")),
+		Logger:     g.log.With(slog.String("component", "service")),
 		Credential: func(ctx context.Context) string { c, _ := auth.FromContext(ctx); return c.CredentialHash },
 	})
+}
+
+// newChains builds the call chains (NewChains) with cfg's limits.
+func (g *Gateway) newChains(cfg config.Config) Chains {
 	limits := limit.New(limit.Options{
 		MaxWatchers:          cfg.MaxWatchers,
 		MaxWatchersPerCaller: cfg.MaxWatchersPerCaller,
 		CallerRPS:            cfg.CallerRPS,
 		CallerName:           callerKey,
 	})
-	logOpts := reqlog.Options{Logger: log}
-	onPanic := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
-		log.ErrorContext(ctx, "panic in a call", slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
-		return apierr.Internal("internal error").Err()
-	})
-	g.server, err = NewServer(ctx, svc, ServerOptions{
-		GRPCAddr:          cfg.GRPCAddr,
-		HTTPAddr:          cfg.HTTPAddr,
-		ShutdownTimeout:   cfg.ShutdownTimeout,
-		Logger:            log,
-		TLS:               tlsCfg,
-		MaxStreamsPerConn: uint32(cfg.MaxStreamsPerConn),
-		GRPCOptions:       g.tel.GRPCTracingOptions(),
-		// The call record first: it carries the request id, and the caller
-		// that authentication writes into it, out to the metrics and the
-		// log. Metrics next, so that rejected and panicking calls are
-		// counted.
-		UnaryInterceptors: []grpc.UnaryServerInterceptor{
-			callinfo.UnaryServerInterceptor(),
-			g.tel.UnaryServerInterceptor(),
-			recovery.UnaryServerInterceptor(onPanic),
-			reqlog.UnaryInterceptor(logOpts),
-			g.authn.UnaryInterceptor(),
-			limits.UnaryInterceptor(),
-		},
-		StreamInterceptors: []grpc.StreamServerInterceptor{
-			callinfo.StreamServerInterceptor(),
-			g.tel.StreamServerInterceptor(),
-			recovery.StreamServerInterceptor(onPanic),
-			reqlog.StreamInterceptor(logOpts),
-			g.authn.StreamInterceptor(),
-			limits.StreamInterceptor(),
-		},
-		// REST calls are logged and measured by the HTTP middleware, which
-		// reads the caller from the record these fill (the request's
-		// context reaches them in process): authenticated once, here.
-		RESTUnaryInterceptors: []grpc.UnaryServerInterceptor{
-			recovery.UnaryServerInterceptor(onPanic),
-			g.authn.UnaryInterceptor(),
-			limits.UnaryInterceptor(),
-		},
-		RESTStreamInterceptors: []grpc.StreamServerInterceptor{
-			recovery.StreamServerInterceptor(onPanic),
-			g.authn.StreamInterceptor(),
-			limits.StreamInterceptor(),
-		},
-		HTTPMiddleware: func(h http.Handler) http.Handler {
-			return callinfo.HTTPMiddleware(g.tel.HTTPMiddleware(reqlog.HTTPMiddleware(logOpts, corsMiddleware(cfg.CORSOrigins, h))))
-		},
-		MetricsHandler: g.tel.MetricsHandler(),
-		Ready:          func() bool { return health.healthy(cfg.UpstreamUnhealthyAfter) },
+	return NewChains(ChainDeps{Auth: g.authn, Limits: limits, Telemetry: g.tel, Logger: g.log, CORSOrigins: cfg.CORSOrigins})
+}
+
+// newServer binds the servers of svc, behind the call chains.
+func (g *Gateway) newServer(ctx context.Context, cfg config.Config, tlsCfg *tls.Config, svc batchv1.BatchServiceServer, health *upstreamHealth) (*Server, error) {
+	chains := g.newChains(cfg)
+	return NewServer(ctx, svc, ServerOptions{
+		GRPCAddr:               cfg.GRPCAddr,
+		HTTPAddr:               cfg.HTTPAddr,
+		ShutdownTimeout:        cfg.ShutdownTimeout,
+		Logger:                 g.log,
+		TLS:                    tlsCfg,
+		MaxStreamsPerConn:      uint32(cfg.MaxStreamsPerConn),
+		GRPCOptions:            g.tel.GRPCTracingOptions(),
+		UnaryInterceptors:      chains.Unary,
+		StreamInterceptors:     chains.Stream,
+		RESTUnaryInterceptors:  chains.RESTUnary,
+		RESTStreamInterceptors: chains.RESTStream,
+		HTTPMiddleware:         chains.HTTP,
+		MetricsHandler:         g.tel.MetricsHandler(),
+		Ready:                  func() bool { return health.healthy(cfg.UpstreamUnhealthyAfter) },
 		// Watch streams end (UNAVAILABLE, reconnect) as soon as shutdown
 		// starts, so that graceful stop only waits for unary calls; those
 		// keep their upstream calls until the servers have drained (Serve
 		// closes the hub then, within the shutdown timeout).
 		OnShutdown: g.hub.CloseWatches,
 	})
-	if err != nil {
-		return nil, err
-	}
-	log.Info("credential mode", slog.String("auth", string(mode)))
-	return g, nil
 }
 
 // capCaller caps the caller metric label of passthrough callers, whose

@@ -8,9 +8,9 @@
 // Everything the hub holds — pollers, cached results, coalesced calls — is
 // keyed by [Key]: the batch id plus an opaque hash of the caller's
 // credential. A caller never receives a batch fetched with another caller's
-// credential. The credential itself never enters the hub: the hub hands the
-// [Fetcher] a context built by [Options.FetchContext], which is where the
-// caller of the hub attaches it. A poller, which outlives the Subscribe
+// credential. The credential itself never enters the hub: it travels in
+// the contexts the hub hands the [Fetcher]. A Get fetches under (the
+// values of) its caller's context; a poller, which outlives the Subscribe
 // that started it, polls under a fresh context from [Options.PollContext]
 // (the credential of that call, and nothing else of it), each poll the
 // root span of a trace of its own linked to the starting call's span.

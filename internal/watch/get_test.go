@@ -25,7 +25,7 @@ func TestGetCoalescing(t *testing.T) {
 		k := Key{BatchID: "batch_get"}
 		gate := make(chan struct{})
 		f := newFake().script(k, gated(gate, ok(running("batch_get", 1))))
-		h := New(f, Options{FetchContext: withCred})
+		h := New(f, Options{})
 		defer h.Close()
 
 		var wg sync.WaitGroup
@@ -57,7 +57,7 @@ func TestGetCancelDoesNotCancelOthers(t *testing.T) {
 		k := Key{BatchID: "batch_gc"}
 		gate := make(chan struct{})
 		f := newFake().script(k, gated(gate, ok(running("batch_gc", 1))))
-		h := New(f, Options{FetchContext: withCred})
+		h := New(f, Options{})
 		defer h.Close()
 
 		ctxA, cancelA := context.WithCancel(context.Background())
@@ -94,7 +94,7 @@ func TestGetCallTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		k := Key{BatchID: "batch_gt"}
 		f := newFake().script(k, gated(make(chan struct{}), ok(running("batch_gt", 1))))
-		h := New(f, Options{FetchContext: withCred, CallTimeout: 10 * time.Second})
+		h := New(f, Options{CallTimeout: 10 * time.Second})
 		defer h.Close()
 		// The caller has no deadline; the shared call still ends.
 		if _, err := h.Get(context.Background(), k); !errors.Is(err, context.DeadlineExceeded) {
@@ -108,7 +108,7 @@ func TestGetFreshFor(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		k := Key{BatchID: "batch_fresh"}
 		f := newFake().script(k, ok(running("batch_fresh", 1)), ok(running("batch_fresh", 2)))
-		h := New(f, Options{FetchContext: withCred, FreshFor: time.Minute})
+		h := New(f, Options{FreshFor: time.Minute})
 		defer h.Close()
 		ctx := context.Background()
 
@@ -139,7 +139,7 @@ func TestGetCacheSweep(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFake()
 		f.fallback = func(k Key, _ int) step { return ok(running(k.BatchID, 1)) }
-		h := New(f, Options{FetchContext: withCred, FreshFor: time.Second})
+		h := New(f, Options{FreshFor: time.Second})
 		defer h.Close()
 		for round := range 4 {
 			for i := range 300 {
@@ -234,7 +234,7 @@ func TestGetDuringClose(t *testing.T) {
 	t.Parallel()
 	k := Key{BatchID: "batch_gclose"}
 	f := newFake().script(k, gated(make(chan struct{}), ok(running("batch_gclose", 1))))
-	h := New(f, Options{FetchContext: withCred})
+	h := New(f, Options{})
 	errc := make(chan error, 1)
 	go func() {
 		_, err := h.Get(context.Background(), k)

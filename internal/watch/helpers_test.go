@@ -22,13 +22,20 @@ func TestMain(m *testing.M) {
 // only matters when a test is about to fail.
 const patience = 10 * time.Second
 
-// credKey carries the credential a fake fetch is made with, as a real
-// FetchContext would carry the API key.
+// credKey carries the credential a fake fetch is made with, as the
+// gateway's contexts carry the API key.
 type credKey struct{}
 
-// withCred is the tests' Options.FetchContext.
+// withCred puts k's credential in ctx, for the fake fetcher: Get callers
+// pass it in their ctx, pollers get it from credPoll.
 func withCred(ctx context.Context, k Key) context.Context {
 	return context.WithValue(ctx, credKey{}, k.Credential)
+}
+
+// credPoll is the tests' Options.PollContext: a fresh context with k's
+// credential.
+func credPoll(_ context.Context, k Key) context.Context {
+	return withCred(context.Background(), k)
 }
 
 // step is one scripted answer of fakeFetcher.
@@ -47,7 +54,8 @@ type fakeFetcher struct {
 	mu          sync.Mutex
 	scripts     map[Key][]step
 	fallback    func(k Key, n int) step
-	onCall      func(k Key, n int) // called before answering, outside mu
+	onCall      func(k Key, n int)        // called before answering, outside mu
+	onCtx       func(ctx context.Context) // called with each fetch's ctx, outside mu
 	calls       map[Key]int
 	inflight    map[Key]int
 	maxInflight map[Key]int
@@ -61,6 +69,12 @@ func newFake() *fakeFetcher {
 		inflight:    make(map[Key]int),
 		maxInflight: make(map[Key]int),
 	}
+}
+
+func (f *fakeFetcher) ctxHook() func(context.Context) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.onCtx
 }
 
 // script sets k's answers.
@@ -96,6 +110,9 @@ func (f *fakeFetcher) GetBatch(ctx context.Context, batchID string) (*batchv1.Ba
 	}()
 	if onCall != nil {
 		onCall(k, n)
+	}
+	if onCtx := f.ctxHook(); onCtx != nil {
+		onCtx(ctx)
 	}
 	if st.gate != nil {
 		select {
@@ -171,7 +188,7 @@ func httpErr(status int, retryAfter time.Duration) error {
 // test ends. mutate, when set, adjusts the options first.
 func newHub(t testing.TB, f Fetcher, mutate func(*Options)) *Hub {
 	t.Helper()
-	opts := Options{PollInterval: 5 * time.Millisecond, FetchContext: withCred}
+	opts := Options{PollInterval: 5 * time.Millisecond, PollContext: credPoll}
 	if mutate != nil {
 		mutate(&opts)
 	}

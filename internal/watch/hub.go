@@ -88,13 +88,6 @@ type Options struct {
 	// LimiterFloor is the lowest limit a 429 can bring Limiter down to.
 	// Zero means a sixteenth of Limiter's limit when New was called.
 	LimiterFloor rate.Limit
-	// FetchContext derives the context a fetch for k is made with; this is
-	// where the caller of the hub attaches the credential that k.Credential
-	// stands for. Its ctx carries the values, but not the cancellation or
-	// deadline, of the call that caused the fetch: the Get caller's, or for
-	// a poller those of its PollContext, with the poll's span. Default: ctx
-	// unchanged.
-	FetchContext func(ctx context.Context, k Key) context.Context
 	// PollContext returns the context a new poller for k polls under, made
 	// from ctx, the context of the Subscribe that starts it. The poller
 	// keeps it for as long as it runs, long after that call has ended, so
@@ -130,9 +123,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.CallTimeout <= 0 {
 		o.CallTimeout = time.Minute
-	}
-	if o.FetchContext == nil {
-		o.FetchContext = func(ctx context.Context, _ Key) context.Context { return ctx }
 	}
 	if o.PollContext == nil {
 		o.PollContext = func(context.Context, Key) context.Context { return context.Background() }
@@ -306,7 +296,7 @@ func (h *Hub) fetch(ctx context.Context, k Key, counter *atomic.Uint64) (*batchv
 		return nil, err
 	}
 	counter.Add(1)
-	fctx, cancel := context.WithTimeout(h.opts.FetchContext(ctx, k), h.opts.CallTimeout)
+	fctx, cancel := context.WithTimeout(ctx, h.opts.CallTimeout)
 	defer cancel()
 	b, err := h.f.GetBatch(fctx, k.BatchID)
 	if err == nil && b == nil {

@@ -29,15 +29,12 @@ func TestPollerContextIsFresh(t *testing.T) {
 	var fetches []context.Context
 	f := newFake()
 	f.fallback = func(k Key, n int) step { return ok(running(k.BatchID, int64(n))) }
-	h := newHub(t, f, func(o *Options) {
-		slow(o)
-		o.FetchContext = func(ctx context.Context, k Key) context.Context {
-			mu.Lock()
-			fetches = append(fetches, ctx)
-			mu.Unlock()
-			return withCred(ctx, k)
-		}
-	})
+	f.onCtx = func(ctx context.Context) {
+		mu.Lock()
+		fetches = append(fetches, ctx)
+		mu.Unlock()
+	}
+	h := newHub(t, f, slow)
 
 	ctx := context.WithValue(context.Background(), callValueKey{}, "call-scoped")
 	ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("x-call", "watch-1"))

@@ -545,13 +545,12 @@ func TestPollContextValuesNotCancellation(t *testing.T) {
 			var seen []any
 			h := newHub(t, f, func(o *Options) {
 				o.PollContext = tt.poll
-				o.FetchContext = func(ctx context.Context, k Key) context.Context {
-					mu.Lock()
-					seen = append(seen, ctx.Value(reqKey{}))
-					mu.Unlock()
-					return withCred(ctx, k)
-				}
 			})
+			f.onCtx = func(ctx context.Context) {
+				mu.Lock()
+				seen = append(seen, ctx.Value(reqKey{}))
+				mu.Unlock()
+			}
 			ctx, cancel := context.WithCancel(context.WithValue(context.Background(), reqKey{}, "req-1"))
 			s, err := h.Subscribe(ctx, k)
 			if err != nil {
@@ -568,7 +567,7 @@ func TestPollContextValuesNotCancellation(t *testing.T) {
 			defer mu.Unlock()
 			for i, v := range seen {
 				if v != "req-1" {
-					t.Fatalf("fetch %d: FetchContext saw value %v", i, v)
+					t.Fatalf("fetch %d saw value %v", i, v)
 				}
 			}
 		})
@@ -644,7 +643,7 @@ func TestCloseEndsEverything(t *testing.T) {
 	t.Parallel()
 	f := newFake()
 	f.fallback = func(k Key, n int) step { return ok(running(k.BatchID, int64(n))) }
-	h := New(f, Options{PollInterval: 5 * time.Millisecond, FetchContext: withCred})
+	h := New(f, Options{PollInterval: 5 * time.Millisecond, PollContext: credPoll})
 	var subs []*Subscription
 	for i := range 5 {
 		k := Key{BatchID: fmt.Sprintf("batch_c%d", i)}
@@ -687,7 +686,7 @@ func TestCloseWhileSubscribeWaits(t *testing.T) {
 	k := Key{BatchID: "batch_cw"}
 	gate := make(chan struct{})
 	f := newFake().script(k, gated(gate, ok(running("batch_cw", 1))))
-	h := New(f, Options{FetchContext: withCred})
+	h := New(f, Options{PollContext: credPoll})
 	errc := make(chan error, 1)
 	go func() {
 		_, err := h.Subscribe(context.Background(), k)
@@ -779,7 +778,7 @@ func TestCredentialsNeverShare(t *testing.T) {
 
 	// Get: the fresh result of one credential never answers another.
 	kc := Key{Credential: "hash-c", BatchID: "batch_shared_id"}
-	b, err := h.Get(context.Background(), kc)
+	b, err := h.Get(withCred(context.Background(), kc), kc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -855,7 +854,7 @@ func TestStressSubscribeClose(t *testing.T) {
 						mine = append(mine[:i], mine[i+1:]...)
 					}
 				case 3:
-					h.Get(context.Background(), k)
+					h.Get(withCred(context.Background(), k), k)
 					h.Poke(k)
 				}
 				for _, s := range mine {

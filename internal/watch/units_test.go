@@ -140,8 +140,8 @@ func TestOptionsDefaults(t *testing.T) {
 			got.CallTimeout != tt.want.CallTimeout {
 			t.Errorf("%s: got %+v", tt.name, got)
 		}
-		if got.FetchContext == nil || got.Logger == nil {
-			t.Errorf("%s: FetchContext or Logger left nil", tt.name)
+		if got.PollContext == nil || got.Logger == nil {
+			t.Errorf("%s: PollContext or Logger left nil", tt.name)
 		}
 	}
 }

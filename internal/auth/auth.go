@@ -65,20 +65,14 @@ func ParseMode(s string) (Mode, error) {
 	return "", fmt.Errorf("auth: unknown mode %q: want key, passthrough or none", s)
 }
 
-// Caller is who made a call. Name goes into logs and metric labels; it is
-// never a secret.
-type Caller struct {
-	// Name is, in key mode, the token's name from the tokens file; in
-	// passthrough mode "passthrough:" and the first 8 hex digits of
-	// CredentialHash; in mode none "anonymous".
-	Name string
-	// CredentialHash is, in passthrough mode, the hex HMAC-SHA256 of the
-	// caller's credential under a random per-process key, and "" in the
-	// other modes. It is what watch.Key.Credential must be set to: equal
-	// for equal credentials, different (but for a negligible chance) for
-	// different ones, and useless outside the process.
-	CredentialHash string
-}
+// Caller is who made a call, as the call's callinfo.Record carries it (the
+// one place the caller is kept). Its Name is, in key mode, the token's name
+// from the tokens file; in passthrough mode "passthrough:" and the first 8
+// hex digits of CredentialHash; in mode none "anonymous". CredentialHash
+// is, in passthrough mode, the hex HMAC-SHA256 of the caller's credential
+// under a random per-process key, and "" in the other modes: it is what
+// watch.Key.Credential must be set to.
+type Caller = callinfo.Caller
 
 // AnonymousName is Caller.Name in mode none.
 const AnonymousName = "anonymous"
@@ -98,19 +92,23 @@ func IsPassthroughName(name string) bool {
 	return strings.HasPrefix(name, passthroughPrefix)
 }
 
-// callerKey is the context key of a Caller.
-type callerKey struct{}
-
-// NewContext returns a copy of ctx carrying c.
+// NewContext returns ctx with c recorded in its callinfo.Record (a new
+// record when ctx has none).
 func NewContext(ctx context.Context, c Caller) context.Context {
-	return context.WithValue(ctx, callerKey{}, c)
+	r := callinfo.FromContext(ctx)
+	if r == nil {
+		r = callinfo.New("")
+		ctx = callinfo.NewContext(ctx, r)
+	}
+	r.SetCaller(c)
+	return ctx
 }
 
-// FromContext returns the Caller in ctx, and whether there is one. Calls
-// the interceptors exempt (health checks, reflection) have none.
+// FromContext returns the Caller recorded in ctx's callinfo.Record, and
+// whether there is one. Calls the interceptors exempt (health checks,
+// reflection) have none.
 func FromContext(ctx context.Context) (Caller, bool) {
-	c, ok := ctx.Value(callerKey{}).(Caller)
-	return c, ok
+	return callinfo.FromContext(ctx).Caller()
 }
 
 // MaxCredentialLen caps the Bearer credential of one call, in both key and
@@ -275,10 +273,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, authorization string) 
 	}
 }
 
-// admit returns ctx carrying c, and writes c into the call's
-// callinfo.Record, if ctx has one, for the logs and metrics outside.
+// admit records c in the call's callinfo.Record, which the logs, metrics,
+// limits and the service read.
 func admit(ctx context.Context, c Caller) context.Context {
-	callinfo.FromContext(ctx).SetCaller(callinfo.Caller{Name: c.Name, CredentialHash: c.CredentialHash})
 	return NewContext(ctx, c)
 }
 

@@ -68,10 +68,17 @@ func httpGet(b *testing.B, client *http.Client, url, key string) {
 }
 
 // BenchmarkGetBatch measures one GetBatch, sequentially, against the same
-// simulator: a direct HTTP GET to the upstream (the baseline), then the
-// gateway over gRPC and over REST with its cache off, so that every call
-// goes upstream, and with its default cache, which answers repeated calls
-// for a batch from the last result younger than the poll interval.
+// simulator: a direct HTTP GET to the upstream (the baseline), canned
+// one-hop answers of the gateway's own bytes (a plain gRPC server and a
+// plain net/http server that do nothing else), then the gateway over gRPC
+// and over REST with its cache off, so that every call goes upstream, and
+// with its default cache, which answers repeated calls for a batch from
+// the last result younger than the poll interval.
+//
+// The uncached gateway sub-benchmarks report x-floor: their ns/op over
+// their floor, the canned hop of the same protocol plus the direct GET,
+// as last measured in this run (with -count, each sub-benchmark's runs
+// come one after another, so it is the last run of each).
 func BenchmarkGetBatch(b *testing.B) {
 	uncached := startStack(b, func(c *config.Config) { c.CacheTTL = -1 })
 	cached := startStack(b)
@@ -79,11 +86,45 @@ func BenchmarkGetBatch(b *testing.B) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	b.Cleanup(client.CloseIdleConnections)
 
+	// The canned hops answer with what the gateway answers for id.
+	want, err := uncached.grpc.GetBatch(context.Background(), &batchv1.GetBatchRequest{BatchId: id})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cannedGRPC := startCannedGRPC(b, want)
+	contentType, body := fetchREST(b, client, uncached.httpBase+"/v1/batches/"+id)
+	cannedURL := startCannedHTTP(b, contentType, body)
+
+	nsPerOp := func(b *testing.B) float64 { return float64(b.Elapsed().Nanoseconds()) / float64(b.N) }
+	var directNs, cannedGRPCNs, cannedHTTPNs float64
+	reportFloor := func(b *testing.B, hopNs float64) {
+		if floor := hopNs + directNs; hopNs > 0 && directNs > 0 {
+			b.ReportMetric(nsPerOp(b)/floor, "x-floor")
+		}
+	}
+
 	b.Run("direct", func(b *testing.B) {
 		url := uncached.upstreamURL + "/v1/batches/" + id
 		for b.Loop() {
 			httpGet(b, client, url, benchKey)
 		}
+		directNs = nsPerOp(b)
+	})
+	b.Run("canned-grpc", func(b *testing.B) {
+		req := &batchv1.GetBatchRequest{BatchId: id}
+		for b.Loop() {
+			if _, err := cannedGRPC.GetBatch(context.Background(), req); err != nil {
+				b.Fatal(err)
+			}
+		}
+		cannedGRPCNs = nsPerOp(b)
+	})
+	b.Run("canned-http", func(b *testing.B) {
+		url := cannedURL + "/v1/batches/" + id
+		for b.Loop() {
+			httpGet(b, client, url, "")
+		}
+		cannedHTTPNs = nsPerOp(b)
 	})
 	for _, s := range []struct {
 		name string
@@ -96,11 +137,17 @@ func BenchmarkGetBatch(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			if s.stack == uncached {
+				reportFloor(b, cannedGRPCNs)
+			}
 		})
 		b.Run("rest-"+s.name, func(b *testing.B) {
 			url := s.httpBase + "/v1/batches/" + id
 			for b.Loop() {
 				httpGet(b, client, url, "")
+			}
+			if s.stack == uncached {
+				reportFloor(b, cannedHTTPNs)
 			}
 		})
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"math"
 	"reflect"
 	"strconv"
@@ -48,14 +47,14 @@ func DecodeBatch(data []byte) (*batchv1.Batch, error) {
 	if w.ID == "" {
 		return nil, malformed(`missing "id"`)
 	}
-	return w.ToProto(), nil
+	return w.toProto(), nil
 }
 
-// ToProto returns w as a batchv1.Batch: status is mapped with
+// toProto returns w as a batchv1.Batch: status is mapped with
 // StatusFromString and kept verbatim in upstream_status, "" file ids are
-// absent, and absent integers (see Int) are unset. The result shares no
-// memory with w.
-func (w *Batch) ToProto() *batchv1.Batch {
+// absent, and absent integers (see Int) are unset. The result takes over
+// w's strings, pointers and metadata map: w must not be used afterwards.
+func (w *Batch) toProto() *batchv1.Batch {
 	b := &batchv1.Batch{
 		Id:               w.ID,
 		Object:           w.Object,
@@ -73,7 +72,7 @@ func (w *Batch) ToProto() *batchv1.Batch {
 		CancellingAt:     w.CancellingAt.ptr(),
 		CancelledAt:      w.CancelledAt.ptr(),
 		ExpiresAt:        w.ExpiresAt.ptr(),
-		Model:            clonePtr(w.Model),
+		Model:            w.Model,
 		Status:           StatusFromString(w.Status),
 		UpstreamStatus:   w.Status,
 	}
@@ -85,7 +84,7 @@ func (w *Batch) ToProto() *batchv1.Batch {
 		}
 	}
 	if w.Metadata != nil {
-		b.Metadata = &batchv1.Metadata{Pairs: maps.Clone(map[string]string(w.Metadata))}
+		b.Metadata = &batchv1.Metadata{Pairs: w.Metadata}
 	}
 	if e := w.Errors; e != nil {
 		be := &batchv1.BatchErrors{Object: e.Object}
@@ -96,7 +95,7 @@ func (w *Batch) ToProto() *batchv1.Batch {
 			be.Data = append(be.Data, &batchv1.BatchError{
 				Code:    string(d.Code),
 				Message: d.Message,
-				Param:   clonePtr(d.Param),
+				Param:   d.Param,
 				Line:    d.Line.ptr(),
 			})
 		}
@@ -179,13 +178,13 @@ func (f Int) val() int64 {
 	return int64(f)
 }
 
-// ptr returns a copy of *f, or nil when f is nil or absent.
+// ptr returns f as an *int64 (the same memory), or nil when f is nil or
+// absent.
 func (f *Int) ptr() *int64 {
 	if f == nil || *f == absent {
 		return nil
 	}
-	v := int64(*f)
-	return &v
+	return (*int64)(f)
 }
 
 // notInteger returns a fresh copy: the decoder writes the field path into
@@ -344,13 +343,5 @@ func nonEmpty(p *string) *string {
 	if p == nil || *p == "" {
 		return nil
 	}
-	return clonePtr(p)
-}
-
-func clonePtr[T any](p *T) *T {
-	if p == nil {
-		return nil
-	}
-	v := *p
-	return &v
+	return p
 }

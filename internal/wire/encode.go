@@ -32,22 +32,16 @@ func FromProto(b *batchv1.Batch) Batch {
 // the Batch with its parts are pooled, so the returned slice is usually
 // the only allocation besides encoding/json's own work.
 func MarshalBatch(b *batchv1.Batch) ([]byte, error) {
-	return AppendBatch(nil, b)
-}
-
-// AppendBatch appends MarshalBatch's encoding of b to dst and returns the
-// extended slice.
-func AppendBatch(dst []byte, b *batchv1.Batch) ([]byte, error) {
 	if b == nil {
-		return dst, ErrNilBatch
+		return nil, ErrNilBatch
 	}
 	e := encoders.Get().(*batchEncoder)
 	defer e.release()
 	e.parts.fill(&e.batch, b)
 	if err := e.enc.Encode(&e.batch); err != nil {
-		return dst, err
+		return nil, err
 	}
-	return append(dst, bytes.TrimSuffix(e.buf.Bytes(), []byte{'\n'})...), nil
+	return bytes.Clone(bytes.TrimSuffix(e.buf.Bytes(), []byte{'\n'})), nil
 }
 
 // parts holds the nested objects a Batch points to, so that one

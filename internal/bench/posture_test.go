@@ -36,7 +36,7 @@ func startBare(b *testing.B) *stack {
 	hub := watch.New(client, watch.Options{FreshFor: -1})
 	b.Cleanup(hub.Close)
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := gateway.NewServer(ctx, service.New(hub, service.Options{}), gateway.ServerOptions{
+	srv, err := gateway.NewServer(ctx, gateway.Services{Batch: service.New(hub, service.Options{})}, gateway.ServerOptions{
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second,
 	})
 	if err != nil {

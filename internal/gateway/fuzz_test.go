@@ -41,7 +41,7 @@ func FuzzHTTP(f *testing.F) {
 	})
 	hub := watch.New(fetch, watch.Options{PollInterval: time.Hour})
 	f.Cleanup(hub.Close)
-	srv, err := NewServer(context.Background(), service.New(hub, service.Options{}), ServerOptions{
+	srv, err := NewServer(context.Background(), Services{Batch: service.New(hub, service.Options{})}, ServerOptions{
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", ShutdownTimeout: time.Second,
 	})
 	if err != nil {

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,20 +12,19 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/auth"
+	"github.com/batchgate/batchgate/internal/inproc"
 	"github.com/batchgate/batchgate/internal/upstream"
 	"github.com/batchgate/batchgate/internal/watch"
 )
 
 // TestChainUnaryOrder checks the order buildChains, the one builder of the
 // gateway's chains, puts the layers in, over gRPC unary and stream calls,
-// REST calls and HTTP requests, and that chainUnary and chainStream, which
-// run the REST chains, keep it.
+// REST calls and HTTP requests, and that inproc.ChainUnary and
+// inproc.ChainStream, which run the REST chains, keep it.
 func TestChainUnaryOrder(t *testing.T) {
 	t.Parallel()
 	var trace []string
@@ -78,7 +76,7 @@ func TestChainUnaryOrder(t *testing.T) {
 		trace = nil
 	}
 
-	if chainUnary(nil) != nil || chainStream(nil) != nil {
+	if inproc.ChainUnary(nil) != nil || inproc.ChainStream(nil) != nil {
 		t.Fatal("an empty chain should be nil")
 	}
 	for _, ch := range []struct {
@@ -90,7 +88,7 @@ func TestChainUnaryOrder(t *testing.T) {
 		{"gRPC", c.Unary, c.Stream, grpcOrder},
 		{"REST", c.RESTUnary, c.RESTStream, restOrder},
 	} {
-		ic, sc := chainUnary(ch.unary), chainStream(ch.stream)
+		ic, sc := inproc.ChainUnary(ch.unary), inproc.ChainStream(ch.stream)
 		for range 2 { // the chain is reusable
 			resp, err := ic(context.Background(), "req", &grpc.UnaryServerInfo{}, unary)
 			if resp != "req" || err != nil {
@@ -154,101 +152,6 @@ func TestUpstreamHealth(t *testing.T) {
 				t.Fatal("a zero threshold must always be healthy")
 			}
 		})
-	}
-}
-
-// scriptedWatch is a BatchServiceServer whose WatchBatch sends n events,
-// then waits for its context when block is set, then returns end.
-type scriptedWatch struct {
-	batchv1.UnimplementedBatchServiceServer
-	n     int
-	block bool
-	end   error
-	ended chan error // the handler's return value
-}
-
-func (s *scriptedWatch) WatchBatch(_ *batchv1.WatchBatchRequest, stream batchv1.BatchService_WatchBatchServer) (err error) {
-	defer func() { s.ended <- err }()
-	for i := range s.n {
-		if err := stream.Send(&batchv1.WatchBatchResponse{Sequence: uint64(i + 1)}); err != nil {
-			return err
-		}
-	}
-	if s.block {
-		<-stream.Context().Done()
-		return stream.Context().Err()
-	}
-	return s.end
-}
-
-func TestRESTClientWatchPipe(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name    string
-		n       int
-		end     error
-		wantErr codes.Code // codes.OK: io.EOF
-	}{
-		{"events then OK", 3, nil, codes.OK},
-		{"events then an error", 2, status.Error(codes.NotFound, "gone"), codes.NotFound},
-		{"no events", 0, status.Error(codes.InvalidArgument, "bad"), codes.InvalidArgument},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			srv := &scriptedWatch{n: tt.n, end: tt.end, ended: make(chan error, 1)}
-			var intercepted bool
-			rc := &restClient{srv: srv, streamInterceptor: chainStream([]grpc.StreamServerInterceptor{
-				func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-					intercepted = info.FullMethod == batchv1.BatchService_WatchBatch_FullMethodName && info.IsServerStream
-					return h(srv, ss)
-				},
-			})}
-			stream, err := rc.WatchBatch(context.Background(), &batchv1.WatchBatchRequest{BatchId: "b"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i := range tt.n {
-				var ev batchv1.WatchBatchResponse
-				if err := stream.RecvMsg(&ev); err != nil || ev.GetSequence() != uint64(i+1) {
-					t.Fatalf("event %d: %v, %v", i+1, &ev, err)
-				}
-			}
-			_, err = stream.Recv()
-			if tt.wantErr == codes.OK {
-				if !errors.Is(err, io.EOF) {
-					t.Fatalf("end: %v, want io.EOF", err)
-				}
-			} else if status.Code(err) != tt.wantErr {
-				t.Fatalf("end: %v, want %v", err, tt.wantErr)
-			}
-			if !intercepted {
-				t.Error("the stream interceptor did not run")
-			}
-		})
-	}
-}
-
-// TestRESTClientWatchCancel: cancelling the caller's context ends the
-// handler, also while it waits to hand over an event nobody reads.
-func TestRESTClientWatchCancel(t *testing.T) {
-	t.Parallel()
-	for _, n := range []int{0, 5} {
-		srv := &scriptedWatch{n: n, block: true, ended: make(chan error, 1)}
-		rc := &restClient{srv: srv}
-		ctx, cancel := context.WithCancel(context.Background())
-		if _, err := rc.WatchBatch(ctx, &batchv1.WatchBatchRequest{BatchId: "b"}); err != nil {
-			t.Fatal(err)
-		}
-		cancel()
-		select {
-		case err := <-srv.ended:
-			if status.Code(err) != codes.Canceled && !errors.Is(err, context.Canceled) {
-				t.Fatalf("n=%d: handler ended with %v", n, err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("n=%d: the handler did not end after cancel", n)
-		}
 	}
 }
 

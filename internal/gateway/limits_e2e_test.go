@@ -254,45 +254,46 @@ func TestCallerRate(t *testing.T) {
 }
 
 // TestRequestSizeLimits: oversized gRPC messages are refused by gRPC
-// (64 KiB), oversized REST requests get a 4xx, and the gateway keeps
+// (4 MiB), oversized REST requests get a 4xx, and the gateway keeps
 // serving.
 func TestRequestSizeLimits(t *testing.T) {
 	t.Parallel()
 	e := startWith(t, gatewaytest.Options{}, threeCallers(t))
 	alice := bearer(tokAlice)
 	huge := strings.Repeat("b", 70_000)
+	tooBig := strings.Repeat("b", 5<<20) // over the gRPC message limit
 	// Headers are capped at 64 KiB, give or take the server's read
 	// buffer on a reused connection: well over it.
 	hugeHeader := strings.Repeat("h", 200_000)
 
 	t.Run("grpc GetBatch", func(t *testing.T) {
-		_, err := e.Client.GetBatch(withAuthz(t.Context(), alice), &batchv1.GetBatchRequest{BatchId: huge})
+		_, err := e.Client.GetBatch(withAuthz(t.Context(), alice), &batchv1.GetBatchRequest{BatchId: tooBig})
 		if status.Code(err) != codes.ResourceExhausted {
-			t.Fatalf("GetBatch with a 70 KB id: %v, want ResourceExhausted", err)
+			t.Fatalf("GetBatch with a 5 MB id: %v, want ResourceExhausted", err)
 		}
 	})
 	t.Run("grpc WatchBatch", func(t *testing.T) {
-		s, err := e.Client.WatchBatch(withAuthz(t.Context(), alice), &batchv1.WatchBatchRequest{BatchId: huge})
+		s, err := e.Client.WatchBatch(withAuthz(t.Context(), alice), &batchv1.WatchBatchRequest{BatchId: tooBig})
 		if err == nil {
 			_, err = s.Recv()
 		}
 		if status.Code(err) != codes.ResourceExhausted {
-			t.Fatalf("WatchBatch with a 70 KB id: %v, want ResourceExhausted", err)
+			t.Fatalf("WatchBatch with a 5 MB id: %v, want ResourceExhausted", err)
 		}
 	})
 	t.Run("grpc unauthenticated", func(t *testing.T) {
 		// The size check comes first: no token, still ResourceExhausted,
 		// and the message is never read into the handler.
-		_, err := e.Client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: huge})
+		_, err := e.Client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: tooBig})
 		if status.Code(err) != codes.ResourceExhausted {
-			t.Fatalf("GetBatch with a 70 KB id and no token: %v, want ResourceExhausted", err)
+			t.Fatalf("GetBatch with a 5 MB id and no token: %v, want ResourceExhausted", err)
 		}
 	})
 	t.Run("grpc just under the limit", func(t *testing.T) {
 		// A large id that fits is refused by the id check, not the size.
-		_, err := e.Client.GetBatch(withAuthz(t.Context(), alice), &batchv1.GetBatchRequest{BatchId: huge[:60_000]})
+		_, err := e.Client.GetBatch(withAuthz(t.Context(), alice), &batchv1.GetBatchRequest{BatchId: huge})
 		if status.Code(err) != codes.InvalidArgument {
-			t.Fatalf("GetBatch with a 60 KB id: %v, want InvalidArgument", err)
+			t.Fatalf("GetBatch with a 70 KB id: %v, want InvalidArgument", err)
 		}
 	})
 
@@ -311,7 +312,8 @@ func TestRequestSizeLimits(t *testing.T) {
 		{"long token", http.MethodGet, "/v1/batches/" + simulator.DemoCompleted, http.Header{"Authorization": {"Bearer " + huge[:10_000]}}, nil, http.StatusUnauthorized},
 		{"many headers", http.MethodGet, "/v1/batches/" + simulator.DemoCompleted, manyHeaders(2000), nil, http.StatusRequestHeaderFieldsTooLarge},
 		{"huge body on GetBatch's path", http.MethodPost, "/v1/batches/" + simulator.DemoCompleted, nil, bytes.Repeat([]byte("x"), 1<<20), http.StatusMethodNotAllowed},
-		{"huge body elsewhere", http.MethodPost, "/v1/batches", nil, bytes.Repeat([]byte("x"), 1<<20), http.StatusNotFound},
+		{"huge body elsewhere", http.MethodPost, "/v1/nothing", nil, bytes.Repeat([]byte("x"), 1<<20), http.StatusNotFound},
+		{"huge body on create", http.MethodPost, "/v1/batches", http.Header{"Content-Type": {"application/json"}}, []byte(`{"input_file_id":"` + huge + `"}`), http.StatusRequestEntityTooLarge},
 		{"huge JSON body", http.MethodPut, "/v1/batches/" + simulator.DemoCompleted, http.Header{"Content-Type": {"application/json"}}, []byte(`{"batch_id":"` + huge + `"}`), http.StatusMethodNotAllowed},
 	} {
 		t.Run("rest "+tt.name, func(t *testing.T) {

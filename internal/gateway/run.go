@@ -158,7 +158,7 @@ func (g *Gateway) newChains(cfg config.Config) Chains {
 // newServer binds the servers of svc, behind the call chains.
 func (g *Gateway) newServer(ctx context.Context, cfg config.Config, tlsCfg *tls.Config, svc batchv1.BatchServiceServer, health *upstreamHealth) (*Server, error) {
 	chains := g.newChains(cfg)
-	return NewServer(ctx, svc, ServerOptions{
+	return NewServer(ctx, Services{Batch: svc}, ServerOptions{
 		GRPCAddr:               cfg.GRPCAddr,
 		HTTPAddr:               cfg.HTTPAddr,
 		ShutdownTimeout:        cfg.ShutdownTimeout,

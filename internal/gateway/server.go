@@ -28,6 +28,7 @@ import (
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/callinfo"
 	"github.com/batchgate/batchgate/internal/fanout"
+	"github.com/batchgate/batchgate/internal/inproc"
 	"github.com/batchgate/batchgate/internal/rest"
 )
 
@@ -86,14 +87,26 @@ type Server struct {
 	stopHealth chan struct{} // closed at shutdown: ends health Watch streams
 }
 
-// maxRequestBytes bounds one request message or body: batch requests are
-// tiny.
+// maxRequestBytes bounds one REST request body and the gRPC headers: batch
+// requests are tiny (uploads have their own limit).
 const maxRequestBytes = 64 << 10
 
-// NewServer binds both listeners and registers svc. It returns an error when
+// Services are the RPC implementations a Server serves.
+type Services struct {
+	// Batch serves batch.v1.BatchService. Required.
+	Batch batchv1.BatchServiceServer
+	// File serves batch.v1.FileService; nil: not served.
+	File batchv1.FileServiceServer
+}
+
+// maxMessageBytes bounds one gRPC message (gRPC's own default): upload
+// chunks are the largest.
+const maxMessageBytes = 4 << 20
+
+// NewServer binds both listeners and registers svcs. It returns an error when
 // an address cannot be bound. Call Serve to start serving; until then the
 // listeners only queue connections.
-func NewServer(ctx context.Context, svc batchv1.BatchServiceServer, opts ServerOptions) (_ *Server, err error) {
+func NewServer(ctx context.Context, svcs Services, opts ServerOptions) (_ *Server, err error) {
 	if opts.MaxStreamsPerConn == 0 {
 		opts.MaxStreamsPerConn = 1000
 	}
@@ -116,7 +129,7 @@ func NewServer(ctx context.Context, svc batchv1.BatchServiceServer, opts ServerO
 
 	grpcOpts := []grpc.ServerOption{
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
-		grpc.MaxRecvMsgSize(maxRequestBytes),
+		grpc.MaxRecvMsgSize(maxMessageBytes),
 		grpc.MaxHeaderListSize(maxRequestBytes),
 		grpc.MaxConcurrentStreams(opts.MaxStreamsPerConn),
 		// Watch streams live for hours: ping idle connections so that
@@ -132,20 +145,35 @@ func NewServer(ctx context.Context, svc batchv1.BatchServiceServer, opts ServerO
 		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(opts.TLS.Clone())))
 	}
 	s.grpc = grpc.NewServer(append(grpcOpts, opts.GRPCOptions...)...)
-	batchv1.RegisterBatchServiceServer(s.grpc, svc)
+	// The REST handlers call the same services as clients, in process,
+	// behind the REST interceptors (the route recorder first).
+	conn := inproc.New(
+		append([]grpc.UnaryServerInterceptor{recordRouteUnary}, opts.RESTUnaryInterceptors...),
+		append([]grpc.StreamServerInterceptor{recordRouteStream}, opts.RESTStreamInterceptors...),
+	)
+	for _, reg := range []grpc.ServiceRegistrar{s.grpc, conn} {
+		batchv1.RegisterBatchServiceServer(reg, svcs.Batch)
+		if svcs.File != nil {
+			batchv1.RegisterFileServiceServer(reg, svcs.File)
+		}
+	}
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, healthServer{Server: s.health, stop: s.stopHealth})
 	reflection.Register(s.grpc)
 
-	// grpc-gateway calls the service as a client, in process (restClient).
 	gw := rest.NewServeMux()
-	rc := &restClient{srv: svc, interceptor: chainUnary(opts.RESTUnaryInterceptors), streamInterceptor: chainStream(opts.RESTStreamInterceptors)}
-	if err := batchv1.RegisterBatchServiceHandlerClient(ctx, gw, rc); err != nil {
+	batches := batchv1.NewBatchServiceClient(conn)
+	if err := batchv1.RegisterBatchServiceHandlerClient(ctx, gw, batches); err != nil {
 		return nil, fmt.Errorf("register REST handlers: %w", err)
+	}
+	if svcs.File != nil {
+		if err := batchv1.RegisterFileServiceHandlerClient(ctx, gw, batchv1.NewFileServiceClient(conn)); err != nil {
+			return nil, fmt.Errorf("register REST file handlers: %w", err)
+		}
 	}
 	// Replaces the generated WatchBatch handler (the last registered wins):
 	// NDJSON or SSE, and real HTTP statuses for errors before the first event.
-	if err := rest.RegisterWatchHandler(gw, rc); err != nil {
+	if err := rest.RegisterWatchHandler(gw, batches); err != nil {
 		return nil, fmt.Errorf("register REST watch handler: %w", err)
 	}
 	mux := http.NewServeMux()
@@ -157,7 +185,7 @@ func NewServer(ctx context.Context, svc batchv1.BatchServiceServer, opts ServerO
 	if opts.MetricsHandler != nil {
 		mux.Handle("GET /metrics", opts.MetricsHandler)
 	}
-	mux.Handle("/", http.MaxBytesHandler(headAsGet(gw), maxRequestBytes))
+	mux.Handle("/", rest.LimitBody(headAsGet(gw), maxRequestBytes))
 	handler := recordPattern(mux)
 	if opts.HTTPMiddleware != nil {
 		handler = opts.HTTPMiddleware(handler)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc/codes"
@@ -51,6 +52,10 @@ func NewServeMux(extra ...runtime.ServeMuxOption) *runtime.ServeMux {
 // apierr.FromError. grpc-gateway raises a *runtime.HTTPStatusError only for
 // a request path it cannot unescape; that one is a 4xx invalid URL error.
 func handleError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	if n, ok := bodyTooLarge(r); ok {
+		writeStatus(w, tooLarge(n))
+		return
+	}
 	var hse *runtime.HTTPStatusError
 	if errors.As(err, &hse) && hse.HTTPStatus >= 400 && hse.HTTPStatus < 500 {
 		writeStatus(w, localStatus(codes.InvalidArgument, hse.HTTPStatus, "Invalid request URL: "+requestTarget(r), reasonInvalidURL, apierr.CodeInvalidURL))
@@ -105,4 +110,9 @@ func requestTarget(r *http.Request) string {
 		p = p[:maxPathInMessage] + "..."
 	}
 	return r.Method + " " + p
+}
+
+// tooLarge is the status of a request body over n bytes.
+func tooLarge(n int64) *status.Status {
+	return apierr.TooLarge("", "the request body is larger than "+strconv.FormatInt(n, 10)+" bytes")
 }

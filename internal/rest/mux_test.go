@@ -192,7 +192,7 @@ func TestRoutingErrors(t *testing.T) {
 		wantCode   string
 	}{
 		{"unknown path", http.MethodGet, "/v1/foo", 404, "Unknown request URL: GET /v1/foo", "unknown_url"},
-		{"unknown path under batches", http.MethodGet, "/v1/batches/b1/results", 404, "Unknown request URL: GET /v1/batches/b1/results", "unknown_url"},
+		{"unknown path under batches", http.MethodGet, "/v1/batches/b1/bogus", 404, "Unknown request URL: GET /v1/batches/b1/bogus", "unknown_url"},
 		{"escaped path is echoed escaped", http.MethodGet, "/v1/f%20o%22", 404, `Unknown request URL: GET /v1/f%20o%22`, "unknown_url"},
 		{"long path is cut", http.MethodGet, long, 404, "Unknown request URL: GET " + long[:maxPathInMessage] + "...", "unknown_url"},
 		{"wrong method", http.MethodPost, "/v1/batches/batch_01abc", 405, "Method not allowed for URL: POST /v1/batches/batch_01abc", "method_not_allowed"},

@@ -9,6 +9,7 @@ package batchv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -20,6 +21,63 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// ResultKind selects the files StreamBatchResults reads.
+type ResultKind int32
+
+const (
+	// The same as ALL.
+	ResultKind_RESULT_KIND_UNSPECIFIED ResultKind = 0
+	// The lines of the output file: the requests that got a response.
+	ResultKind_RESULT_KIND_OUTPUT ResultKind = 1
+	// The lines of the error file: the requests that failed.
+	ResultKind_RESULT_KIND_ERRORS ResultKind = 2
+	// The output file's lines, then the error file's.
+	ResultKind_RESULT_KIND_ALL ResultKind = 3
+)
+
+// Enum value maps for ResultKind.
+var (
+	ResultKind_name = map[int32]string{
+		0: "RESULT_KIND_UNSPECIFIED",
+		1: "RESULT_KIND_OUTPUT",
+		2: "RESULT_KIND_ERRORS",
+		3: "RESULT_KIND_ALL",
+	}
+	ResultKind_value = map[string]int32{
+		"RESULT_KIND_UNSPECIFIED": 0,
+		"RESULT_KIND_OUTPUT":      1,
+		"RESULT_KIND_ERRORS":      2,
+		"RESULT_KIND_ALL":         3,
+	}
+)
+
+func (x ResultKind) Enum() *ResultKind {
+	p := new(ResultKind)
+	*p = x
+	return p
+}
+
+func (x ResultKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ResultKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_batch_v1_batch_proto_enumTypes[0].Descriptor()
+}
+
+func (ResultKind) Type() protoreflect.EnumType {
+	return &file_batch_v1_batch_proto_enumTypes[0]
+}
+
+func (x ResultKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ResultKind.Descriptor instead.
+func (ResultKind) EnumDescriptor() ([]byte, []int) {
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{0}
+}
 
 // WatchEventType says what a WatchBatchResponse reports.
 type WatchEventType int32
@@ -62,11 +120,11 @@ func (x WatchEventType) String() string {
 }
 
 func (WatchEventType) Descriptor() protoreflect.EnumDescriptor {
-	return file_batch_v1_batch_proto_enumTypes[0].Descriptor()
+	return file_batch_v1_batch_proto_enumTypes[1].Descriptor()
 }
 
 func (WatchEventType) Type() protoreflect.EnumType {
-	return &file_batch_v1_batch_proto_enumTypes[0]
+	return &file_batch_v1_batch_proto_enumTypes[1]
 }
 
 func (x WatchEventType) Number() protoreflect.EnumNumber {
@@ -75,7 +133,7 @@ func (x WatchEventType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WatchEventType.Descriptor instead.
 func (WatchEventType) EnumDescriptor() ([]byte, []int) {
-	return file_batch_v1_batch_proto_rawDescGZIP(), []int{0}
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{1}
 }
 
 // BatchStatus is the lifecycle status of a batch. Terminal statuses are
@@ -143,11 +201,11 @@ func (x BatchStatus) String() string {
 }
 
 func (BatchStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_batch_v1_batch_proto_enumTypes[1].Descriptor()
+	return file_batch_v1_batch_proto_enumTypes[2].Descriptor()
 }
 
 func (BatchStatus) Type() protoreflect.EnumType {
-	return &file_batch_v1_batch_proto_enumTypes[1]
+	return &file_batch_v1_batch_proto_enumTypes[2]
 }
 
 func (x BatchStatus) Number() protoreflect.EnumNumber {
@@ -156,7 +214,726 @@ func (x BatchStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use BatchStatus.Descriptor instead.
 func (BatchStatus) EnumDescriptor() ([]byte, []int) {
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{2}
+}
+
+// CreateBatchRequest is the body of the upstream's `POST /v1/batches`.
+type CreateBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The id of an uploaded file with purpose `batch`. Required.
+	InputFileId string `protobuf:"bytes,1,opt,name=input_file_id,json=inputFileId,proto3" json:"input_file_id,omitempty"`
+	// The endpoint the batch's requests go to: `/v1/chat/completions`,
+	// `/v1/responses`, `/v1/embeddings`, `/v1/completions` or
+	// `/v1/moderations`. Required.
+	Endpoint string `protobuf:"bytes,2,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// The completion window; only `24h` exists. Required.
+	CompletionWindow string `protobuf:"bytes,3,opt,name=completion_window,json=completionWindow,proto3" json:"completion_window,omitempty"`
+	// Up to 16 key-value pairs (keys up to 64 characters, values up to 512),
+	// the gateway's reserved `batchgate_` keys included; caller keys may not
+	// start with `batchgate_`.
+	Metadata map[string]string `protobuf:"bytes,4,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// A key that makes the create safe to repeat: a second create with the
+	// same key within 24 hours returns the first batch. Over REST the
+	// `Idempotency-Key` header sets it. Up to 128 printable ASCII characters.
+	// Empty: the gateway makes one (still protecting its own retries).
+	IdempotencyKey string `protobuf:"bytes,5,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	// When the batch's output and error files expire. Unset: the upstream's
+	// default.
+	OutputExpiresAfter *OutputExpiresAfter `protobuf:"bytes,6,opt,name=output_expires_after,json=outputExpiresAfter,proto3" json:"output_expires_after,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *CreateBatchRequest) Reset() {
+	*x = CreateBatchRequest{}
+	mi := &file_batch_v1_batch_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateBatchRequest) ProtoMessage() {}
+
+func (x *CreateBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_batch_v1_batch_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateBatchRequest.ProtoReflect.Descriptor instead.
+func (*CreateBatchRequest) Descriptor() ([]byte, []int) {
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *CreateBatchRequest) GetInputFileId() string {
+	if x != nil {
+		return x.InputFileId
+	}
+	return ""
+}
+
+func (x *CreateBatchRequest) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+func (x *CreateBatchRequest) GetCompletionWindow() string {
+	if x != nil {
+		return x.CompletionWindow
+	}
+	return ""
+}
+
+func (x *CreateBatchRequest) GetMetadata() map[string]string {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *CreateBatchRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *CreateBatchRequest) GetOutputExpiresAfter() *OutputExpiresAfter {
+	if x != nil {
+		return x.OutputExpiresAfter
+	}
+	return nil
+}
+
+// OutputExpiresAfter sets when a batch's output files expire.
+type OutputExpiresAfter struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What the time counts from; only `created_at` exists.
+	Anchor string `protobuf:"bytes,1,opt,name=anchor,proto3" json:"anchor,omitempty"`
+	// Seconds after the anchor, 3600 to 2592000.
+	Seconds       int64 `protobuf:"varint,2,opt,name=seconds,proto3" json:"seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OutputExpiresAfter) Reset() {
+	*x = OutputExpiresAfter{}
+	mi := &file_batch_v1_batch_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutputExpiresAfter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutputExpiresAfter) ProtoMessage() {}
+
+func (x *OutputExpiresAfter) ProtoReflect() protoreflect.Message {
+	mi := &file_batch_v1_batch_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutputExpiresAfter.ProtoReflect.Descriptor instead.
+func (*OutputExpiresAfter) Descriptor() ([]byte, []int) {
 	return file_batch_v1_batch_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *OutputExpiresAfter) GetAnchor() string {
+	if x != nil {
+		return x.Anchor
+	}
+	return ""
+}
+
+func (x *OutputExpiresAfter) GetSeconds() int64 {
+	if x != nil {
+		return x.Seconds
+	}
+	return 0
+}
+
+// CreateBatchResponse carries the created batch. Over HTTP/JSON only the
+// batch itself is returned.
+type CreateBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The batch, usually `validating`.
+	Batch         *Batch `protobuf:"bytes,1,opt,name=batch,proto3" json:"batch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateBatchResponse) Reset() {
+	*x = CreateBatchResponse{}
+	mi := &file_batch_v1_batch_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateBatchResponse) ProtoMessage() {}
+
+func (x *CreateBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_batch_v1_batch_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateBatchResponse.ProtoReflect.Descriptor instead.
+func (*CreateBatchResponse) Descriptor() ([]byte, []int) {
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CreateBatchResponse) GetBatch() *Batch {
+	if x != nil {
+		return x.Batch
+	}
+	return nil
+}
+
+// ListBatchesRequest asks for one page of batches.
+type ListBatchesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A batch id: the page starts after it. Empty: the newest batch first.
+	After string `protobuf:"bytes,1,opt,name=after,proto3" json:"after,omitempty"`
+	// The page size, 1 to 100. Zero: 20.
+	Limit         int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListBatchesRequest) Reset() {
+	*x = ListBatchesRequest{}
+	mi := &file_batch_v1_batch_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBatchesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBatchesRequest) ProtoMessage() {}
+
+func (x *ListBatchesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_batch_v1_batch_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBatchesRequest.ProtoReflect.Descriptor instead.
+func (*ListBatchesRequest) Descriptor() ([]byte, []int) {
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ListBatchesRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *ListBatchesRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// ListBatchesResponse is one page of batches, newest first. Over HTTP/JSON
+// it has the upstream's list shape: `{"object":"list","data":[...],
+// "first_id","last_id","has_more"}`.
+type ListBatchesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The batches of the page.
+	Batches []*Batch `protobuf:"bytes,1,rep,name=batches,proto3" json:"batches,omitempty"`
+	// The id of the first batch of the page; empty for an empty page.
+	FirstId string `protobuf:"bytes,2,opt,name=first_id,json=firstId,proto3" json:"first_id,omitempty"`
+	// The id of the last batch of the page: pass it as after for the next.
+	LastId string `protobuf:"bytes,3,opt,name=last_id,json=lastId,proto3" json:"last_id,omitempty"`
+	// Whether there are batches after this page.
+	HasMore       bool `protobuf:"varint,4,opt,name=has_more,json=hasMore,proto3" json:"has_more,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListBatchesResponse) Reset() {
+	*x = ListBatchesResponse{}
+	mi := &file_batch_v1_batch_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBatchesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBatchesResponse) ProtoMessage() {}
+
+func (x *ListBatchesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_batch_v1_batch_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBatchesResponse.ProtoReflect.Descriptor instead.
+func (*ListBatchesResponse) Descriptor() ([]byte, []int) {
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ListBatchesResponse) GetBatches() []*Batch {
+	if x != nil {
+		return x.Batches
+	}
+	return nil
+}
+
+func (x *ListBatchesResponse) GetFirstId() string {
+	if x != nil {
+		return x.FirstId
+	}
+	return ""
+}
+
+func (x *ListBatchesResponse) GetLastId() string {
+	if x != nil {
+		return x.LastId
+	}
+	return ""
+}
+
+func (x *ListBatchesResponse) GetHasMore() bool {
+	if x != nil {
+		return x.HasMore
+	}
+	return false
+}
+
+// CancelBatchRequest names the batch to cancel.
+type CancelBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The upstream batch id; the same rules as GetBatchRequest.batch_id.
+	BatchId       string `protobuf:"bytes,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelBatchRequest) Reset() {
+	*x = CancelBatchRequest{}
+	mi := &file_batch_v1_batch_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelBatchRequest) ProtoMessage() {}
+
+func (x *CancelBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_batch_v1_batch_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelBatchRequest.ProtoReflect.Descriptor instead.
+func (*CancelBatchRequest) Descriptor() ([]byte, []int) {
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CancelBatchRequest) GetBatchId() string {
+	if x != nil {
+		return x.BatchId
+	}
+	return ""
+}
+
+// CancelBatchResponse carries the batch after the cancel request. Over
+// HTTP/JSON only the batch itself is returned.
+type CancelBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The batch, usually `cancelling`.
+	Batch         *Batch `protobuf:"bytes,1,opt,name=batch,proto3" json:"batch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelBatchResponse) Reset() {
+	*x = CancelBatchResponse{}
+	mi := &file_batch_v1_batch_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelBatchResponse) ProtoMessage() {}
+
+func (x *CancelBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_batch_v1_batch_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelBatchResponse.ProtoReflect.Descriptor instead.
+func (*CancelBatchResponse) Descriptor() ([]byte, []int) {
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CancelBatchResponse) GetBatch() *Batch {
+	if x != nil {
+		return x.Batch
+	}
+	return nil
+}
+
+// StreamBatchResultsRequest names the batch whose results to stream.
+type StreamBatchResultsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The upstream batch id; the same rules as GetBatchRequest.batch_id.
+	BatchId string `protobuf:"bytes,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	// Which files to read. UNSPECIFIED: ALL.
+	Kind ResultKind `protobuf:"varint,2,opt,name=kind,proto3,enum=batch.v1.ResultKind" json:"kind,omitempty"`
+	// The 1-based position, in the stream as sent, of the first line to send:
+	// a client that received n lines resumes with n+1. Zero or one: from the
+	// start.
+	StartLine     int64 `protobuf:"varint,3,opt,name=start_line,json=startLine,proto3" json:"start_line,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamBatchResultsRequest) Reset() {
+	*x = StreamBatchResultsRequest{}
+	mi := &file_batch_v1_batch_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamBatchResultsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamBatchResultsRequest) ProtoMessage() {}
+
+func (x *StreamBatchResultsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_batch_v1_batch_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamBatchResultsRequest.ProtoReflect.Descriptor instead.
+func (*StreamBatchResultsRequest) Descriptor() ([]byte, []int) {
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *StreamBatchResultsRequest) GetBatchId() string {
+	if x != nil {
+		return x.BatchId
+	}
+	return ""
+}
+
+func (x *StreamBatchResultsRequest) GetKind() ResultKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ResultKind_RESULT_KIND_UNSPECIFIED
+}
+
+func (x *StreamBatchResultsRequest) GetStartLine() int64 {
+	if x != nil {
+		return x.StartLine
+	}
+	return 0
+}
+
+// BatchResult is one line of a batch's output or error file.
+type BatchResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The file the line comes from: OUTPUT or ERRORS.
+	Kind ResultKind `protobuf:"varint,1,opt,name=kind,proto3,enum=batch.v1.ResultKind" json:"kind,omitempty"`
+	// The line's 1-based number in its file.
+	Line int64 `protobuf:"varint,2,opt,name=line,proto3" json:"line,omitempty"`
+	// The upstream's id of the request's answer, for example `batch_req_123`.
+	Id string `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`
+	// The caller's id of the request, from the input line.
+	CustomId string `protobuf:"bytes,4,opt,name=custom_id,json=customId,proto3" json:"custom_id,omitempty"`
+	// The request's response, when it got one. Unset on lines without one.
+	Response *BatchResponse `protobuf:"bytes,5,opt,name=response,proto3" json:"response,omitempty"`
+	// Why the request failed, when it did. Unset otherwise.
+	Error *BatchResultError `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	// Set only when the line could not be read: its raw bytes (at most 64
+	// KiB of them).
+	Raw []byte `protobuf:"bytes,7,opt,name=raw,proto3" json:"raw,omitempty"`
+	// Set only when the line could not be read: why (not JSON, too long, ...).
+	ParseError    string `protobuf:"bytes,8,opt,name=parse_error,json=parseError,proto3" json:"parse_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchResult) Reset() {
+	*x = BatchResult{}
+	mi := &file_batch_v1_batch_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchResult) ProtoMessage() {}
+
+func (x *BatchResult) ProtoReflect() protoreflect.Message {
+	mi := &file_batch_v1_batch_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchResult.ProtoReflect.Descriptor instead.
+func (*BatchResult) Descriptor() ([]byte, []int) {
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *BatchResult) GetKind() ResultKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ResultKind_RESULT_KIND_UNSPECIFIED
+}
+
+func (x *BatchResult) GetLine() int64 {
+	if x != nil {
+		return x.Line
+	}
+	return 0
+}
+
+func (x *BatchResult) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *BatchResult) GetCustomId() string {
+	if x != nil {
+		return x.CustomId
+	}
+	return ""
+}
+
+func (x *BatchResult) GetResponse() *BatchResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *BatchResult) GetError() *BatchResultError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *BatchResult) GetRaw() []byte {
+	if x != nil {
+		return x.Raw
+	}
+	return nil
+}
+
+func (x *BatchResult) GetParseError() string {
+	if x != nil {
+		return x.ParseError
+	}
+	return ""
+}
+
+// BatchResponse is the response a batch request got.
+type BatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The HTTP status of the request.
+	StatusCode int32 `protobuf:"varint,1,opt,name=status_code,json=statusCode,proto3" json:"status_code,omitempty"`
+	// The upstream's request id.
+	RequestId string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// The response body, as JSON. Unset when the body was null or absent.
+	Body          *structpb.Struct `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchResponse) Reset() {
+	*x = BatchResponse{}
+	mi := &file_batch_v1_batch_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchResponse) ProtoMessage() {}
+
+func (x *BatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_batch_v1_batch_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
+func (*BatchResponse) Descriptor() ([]byte, []int) {
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *BatchResponse) GetStatusCode() int32 {
+	if x != nil {
+		return x.StatusCode
+	}
+	return 0
+}
+
+func (x *BatchResponse) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *BatchResponse) GetBody() *structpb.Struct {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+// BatchResultError is why one request of a batch failed.
+type BatchResultError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A machine-readable code.
+	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	// A human-readable message.
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchResultError) Reset() {
+	*x = BatchResultError{}
+	mi := &file_batch_v1_batch_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchResultError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchResultError) ProtoMessage() {}
+
+func (x *BatchResultError) ProtoReflect() protoreflect.Message {
+	mi := &file_batch_v1_batch_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchResultError.ProtoReflect.Descriptor instead.
+func (*BatchResultError) Descriptor() ([]byte, []int) {
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *BatchResultError) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *BatchResultError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
 }
 
 // GetBatchRequest names the batch to fetch.
@@ -172,7 +949,7 @@ type GetBatchRequest struct {
 
 func (x *GetBatchRequest) Reset() {
 	*x = GetBatchRequest{}
-	mi := &file_batch_v1_batch_proto_msgTypes[0]
+	mi := &file_batch_v1_batch_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -184,7 +961,7 @@ func (x *GetBatchRequest) String() string {
 func (*GetBatchRequest) ProtoMessage() {}
 
 func (x *GetBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_batch_v1_batch_proto_msgTypes[0]
+	mi := &file_batch_v1_batch_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -197,7 +974,7 @@ func (x *GetBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBatchRequest.ProtoReflect.Descriptor instead.
 func (*GetBatchRequest) Descriptor() ([]byte, []int) {
-	return file_batch_v1_batch_proto_rawDescGZIP(), []int{0}
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetBatchRequest) GetBatchId() string {
@@ -219,7 +996,7 @@ type GetBatchResponse struct {
 
 func (x *GetBatchResponse) Reset() {
 	*x = GetBatchResponse{}
-	mi := &file_batch_v1_batch_proto_msgTypes[1]
+	mi := &file_batch_v1_batch_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -231,7 +1008,7 @@ func (x *GetBatchResponse) String() string {
 func (*GetBatchResponse) ProtoMessage() {}
 
 func (x *GetBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_batch_v1_batch_proto_msgTypes[1]
+	mi := &file_batch_v1_batch_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -244,7 +1021,7 @@ func (x *GetBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBatchResponse.ProtoReflect.Descriptor instead.
 func (*GetBatchResponse) Descriptor() ([]byte, []int) {
-	return file_batch_v1_batch_proto_rawDescGZIP(), []int{1}
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetBatchResponse) GetBatch() *Batch {
@@ -265,7 +1042,7 @@ type WatchBatchRequest struct {
 
 func (x *WatchBatchRequest) Reset() {
 	*x = WatchBatchRequest{}
-	mi := &file_batch_v1_batch_proto_msgTypes[2]
+	mi := &file_batch_v1_batch_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -277,7 +1054,7 @@ func (x *WatchBatchRequest) String() string {
 func (*WatchBatchRequest) ProtoMessage() {}
 
 func (x *WatchBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_batch_v1_batch_proto_msgTypes[2]
+	mi := &file_batch_v1_batch_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -290,7 +1067,7 @@ func (x *WatchBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchBatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchBatchRequest) Descriptor() ([]byte, []int) {
-	return file_batch_v1_batch_proto_rawDescGZIP(), []int{2}
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WatchBatchRequest) GetBatchId() string {
@@ -324,7 +1101,7 @@ type WatchBatchResponse struct {
 
 func (x *WatchBatchResponse) Reset() {
 	*x = WatchBatchResponse{}
-	mi := &file_batch_v1_batch_proto_msgTypes[3]
+	mi := &file_batch_v1_batch_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -336,7 +1113,7 @@ func (x *WatchBatchResponse) String() string {
 func (*WatchBatchResponse) ProtoMessage() {}
 
 func (x *WatchBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_batch_v1_batch_proto_msgTypes[3]
+	mi := &file_batch_v1_batch_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -349,7 +1126,7 @@ func (x *WatchBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchBatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchBatchResponse) Descriptor() ([]byte, []int) {
-	return file_batch_v1_batch_proto_rawDescGZIP(), []int{3}
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WatchBatchResponse) GetType() WatchEventType {
@@ -452,7 +1229,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_batch_v1_batch_proto_msgTypes[4]
+	mi := &file_batch_v1_batch_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -464,7 +1241,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_batch_v1_batch_proto_msgTypes[4]
+	mi := &file_batch_v1_batch_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -477,7 +1254,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_batch_v1_batch_proto_rawDescGZIP(), []int{4}
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Batch) GetId() string {
@@ -656,7 +1433,7 @@ type RequestCounts struct {
 
 func (x *RequestCounts) Reset() {
 	*x = RequestCounts{}
-	mi := &file_batch_v1_batch_proto_msgTypes[5]
+	mi := &file_batch_v1_batch_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -668,7 +1445,7 @@ func (x *RequestCounts) String() string {
 func (*RequestCounts) ProtoMessage() {}
 
 func (x *RequestCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_batch_v1_batch_proto_msgTypes[5]
+	mi := &file_batch_v1_batch_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -681,7 +1458,7 @@ func (x *RequestCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestCounts.ProtoReflect.Descriptor instead.
 func (*RequestCounts) Descriptor() ([]byte, []int) {
-	return file_batch_v1_batch_proto_rawDescGZIP(), []int{5}
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RequestCounts) GetTotal() int64 {
@@ -716,7 +1493,7 @@ type Metadata struct {
 
 func (x *Metadata) Reset() {
 	*x = Metadata{}
-	mi := &file_batch_v1_batch_proto_msgTypes[6]
+	mi := &file_batch_v1_batch_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -728,7 +1505,7 @@ func (x *Metadata) String() string {
 func (*Metadata) ProtoMessage() {}
 
 func (x *Metadata) ProtoReflect() protoreflect.Message {
-	mi := &file_batch_v1_batch_proto_msgTypes[6]
+	mi := &file_batch_v1_batch_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -741,7 +1518,7 @@ func (x *Metadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Metadata.ProtoReflect.Descriptor instead.
 func (*Metadata) Descriptor() ([]byte, []int) {
-	return file_batch_v1_batch_proto_rawDescGZIP(), []int{6}
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Metadata) GetPairs() map[string]string {
@@ -764,7 +1541,7 @@ type BatchErrors struct {
 
 func (x *BatchErrors) Reset() {
 	*x = BatchErrors{}
-	mi := &file_batch_v1_batch_proto_msgTypes[7]
+	mi := &file_batch_v1_batch_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -776,7 +1553,7 @@ func (x *BatchErrors) String() string {
 func (*BatchErrors) ProtoMessage() {}
 
 func (x *BatchErrors) ProtoReflect() protoreflect.Message {
-	mi := &file_batch_v1_batch_proto_msgTypes[7]
+	mi := &file_batch_v1_batch_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -789,7 +1566,7 @@ func (x *BatchErrors) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchErrors.ProtoReflect.Descriptor instead.
 func (*BatchErrors) Descriptor() ([]byte, []int) {
-	return file_batch_v1_batch_proto_rawDescGZIP(), []int{7}
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *BatchErrors) GetObject() string {
@@ -823,7 +1600,7 @@ type BatchError struct {
 
 func (x *BatchError) Reset() {
 	*x = BatchError{}
-	mi := &file_batch_v1_batch_proto_msgTypes[8]
+	mi := &file_batch_v1_batch_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +1612,7 @@ func (x *BatchError) String() string {
 func (*BatchError) ProtoMessage() {}
 
 func (x *BatchError) ProtoReflect() protoreflect.Message {
-	mi := &file_batch_v1_batch_proto_msgTypes[8]
+	mi := &file_batch_v1_batch_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +1625,7 @@ func (x *BatchError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchError.ProtoReflect.Descriptor instead.
 func (*BatchError) Descriptor() ([]byte, []int) {
-	return file_batch_v1_batch_proto_rawDescGZIP(), []int{8}
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *BatchError) GetCode() string {
@@ -898,7 +1675,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_batch_v1_batch_proto_msgTypes[9]
+	mi := &file_batch_v1_batch_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -910,7 +1687,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_batch_v1_batch_proto_msgTypes[9]
+	mi := &file_batch_v1_batch_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,7 +1700,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_batch_v1_batch_proto_rawDescGZIP(), []int{9}
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Usage) GetInputTokens() int64 {
@@ -972,7 +1749,7 @@ type InputTokensDetails struct {
 
 func (x *InputTokensDetails) Reset() {
 	*x = InputTokensDetails{}
-	mi := &file_batch_v1_batch_proto_msgTypes[10]
+	mi := &file_batch_v1_batch_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -984,7 +1761,7 @@ func (x *InputTokensDetails) String() string {
 func (*InputTokensDetails) ProtoMessage() {}
 
 func (x *InputTokensDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_batch_v1_batch_proto_msgTypes[10]
+	mi := &file_batch_v1_batch_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -997,7 +1774,7 @@ func (x *InputTokensDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InputTokensDetails.ProtoReflect.Descriptor instead.
 func (*InputTokensDetails) Descriptor() ([]byte, []int) {
-	return file_batch_v1_batch_proto_rawDescGZIP(), []int{10}
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *InputTokensDetails) GetCachedTokens() int64 {
@@ -1018,7 +1795,7 @@ type OutputTokensDetails struct {
 
 func (x *OutputTokensDetails) Reset() {
 	*x = OutputTokensDetails{}
-	mi := &file_batch_v1_batch_proto_msgTypes[11]
+	mi := &file_batch_v1_batch_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1807,7 @@ func (x *OutputTokensDetails) String() string {
 func (*OutputTokensDetails) ProtoMessage() {}
 
 func (x *OutputTokensDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_batch_v1_batch_proto_msgTypes[11]
+	mi := &file_batch_v1_batch_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1820,7 @@ func (x *OutputTokensDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputTokensDetails.ProtoReflect.Descriptor instead.
 func (*OutputTokensDetails) Descriptor() ([]byte, []int) {
-	return file_batch_v1_batch_proto_rawDescGZIP(), []int{11}
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *OutputTokensDetails) GetReasoningTokens() int64 {
@@ -1057,7 +1834,58 @@ var File_batch_v1_batch_proto protoreflect.FileDescriptor
 
 const file_batch_v1_batch_proto_rawDesc = "" +
 	"\n" +
-	"\x14batch/v1/batch.proto\x12\bbatch.v1\",\n" +
+	"\x14batch/v1/batch.proto\x12\bbatch.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xff\x02\n" +
+	"\x12CreateBatchRequest\x12\"\n" +
+	"\rinput_file_id\x18\x01 \x01(\tR\vinputFileId\x12\x1a\n" +
+	"\bendpoint\x18\x02 \x01(\tR\bendpoint\x12+\n" +
+	"\x11completion_window\x18\x03 \x01(\tR\x10completionWindow\x12F\n" +
+	"\bmetadata\x18\x04 \x03(\v2*.batch.v1.CreateBatchRequest.MetadataEntryR\bmetadata\x12'\n" +
+	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\x12N\n" +
+	"\x14output_expires_after\x18\x06 \x01(\v2\x1c.batch.v1.OutputExpiresAfterR\x12outputExpiresAfter\x1a;\n" +
+	"\rMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"F\n" +
+	"\x12OutputExpiresAfter\x12\x16\n" +
+	"\x06anchor\x18\x01 \x01(\tR\x06anchor\x12\x18\n" +
+	"\aseconds\x18\x02 \x01(\x03R\aseconds\"<\n" +
+	"\x13CreateBatchResponse\x12%\n" +
+	"\x05batch\x18\x01 \x01(\v2\x0f.batch.v1.BatchR\x05batch\"@\n" +
+	"\x12ListBatchesRequest\x12\x14\n" +
+	"\x05after\x18\x01 \x01(\tR\x05after\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\"\x8f\x01\n" +
+	"\x13ListBatchesResponse\x12)\n" +
+	"\abatches\x18\x01 \x03(\v2\x0f.batch.v1.BatchR\abatches\x12\x19\n" +
+	"\bfirst_id\x18\x02 \x01(\tR\afirstId\x12\x17\n" +
+	"\alast_id\x18\x03 \x01(\tR\x06lastId\x12\x19\n" +
+	"\bhas_more\x18\x04 \x01(\bR\ahasMore\"/\n" +
+	"\x12CancelBatchRequest\x12\x19\n" +
+	"\bbatch_id\x18\x01 \x01(\tR\abatchId\"<\n" +
+	"\x13CancelBatchResponse\x12%\n" +
+	"\x05batch\x18\x01 \x01(\v2\x0f.batch.v1.BatchR\x05batch\"\x7f\n" +
+	"\x19StreamBatchResultsRequest\x12\x19\n" +
+	"\bbatch_id\x18\x01 \x01(\tR\abatchId\x12(\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x14.batch.v1.ResultKindR\x04kind\x12\x1d\n" +
+	"\n" +
+	"start_line\x18\x03 \x01(\x03R\tstartLine\"\x92\x02\n" +
+	"\vBatchResult\x12(\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x14.batch.v1.ResultKindR\x04kind\x12\x12\n" +
+	"\x04line\x18\x02 \x01(\x03R\x04line\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\tR\x02id\x12\x1b\n" +
+	"\tcustom_id\x18\x04 \x01(\tR\bcustomId\x123\n" +
+	"\bresponse\x18\x05 \x01(\v2\x17.batch.v1.BatchResponseR\bresponse\x120\n" +
+	"\x05error\x18\x06 \x01(\v2\x1a.batch.v1.BatchResultErrorR\x05error\x12\x10\n" +
+	"\x03raw\x18\a \x01(\fR\x03raw\x12\x1f\n" +
+	"\vparse_error\x18\b \x01(\tR\n" +
+	"parseError\"|\n" +
+	"\rBatchResponse\x12\x1f\n" +
+	"\vstatus_code\x18\x01 \x01(\x05R\n" +
+	"statusCode\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\x12+\n" +
+	"\x04body\x18\x03 \x01(\v2\x17.google.protobuf.StructR\x04body\"@\n" +
+	"\x10BatchResultError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\",\n" +
 	"\x0fGetBatchRequest\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\tR\abatchId\"9\n" +
 	"\x10GetBatchResponse\x12%\n" +
@@ -1142,7 +1970,13 @@ const file_batch_v1_batch_proto_rawDesc = "" +
 	"\x12InputTokensDetails\x12#\n" +
 	"\rcached_tokens\x18\x01 \x01(\x03R\fcachedTokens\"@\n" +
 	"\x13OutputTokensDetails\x12)\n" +
-	"\x10reasoning_tokens\x18\x01 \x01(\x03R\x0freasoningTokens*\x8e\x01\n" +
+	"\x10reasoning_tokens\x18\x01 \x01(\x03R\x0freasoningTokens*n\n" +
+	"\n" +
+	"ResultKind\x12\x1b\n" +
+	"\x17RESULT_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12RESULT_KIND_OUTPUT\x10\x01\x12\x16\n" +
+	"\x12RESULT_KIND_ERRORS\x10\x02\x12\x13\n" +
+	"\x0fRESULT_KIND_ALL\x10\x03*\x8e\x01\n" +
 	"\x0eWatchEventType\x12 \n" +
 	"\x1cWATCH_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19WATCH_EVENT_TYPE_SNAPSHOT\x10\x01\x12\x1b\n" +
@@ -1157,11 +1991,15 @@ const file_batch_v1_batch_proto_rawDesc = "" +
 	"\x16BATCH_STATUS_COMPLETED\x10\x05\x12\x18\n" +
 	"\x14BATCH_STATUS_EXPIRED\x10\x06\x12\x1b\n" +
 	"\x17BATCH_STATUS_CANCELLING\x10\a\x12\x1a\n" +
-	"\x16BATCH_STATUS_CANCELLED\x10\b2\x9c\x01\n" +
+	"\x16BATCH_STATUS_CANCELLED\x10\b2\xd4\x03\n" +
 	"\fBatchService\x12A\n" +
 	"\bGetBatch\x12\x19.batch.v1.GetBatchRequest\x1a\x1a.batch.v1.GetBatchResponse\x12I\n" +
 	"\n" +
-	"WatchBatch\x12\x1b.batch.v1.WatchBatchRequest\x1a\x1c.batch.v1.WatchBatchResponse0\x01B5Z3github.com/batchgate/batchgate/gen/batch/v1;batchv1b\x06proto3"
+	"WatchBatch\x12\x1b.batch.v1.WatchBatchRequest\x1a\x1c.batch.v1.WatchBatchResponse0\x01\x12J\n" +
+	"\vCreateBatch\x12\x1c.batch.v1.CreateBatchRequest\x1a\x1d.batch.v1.CreateBatchResponse\x12J\n" +
+	"\vListBatches\x12\x1c.batch.v1.ListBatchesRequest\x1a\x1d.batch.v1.ListBatchesResponse\x12J\n" +
+	"\vCancelBatch\x12\x1c.batch.v1.CancelBatchRequest\x1a\x1d.batch.v1.CancelBatchResponse\x12R\n" +
+	"\x12StreamBatchResults\x12#.batch.v1.StreamBatchResultsRequest\x1a\x15.batch.v1.BatchResult0\x01B5Z3github.com/batchgate/batchgate/gen/batch/v1;batchv1b\x06proto3"
 
 var (
 	file_batch_v1_batch_proto_rawDescOnce sync.Once
@@ -1175,47 +2013,79 @@ func file_batch_v1_batch_proto_rawDescGZIP() []byte {
 	return file_batch_v1_batch_proto_rawDescData
 }
 
-var file_batch_v1_batch_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_batch_v1_batch_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_batch_v1_batch_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_batch_v1_batch_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_batch_v1_batch_proto_goTypes = []any{
-	(WatchEventType)(0),         // 0: batch.v1.WatchEventType
-	(BatchStatus)(0),            // 1: batch.v1.BatchStatus
-	(*GetBatchRequest)(nil),     // 2: batch.v1.GetBatchRequest
-	(*GetBatchResponse)(nil),    // 3: batch.v1.GetBatchResponse
-	(*WatchBatchRequest)(nil),   // 4: batch.v1.WatchBatchRequest
-	(*WatchBatchResponse)(nil),  // 5: batch.v1.WatchBatchResponse
-	(*Batch)(nil),               // 6: batch.v1.Batch
-	(*RequestCounts)(nil),       // 7: batch.v1.RequestCounts
-	(*Metadata)(nil),            // 8: batch.v1.Metadata
-	(*BatchErrors)(nil),         // 9: batch.v1.BatchErrors
-	(*BatchError)(nil),          // 10: batch.v1.BatchError
-	(*Usage)(nil),               // 11: batch.v1.Usage
-	(*InputTokensDetails)(nil),  // 12: batch.v1.InputTokensDetails
-	(*OutputTokensDetails)(nil), // 13: batch.v1.OutputTokensDetails
-	nil,                         // 14: batch.v1.Metadata.PairsEntry
+	(ResultKind)(0),                   // 0: batch.v1.ResultKind
+	(WatchEventType)(0),               // 1: batch.v1.WatchEventType
+	(BatchStatus)(0),                  // 2: batch.v1.BatchStatus
+	(*CreateBatchRequest)(nil),        // 3: batch.v1.CreateBatchRequest
+	(*OutputExpiresAfter)(nil),        // 4: batch.v1.OutputExpiresAfter
+	(*CreateBatchResponse)(nil),       // 5: batch.v1.CreateBatchResponse
+	(*ListBatchesRequest)(nil),        // 6: batch.v1.ListBatchesRequest
+	(*ListBatchesResponse)(nil),       // 7: batch.v1.ListBatchesResponse
+	(*CancelBatchRequest)(nil),        // 8: batch.v1.CancelBatchRequest
+	(*CancelBatchResponse)(nil),       // 9: batch.v1.CancelBatchResponse
+	(*StreamBatchResultsRequest)(nil), // 10: batch.v1.StreamBatchResultsRequest
+	(*BatchResult)(nil),               // 11: batch.v1.BatchResult
+	(*BatchResponse)(nil),             // 12: batch.v1.BatchResponse
+	(*BatchResultError)(nil),          // 13: batch.v1.BatchResultError
+	(*GetBatchRequest)(nil),           // 14: batch.v1.GetBatchRequest
+	(*GetBatchResponse)(nil),          // 15: batch.v1.GetBatchResponse
+	(*WatchBatchRequest)(nil),         // 16: batch.v1.WatchBatchRequest
+	(*WatchBatchResponse)(nil),        // 17: batch.v1.WatchBatchResponse
+	(*Batch)(nil),                     // 18: batch.v1.Batch
+	(*RequestCounts)(nil),             // 19: batch.v1.RequestCounts
+	(*Metadata)(nil),                  // 20: batch.v1.Metadata
+	(*BatchErrors)(nil),               // 21: batch.v1.BatchErrors
+	(*BatchError)(nil),                // 22: batch.v1.BatchError
+	(*Usage)(nil),                     // 23: batch.v1.Usage
+	(*InputTokensDetails)(nil),        // 24: batch.v1.InputTokensDetails
+	(*OutputTokensDetails)(nil),       // 25: batch.v1.OutputTokensDetails
+	nil,                               // 26: batch.v1.CreateBatchRequest.MetadataEntry
+	nil,                               // 27: batch.v1.Metadata.PairsEntry
+	(*structpb.Struct)(nil),           // 28: google.protobuf.Struct
 }
 var file_batch_v1_batch_proto_depIdxs = []int32{
-	6,  // 0: batch.v1.GetBatchResponse.batch:type_name -> batch.v1.Batch
-	0,  // 1: batch.v1.WatchBatchResponse.type:type_name -> batch.v1.WatchEventType
-	6,  // 2: batch.v1.WatchBatchResponse.batch:type_name -> batch.v1.Batch
-	1,  // 3: batch.v1.Batch.status:type_name -> batch.v1.BatchStatus
-	7,  // 4: batch.v1.Batch.request_counts:type_name -> batch.v1.RequestCounts
-	8,  // 5: batch.v1.Batch.metadata:type_name -> batch.v1.Metadata
-	9,  // 6: batch.v1.Batch.errors:type_name -> batch.v1.BatchErrors
-	11, // 7: batch.v1.Batch.usage:type_name -> batch.v1.Usage
-	14, // 8: batch.v1.Metadata.pairs:type_name -> batch.v1.Metadata.PairsEntry
-	10, // 9: batch.v1.BatchErrors.data:type_name -> batch.v1.BatchError
-	12, // 10: batch.v1.Usage.input_tokens_details:type_name -> batch.v1.InputTokensDetails
-	13, // 11: batch.v1.Usage.output_tokens_details:type_name -> batch.v1.OutputTokensDetails
-	2,  // 12: batch.v1.BatchService.GetBatch:input_type -> batch.v1.GetBatchRequest
-	4,  // 13: batch.v1.BatchService.WatchBatch:input_type -> batch.v1.WatchBatchRequest
-	3,  // 14: batch.v1.BatchService.GetBatch:output_type -> batch.v1.GetBatchResponse
-	5,  // 15: batch.v1.BatchService.WatchBatch:output_type -> batch.v1.WatchBatchResponse
-	14, // [14:16] is the sub-list for method output_type
-	12, // [12:14] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	26, // 0: batch.v1.CreateBatchRequest.metadata:type_name -> batch.v1.CreateBatchRequest.MetadataEntry
+	4,  // 1: batch.v1.CreateBatchRequest.output_expires_after:type_name -> batch.v1.OutputExpiresAfter
+	18, // 2: batch.v1.CreateBatchResponse.batch:type_name -> batch.v1.Batch
+	18, // 3: batch.v1.ListBatchesResponse.batches:type_name -> batch.v1.Batch
+	18, // 4: batch.v1.CancelBatchResponse.batch:type_name -> batch.v1.Batch
+	0,  // 5: batch.v1.StreamBatchResultsRequest.kind:type_name -> batch.v1.ResultKind
+	0,  // 6: batch.v1.BatchResult.kind:type_name -> batch.v1.ResultKind
+	12, // 7: batch.v1.BatchResult.response:type_name -> batch.v1.BatchResponse
+	13, // 8: batch.v1.BatchResult.error:type_name -> batch.v1.BatchResultError
+	28, // 9: batch.v1.BatchResponse.body:type_name -> google.protobuf.Struct
+	18, // 10: batch.v1.GetBatchResponse.batch:type_name -> batch.v1.Batch
+	1,  // 11: batch.v1.WatchBatchResponse.type:type_name -> batch.v1.WatchEventType
+	18, // 12: batch.v1.WatchBatchResponse.batch:type_name -> batch.v1.Batch
+	2,  // 13: batch.v1.Batch.status:type_name -> batch.v1.BatchStatus
+	19, // 14: batch.v1.Batch.request_counts:type_name -> batch.v1.RequestCounts
+	20, // 15: batch.v1.Batch.metadata:type_name -> batch.v1.Metadata
+	21, // 16: batch.v1.Batch.errors:type_name -> batch.v1.BatchErrors
+	23, // 17: batch.v1.Batch.usage:type_name -> batch.v1.Usage
+	27, // 18: batch.v1.Metadata.pairs:type_name -> batch.v1.Metadata.PairsEntry
+	22, // 19: batch.v1.BatchErrors.data:type_name -> batch.v1.BatchError
+	24, // 20: batch.v1.Usage.input_tokens_details:type_name -> batch.v1.InputTokensDetails
+	25, // 21: batch.v1.Usage.output_tokens_details:type_name -> batch.v1.OutputTokensDetails
+	14, // 22: batch.v1.BatchService.GetBatch:input_type -> batch.v1.GetBatchRequest
+	16, // 23: batch.v1.BatchService.WatchBatch:input_type -> batch.v1.WatchBatchRequest
+	3,  // 24: batch.v1.BatchService.CreateBatch:input_type -> batch.v1.CreateBatchRequest
+	6,  // 25: batch.v1.BatchService.ListBatches:input_type -> batch.v1.ListBatchesRequest
+	8,  // 26: batch.v1.BatchService.CancelBatch:input_type -> batch.v1.CancelBatchRequest
+	10, // 27: batch.v1.BatchService.StreamBatchResults:input_type -> batch.v1.StreamBatchResultsRequest
+	15, // 28: batch.v1.BatchService.GetBatch:output_type -> batch.v1.GetBatchResponse
+	17, // 29: batch.v1.BatchService.WatchBatch:output_type -> batch.v1.WatchBatchResponse
+	5,  // 30: batch.v1.BatchService.CreateBatch:output_type -> batch.v1.CreateBatchResponse
+	7,  // 31: batch.v1.BatchService.ListBatches:output_type -> batch.v1.ListBatchesResponse
+	9,  // 32: batch.v1.BatchService.CancelBatch:output_type -> batch.v1.CancelBatchResponse
+	11, // 33: batch.v1.BatchService.StreamBatchResults:output_type -> batch.v1.BatchResult
+	28, // [28:34] is the sub-list for method output_type
+	22, // [22:28] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_batch_v1_batch_proto_init() }
@@ -1223,15 +2093,15 @@ func file_batch_v1_batch_proto_init() {
 	if File_batch_v1_batch_proto != nil {
 		return
 	}
-	file_batch_v1_batch_proto_msgTypes[4].OneofWrappers = []any{}
-	file_batch_v1_batch_proto_msgTypes[8].OneofWrappers = []any{}
+	file_batch_v1_batch_proto_msgTypes[15].OneofWrappers = []any{}
+	file_batch_v1_batch_proto_msgTypes[19].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_batch_v1_batch_proto_rawDesc), len(file_batch_v1_batch_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   13,
+			NumEnums:      3,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

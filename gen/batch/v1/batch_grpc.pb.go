@@ -19,8 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	BatchService_GetBatch_FullMethodName   = "/batch.v1.BatchService/GetBatch"
-	BatchService_WatchBatch_FullMethodName = "/batch.v1.BatchService/WatchBatch"
+	BatchService_GetBatch_FullMethodName           = "/batch.v1.BatchService/GetBatch"
+	BatchService_WatchBatch_FullMethodName         = "/batch.v1.BatchService/WatchBatch"
+	BatchService_CreateBatch_FullMethodName        = "/batch.v1.BatchService/CreateBatch"
+	BatchService_ListBatches_FullMethodName        = "/batch.v1.BatchService/ListBatches"
+	BatchService_CancelBatch_FullMethodName        = "/batch.v1.BatchService/CancelBatch"
+	BatchService_StreamBatchResults_FullMethodName = "/batch.v1.BatchService/StreamBatchResults"
 )
 
 // BatchServiceClient is the client API for BatchService service.
@@ -45,6 +49,33 @@ type BatchServiceClient interface {
 	// stream then ends with OK. However many callers watch a batch, the gateway
 	// polls the upstream for it once per poll interval.
 	WatchBatch(ctx context.Context, in *WatchBatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchBatchResponse], error)
+	// CreateBatch creates a batch from an uploaded input file, as the
+	// upstream's `POST /v1/batches` does. The gateway tags the batch with an
+	// idempotency key (idempotency_key, or one it makes) in reserved metadata,
+	// never repeats the upstream call when it may have created a batch
+	// without first looking for one with that tag, and answers a repeated
+	// create with the same key (within 24 hours) with the batch made first.
+	// In key mode the batch also records its creator. Starts no poller.
+	CreateBatch(ctx context.Context, in *CreateBatchRequest, opts ...grpc.CallOption) (*CreateBatchResponse, error)
+	// ListBatches lists batches, newest first, a page at a time, as the
+	// upstream's `GET /v1/batches` does. In key mode a caller sees only the
+	// batches it created through the gateway (unless its token has the `all`
+	// scope), and pages are filtered so that has_more and paging by after
+	// stay correct.
+	ListBatches(ctx context.Context, in *ListBatchesRequest, opts ...grpc.CallOption) (*ListBatchesResponse, error)
+	// CancelBatch asks the upstream to cancel a batch and returns it, usually
+	// `cancelling`; a terminal batch is returned as it is. Safe to repeat. The
+	// batch's pollers poll at once, so its watchers see the change without
+	// waiting for the next interval.
+	CancelBatch(ctx context.Context, in *CancelBatchRequest, opts ...grpc.CallOption) (*CancelBatchResponse, error)
+	// StreamBatchResults streams the typed lines of a terminal batch's output
+	// file, error file, or both (output first). A line that is not valid JSON,
+	// or that is larger than 16 MiB, arrives with its raw bytes (cut at 64
+	// KiB) and a parse error; the stream goes on. A batch that is not
+	// terminal yet fails with FAILED_PRECONDITION.
+	// The response type's name is the API's (the lifecycle issue fixes it).
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	StreamBatchResults(ctx context.Context, in *StreamBatchResultsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BatchResult], error)
 }
 
 type batchServiceClient struct {
@@ -84,6 +115,55 @@ func (c *batchServiceClient) WatchBatch(ctx context.Context, in *WatchBatchReque
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type BatchService_WatchBatchClient = grpc.ServerStreamingClient[WatchBatchResponse]
 
+func (c *batchServiceClient) CreateBatch(ctx context.Context, in *CreateBatchRequest, opts ...grpc.CallOption) (*CreateBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateBatchResponse)
+	err := c.cc.Invoke(ctx, BatchService_CreateBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *batchServiceClient) ListBatches(ctx context.Context, in *ListBatchesRequest, opts ...grpc.CallOption) (*ListBatchesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListBatchesResponse)
+	err := c.cc.Invoke(ctx, BatchService_ListBatches_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *batchServiceClient) CancelBatch(ctx context.Context, in *CancelBatchRequest, opts ...grpc.CallOption) (*CancelBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelBatchResponse)
+	err := c.cc.Invoke(ctx, BatchService_CancelBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *batchServiceClient) StreamBatchResults(ctx context.Context, in *StreamBatchResultsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BatchResult], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &BatchService_ServiceDesc.Streams[1], BatchService_StreamBatchResults_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[StreamBatchResultsRequest, BatchResult]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BatchService_StreamBatchResultsClient = grpc.ServerStreamingClient[BatchResult]
+
 // BatchServiceServer is the server API for BatchService service.
 // All implementations must embed UnimplementedBatchServiceServer
 // for forward compatibility.
@@ -106,6 +186,33 @@ type BatchServiceServer interface {
 	// stream then ends with OK. However many callers watch a batch, the gateway
 	// polls the upstream for it once per poll interval.
 	WatchBatch(*WatchBatchRequest, grpc.ServerStreamingServer[WatchBatchResponse]) error
+	// CreateBatch creates a batch from an uploaded input file, as the
+	// upstream's `POST /v1/batches` does. The gateway tags the batch with an
+	// idempotency key (idempotency_key, or one it makes) in reserved metadata,
+	// never repeats the upstream call when it may have created a batch
+	// without first looking for one with that tag, and answers a repeated
+	// create with the same key (within 24 hours) with the batch made first.
+	// In key mode the batch also records its creator. Starts no poller.
+	CreateBatch(context.Context, *CreateBatchRequest) (*CreateBatchResponse, error)
+	// ListBatches lists batches, newest first, a page at a time, as the
+	// upstream's `GET /v1/batches` does. In key mode a caller sees only the
+	// batches it created through the gateway (unless its token has the `all`
+	// scope), and pages are filtered so that has_more and paging by after
+	// stay correct.
+	ListBatches(context.Context, *ListBatchesRequest) (*ListBatchesResponse, error)
+	// CancelBatch asks the upstream to cancel a batch and returns it, usually
+	// `cancelling`; a terminal batch is returned as it is. Safe to repeat. The
+	// batch's pollers poll at once, so its watchers see the change without
+	// waiting for the next interval.
+	CancelBatch(context.Context, *CancelBatchRequest) (*CancelBatchResponse, error)
+	// StreamBatchResults streams the typed lines of a terminal batch's output
+	// file, error file, or both (output first). A line that is not valid JSON,
+	// or that is larger than 16 MiB, arrives with its raw bytes (cut at 64
+	// KiB) and a parse error; the stream goes on. A batch that is not
+	// terminal yet fails with FAILED_PRECONDITION.
+	// The response type's name is the API's (the lifecycle issue fixes it).
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	StreamBatchResults(*StreamBatchResultsRequest, grpc.ServerStreamingServer[BatchResult]) error
 	mustEmbedUnimplementedBatchServiceServer()
 }
 
@@ -121,6 +228,18 @@ func (UnimplementedBatchServiceServer) GetBatch(context.Context, *GetBatchReques
 }
 func (UnimplementedBatchServiceServer) WatchBatch(*WatchBatchRequest, grpc.ServerStreamingServer[WatchBatchResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchBatch not implemented")
+}
+func (UnimplementedBatchServiceServer) CreateBatch(context.Context, *CreateBatchRequest) (*CreateBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateBatch not implemented")
+}
+func (UnimplementedBatchServiceServer) ListBatches(context.Context, *ListBatchesRequest) (*ListBatchesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListBatches not implemented")
+}
+func (UnimplementedBatchServiceServer) CancelBatch(context.Context, *CancelBatchRequest) (*CancelBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelBatch not implemented")
+}
+func (UnimplementedBatchServiceServer) StreamBatchResults(*StreamBatchResultsRequest, grpc.ServerStreamingServer[BatchResult]) error {
+	return status.Error(codes.Unimplemented, "method StreamBatchResults not implemented")
 }
 func (UnimplementedBatchServiceServer) mustEmbedUnimplementedBatchServiceServer() {}
 func (UnimplementedBatchServiceServer) testEmbeddedByValue()                      {}
@@ -172,6 +291,71 @@ func _BatchService_WatchBatch_Handler(srv interface{}, stream grpc.ServerStream)
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type BatchService_WatchBatchServer = grpc.ServerStreamingServer[WatchBatchResponse]
 
+func _BatchService_CreateBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BatchServiceServer).CreateBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BatchService_CreateBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BatchServiceServer).CreateBatch(ctx, req.(*CreateBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BatchService_ListBatches_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListBatchesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BatchServiceServer).ListBatches(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BatchService_ListBatches_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BatchServiceServer).ListBatches(ctx, req.(*ListBatchesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BatchService_CancelBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BatchServiceServer).CancelBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BatchService_CancelBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BatchServiceServer).CancelBatch(ctx, req.(*CancelBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BatchService_StreamBatchResults_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(StreamBatchResultsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(BatchServiceServer).StreamBatchResults(m, &grpc.GenericServerStream[StreamBatchResultsRequest, BatchResult]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BatchService_StreamBatchResultsServer = grpc.ServerStreamingServer[BatchResult]
+
 // BatchService_ServiceDesc is the grpc.ServiceDesc for BatchService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -183,11 +367,28 @@ var BatchService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "GetBatch",
 			Handler:    _BatchService_GetBatch_Handler,
 		},
+		{
+			MethodName: "CreateBatch",
+			Handler:    _BatchService_CreateBatch_Handler,
+		},
+		{
+			MethodName: "ListBatches",
+			Handler:    _BatchService_ListBatches_Handler,
+		},
+		{
+			MethodName: "CancelBatch",
+			Handler:    _BatchService_CancelBatch_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "WatchBatch",
 			Handler:       _BatchService_WatchBatch_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "StreamBatchResults",
+			Handler:       _BatchService_StreamBatchResults_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -232,14 +232,15 @@ func (a *Authenticator) Mode() Mode { return a.mode }
 //
 //   - key mode: the value must be "Bearer <token>" (scheme in any case,
 //     blanks around the token tolerated) with a token from the tokens
-//     file; the context gets Caller{Name: the token's name}.
+//     file; the context gets Caller{Name: the token's name, Scopes: its
+//     line's scopes}.
 //   - passthrough mode: the value must be "Bearer <credential>" with a
 //     credential of at most MaxCredentialLen printable ASCII characters
-//     without spaces; the context gets the Caller (Name and
-//     CredentialHash) and, through upstream.WithAPIKey, the credential
+//     without spaces; the context gets the Caller (Name, CredentialHash,
+//     callinfo.Unrestricted scopes: the upstream decides) and, through upstream.WithAPIKey, the credential
 //     for the upstream call.
-//   - mode none: the context gets Caller{Name: "anonymous"}, whatever the
-//     value.
+//   - mode none: the context gets Caller{Name: "anonymous", Scopes:
+//     callinfo.Unrestricted}, whatever the value.
 //
 // The Caller also goes into the call's callinfo.Record, when ctx has one.
 //
@@ -249,24 +250,24 @@ func (a *Authenticator) Mode() Mode { return a.mode }
 func (a *Authenticator) Authenticate(ctx context.Context, authorization string) (context.Context, error) {
 	switch a.mode {
 	case ModeNone:
-		return admit(ctx, Caller{Name: AnonymousName}), nil
+		return admit(ctx, Caller{Name: AnonymousName, Scopes: callinfo.Unrestricted}), nil
 	case ModeKey:
 		token, err := bearer(authorization)
 		if err != nil {
 			return nil, a.reject(ctx, err)
 		}
-		name, ok := a.tokens.Load().Lookup(token)
+		c, ok := a.tokens.Load().LookupCaller(token)
 		if !ok {
 			return nil, a.reject(ctx, errInvalid)
 		}
-		return admit(ctx, Caller{Name: name}), nil
+		return admit(ctx, c), nil
 	case ModePassthrough:
 		cred, err := bearer(authorization)
 		if err != nil {
 			return nil, a.reject(ctx, err)
 		}
 		h := credentialHash(cred)
-		ctx = admit(ctx, Caller{Name: passthroughPrefix + h[:8], CredentialHash: h})
+		ctx = admit(ctx, Caller{Name: passthroughPrefix + h[:8], CredentialHash: h, Scopes: callinfo.Unrestricted})
 		return upstream.WithAPIKey(ctx, cred), nil
 	default: // the zero Authenticator: fail closed
 		return nil, a.rejectUnconfigured(ctx)

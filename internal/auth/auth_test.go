@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/batchgate/batchgate/internal/apierr"
+	"github.com/batchgate/batchgate/internal/callinfo"
 	"github.com/batchgate/batchgate/internal/wire"
 )
 
@@ -158,7 +159,7 @@ func TestAuthenticateKey(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Authenticate: %v", err)
 			}
-			if c, ok := FromContext(ctx); !ok || c != (Caller{Name: tt.want}) {
+			if c, ok := FromContext(ctx); !ok || c != (Caller{Name: tt.want, Scopes: callinfo.DefaultScopes}) {
 				t.Errorf("Caller = %+v, %v; want %q", c, ok, tt.want)
 			}
 		})
@@ -250,7 +251,7 @@ func TestAuthenticateNone(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Authenticate(%q): %v", v, err)
 		}
-		if c, ok := FromContext(ctx); !ok || c != (Caller{Name: AnonymousName}) {
+		if c, ok := FromContext(ctx); !ok || c != (Caller{Name: AnonymousName, Scopes: callinfo.Unrestricted}) {
 			t.Errorf("Caller = %+v, %v", c, ok)
 		}
 	}
@@ -441,7 +442,7 @@ func FuzzAuthenticate(f *testing.F) {
 		case isKnown && err != nil:
 			t.Fatalf("key: %q rejected: %v", v, err)
 		case isKnown:
-			if c, ok := FromContext(ctx); !ok || c != (Caller{Name: name}) {
+			if c, ok := FromContext(ctx); !ok || c != (Caller{Name: name, Scopes: callinfo.DefaultScopes}) {
 				t.Fatalf("key: %q: Caller = %+v, %v; want %q", v, c, ok, name)
 			}
 		case err == nil:

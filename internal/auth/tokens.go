@@ -13,6 +13,8 @@ import (
 	"os"
 	"strings"
 	"sync"
+
+	"github.com/batchgate/batchgate/internal/callinfo"
 )
 
 // Limits of a tokens file.
@@ -81,10 +83,13 @@ type Tokens struct {
 type tokenEntry struct {
 	name   string
 	digest digest
+	scopes callinfo.Scopes
 }
 
-// ParseTokens reads a tokens file from r: one "name token" pair per line,
-// separated by spaces or tabs, with leading and trailing blanks, CRLF line
+// ParseTokens reads a tokens file from r: one "name token [scopes]" line
+// per caller, the fields separated by spaces or tabs, scopes as
+// callinfo.ParseScopes reads them (read, write, all; comma-separated;
+// callinfo.DefaultScopes when absent), with leading and trailing blanks, CRLF line
 // endings and a UTF-8 byte order mark tolerated. Blank lines and lines
 // whose first non-blank character is # are ignored.
 //
@@ -150,10 +155,16 @@ func parseTokens(data []byte) (*Tokens, error) {
 			}
 		}
 		fields := strings.FieldsFunc(line, func(r rune) bool { return r == ' ' || r == '\t' })
-		if len(fields) != 2 {
-			return nil, fmt.Errorf(`line %d: want "name token", found %d fields`, n, len(fields))
+		if len(fields) != 2 && len(fields) != 3 {
+			return nil, fmt.Errorf(`line %d: want "name token [scopes]", found %d fields`, n, len(fields))
 		}
-		name, token := fields[0], fields[1]
+		name, token, scopes := fields[0], fields[1], callinfo.DefaultScopes
+		if len(fields) == 3 {
+			var err error
+			if scopes, err = callinfo.ParseScopes(fields[2]); err != nil {
+				return nil, fmt.Errorf("line %d: %w", n, err)
+			}
+		}
 		if !validName(name) {
 			return nil, fmt.Errorf("line %d: a name must be 1 to %d characters of A-Z a-z 0-9 . _ -", n, MaxNameLen)
 		}
@@ -168,7 +179,7 @@ func parseTokens(data []byte) (*Tokens, error) {
 			return nil, fmt.Errorf("line %d: duplicate token (first on line %d)", n, first)
 		}
 		names[name], digests[d] = n, n
-		t.entries = append(t.entries, tokenEntry{name: name, digest: d})
+		t.entries = append(t.entries, tokenEntry{name: name, digest: d, scopes: scopes})
 	}
 	return t, nil
 }
@@ -178,8 +189,15 @@ func parseTokens(data []byte) (*Tokens, error) {
 // compares the token's digest with every entry's in constant time, without
 // stopping at a match.
 func (t *Tokens) Lookup(token string) (name string, ok bool) {
+	c, ok := t.LookupCaller(token)
+	return c.Name, ok
+}
+
+// LookupCaller is Lookup returning the caller of token: its name and
+// scopes (DefaultScopes when its line names none).
+func (t *Tokens) LookupCaller(token string) (Caller, bool) {
 	if t == nil || len(t.entries) == 0 {
-		return "", false
+		return Caller{}, false
 	}
 	d := tokenDigest(token)
 	idx, found := 0, 0
@@ -189,9 +207,10 @@ func (t *Tokens) Lookup(token string) (name string, ok bool) {
 		found |= eq
 	}
 	if found == 0 {
-		return "", false
+		return Caller{}, false
 	}
-	return t.entries[idx].name, true
+	e := &t.entries[idx]
+	return Caller{Name: e.name, Scopes: e.scopes}, true
 }
 
 // Len returns the number of tokens in t.

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/batchgate/batchgate/internal/callinfo"
 )
 
 func TestParseTokens(t *testing.T) {
@@ -35,8 +37,11 @@ func TestParseTokens(t *testing.T) {
 		{"non-ASCII name", "alicé " + aliceToken + "\n", nil, "line 1: only printable ASCII"},
 		{"short token", "alice " + tok16[1:] + "\n", nil, "line 1: a token must be 16 to 512"},
 		{"long token", "alice " + tok512 + "y\n", nil, "line 1: a token must be 16 to 512"},
-		{"token only", "alice " + aliceToken + "\n" + bobToken + "\n", nil, `line 2: want "name token", found 1 fields`},
-		{"inline comment", "alice " + aliceToken + " # the first\n", nil, "line 1: want \"name token\", found 5 fields"},
+		{"token only", "alice " + aliceToken + "\n" + bobToken + "\n", nil, `line 2: want "name token [scopes]", found 1 fields`},
+		{"inline comment", "alice " + aliceToken + " # the first\n", nil, "line 1: want \"name token [scopes]\", found 5 fields"},
+		{"unknown scope", "alice " + aliceToken + " read,admin\n", nil, "line 1: unknown scope"},
+		{"repeated scope", "alice " + aliceToken + " read,read\n", nil, "line 1: a scope is named twice"},
+		{"empty scope", "alice " + aliceToken + " read,\n", nil, "line 1: unknown scope"},
 		{"duplicate name", "alice " + aliceToken + "\nbob " + bobToken + "\nalice " + carolToken + "\n", nil, "line 3: duplicate name (first on line 1)"},
 		{"duplicate token", "alice " + aliceToken + "\n\nbob " + aliceToken + "\n", nil, "line 3: duplicate token (first on line 1)"},
 		{"too-long line", "alice " + aliceToken + "\n#" + strings.Repeat(" ", maxLineLen) + "\n", nil, "line 2: longer than 1024 bytes"},
@@ -228,4 +233,26 @@ func FuzzParseTokens(f *testing.F) {
 			t.Fatalf("Len = %d, want %d", toks.Len(), n)
 		}
 	})
+}
+
+// TestTokenScopes: a line's optional third field sets its scopes; without
+// it a token gets read and write on its own batches.
+func TestTokenScopes(t *testing.T) {
+	t.Parallel()
+	toks, err := ParseTokens(strings.NewReader("alice " + aliceToken + "\nbob " + bobToken + " read\ncarol " + carolToken + " all\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		token string
+		want  Caller
+	}{
+		{aliceToken, Caller{Name: "alice", Scopes: callinfo.ScopeRead | callinfo.ScopeWrite}},
+		{bobToken, Caller{Name: "bob", Scopes: callinfo.ScopeRead}},
+		{carolToken, Caller{Name: "carol", Scopes: callinfo.ScopeRead | callinfo.ScopeWrite | callinfo.ScopeAll}},
+	} {
+		if c, ok := toks.LookupCaller(tt.token); !ok || c != tt.want {
+			t.Errorf("%s: %+v, %v; want %+v", tt.want.Name, c, ok, tt.want)
+		}
+	}
 }

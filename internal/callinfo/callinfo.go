@@ -46,6 +46,8 @@ type Caller struct {
 	// CredentialHash is the keyed hash (HMAC) of the caller's credential
 	// in passthrough mode, "" otherwise.
 	CredentialHash string
+	// Scopes is what the caller may do. The zero value allows nothing.
+	Scopes Scopes
 }
 
 // Record is what is known about one call. Create it with New; its methods

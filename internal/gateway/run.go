@@ -62,7 +62,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 	if err != nil {
 		return nil, err
 	}
-	tlsCfg, err := LoadTLS(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA)
+	tlsCfg, err := LoadTLS(cfg.Server.TLSCert, cfg.Server.TLSKey, cfg.Server.TLSClientCA)
 	if err != nil {
 		return nil, err
 	}
@@ -82,13 +82,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 
 // newAuth creates the authenticator of cfg's credential mode.
 func (g *Gateway) newAuth(cfg config.Config) (auth.Mode, error) {
-	mode, err := auth.ParseMode(cfg.Auth)
+	mode, err := auth.ParseMode(string(cfg.Auth.Mode))
 	if err != nil {
 		return "", err
 	}
 	tokensFile := ""
 	if mode == auth.ModeKey {
-		tokensFile = cfg.ClientTokensFile
+		tokensFile = cfg.Auth.TokensFile
 	}
 	if g.authn, err = auth.New(auth.Options{Mode: mode, TokensFile: tokensFile, Logger: g.log.With(slog.String("component", "auth"))}); err != nil {
 		return "", err
@@ -103,7 +103,7 @@ func (g *Gateway) newAuth(cfg config.Config) (auth.Mode, error) {
 // instrumented upstream client and the shared pollers on it, and returns
 // the upstream's health, which readiness follows.
 func (g *Gateway) newUpstream(ctx context.Context, cfg config.Config, mode auth.Mode) (*upstreamHealth, error) {
-	upURL, upKey := cfg.UpstreamURL, cfg.UpstreamAPIKey
+	upURL, upKey := cfg.Upstream.BaseURL, cfg.Upstream.APIKey
 	if cfg.Demo {
 		var err error
 		if g.demo, err = startDemo(ctx, g.log, mode == auth.ModePassthrough); err != nil {
@@ -120,8 +120,8 @@ func (g *Gateway) newUpstream(ctx context.Context, cfg config.Config, mode auth.
 		HTTPClient:     hc,
 		BaseURL:        upURL,
 		APIKey:         upKey,
-		AttemptTimeout: cfg.UpstreamTimeout,
-		MaxAttempts:    cfg.UpstreamMaxAttempts,
+		AttemptTimeout: cfg.Upstream.AttemptTimeout,
+		MaxAttempts:    cfg.Upstream.MaxAttempts,
 		Logger:         g.log.With(slog.String("component", "upstream")),
 	})
 	if err != nil {
@@ -137,8 +137,8 @@ func (g *Gateway) newUpstream(ctx context.Context, cfg config.Config, mode auth.
 // newService creates the BatchService on the shared pollers.
 func (g *Gateway) newService(cfg config.Config) *service.Service {
 	return service.New(g.hub, service.Options{
-		Heartbeat:  cfg.WatchHeartbeat,
-		MaxAge:     cfg.WatchMaxAge,
+		Heartbeat:  cfg.Service.Heartbeat,
+		MaxAge:     cfg.Service.MaxAge,
 		Logger:     g.log.With(slog.String("component", "service")),
 		Credential: func(ctx context.Context) string { c, _ := auth.FromContext(ctx); return c.CredentialHash },
 	})
@@ -147,24 +147,24 @@ func (g *Gateway) newService(cfg config.Config) *service.Service {
 // newChains builds the call chains (NewChains) with cfg's limits.
 func (g *Gateway) newChains(cfg config.Config) Chains {
 	limits := limit.New(limit.Options{
-		MaxWatchers:          cfg.MaxWatchers,
-		MaxWatchersPerCaller: cfg.MaxWatchersPerCaller,
-		CallerRPS:            cfg.CallerRPS,
+		MaxWatchers:          cfg.Limits.MaxWatchers,
+		MaxWatchersPerCaller: cfg.Limits.MaxWatchersPerCaller,
+		CallerRPS:            cfg.Limits.CallerRPS,
 		CallerName:           callerKey,
 	})
-	return NewChains(ChainDeps{Auth: g.authn, Limits: limits, Telemetry: g.tel, Logger: g.log, CORSOrigins: cfg.CORSOrigins})
+	return NewChains(ChainDeps{Auth: g.authn, Limits: limits, Telemetry: g.tel, Logger: g.log, CORSOrigins: cfg.Server.CORSOrigins})
 }
 
 // newServer binds the servers of svc, behind the call chains.
 func (g *Gateway) newServer(ctx context.Context, cfg config.Config, tlsCfg *tls.Config, svc batchv1.BatchServiceServer, health *upstreamHealth) (*Server, error) {
 	chains := g.newChains(cfg)
 	return NewServer(ctx, Services{Batch: svc}, ServerOptions{
-		GRPCAddr:               cfg.GRPCAddr,
-		HTTPAddr:               cfg.HTTPAddr,
-		ShutdownTimeout:        cfg.ShutdownTimeout,
+		GRPCAddr:               cfg.Server.GRPCAddr,
+		HTTPAddr:               cfg.Server.HTTPAddr,
+		ShutdownTimeout:        cfg.Server.ShutdownTimeout,
 		Logger:                 g.log,
 		TLS:                    tlsCfg,
-		MaxStreamsPerConn:      uint32(cfg.MaxStreamsPerConn),
+		MaxStreamsPerConn:      uint32(cfg.Server.MaxStreamsPerConn),
 		GRPCOptions:            g.tel.GRPCTracingOptions(),
 		UnaryInterceptors:      chains.Unary,
 		StreamInterceptors:     chains.Stream,
@@ -172,7 +172,7 @@ func (g *Gateway) newServer(ctx context.Context, cfg config.Config, tlsCfg *tls.
 		RESTStreamInterceptors: chains.RESTStream,
 		HTTPMiddleware:         chains.HTTP,
 		MetricsHandler:         g.tel.MetricsHandler(),
-		Ready:                  func() bool { return health.healthy(cfg.UpstreamUnhealthyAfter) },
+		Ready:                  func() bool { return health.healthy(cfg.Server.UpstreamUnhealthyAfter) },
 		// Watch streams end (UNAVAILABLE, reconnect) as soon as shutdown
 		// starts, so that graceful stop only waits for unary calls; those
 		// keep their upstream calls until the servers have drained (Serve
@@ -227,15 +227,15 @@ func corsMiddleware(origins string, h http.Handler) http.Handler {
 // hubOptions turns the configuration into the shared pollers' options.
 func hubOptions(cfg config.Config, log *slog.Logger) watch.Options {
 	o := watch.Options{
-		PollInterval:  cfg.PollInterval,
-		FailureBudget: cfg.WatchFailureBudget,
-		FreshFor:      cfg.CacheTTL,
+		PollInterval:  cfg.Watch.PollInterval,
+		FailureBudget: cfg.Watch.FailureBudget,
+		FreshFor:      cfg.Watch.FreshFor,
 		PollContext:   pollContext,
 		Logger:        log.With(slog.String("component", "watch")),
 	}
-	if cfg.UpstreamRPS > 0 {
-		burst := max(1, int(cfg.UpstreamRPS))
-		o.Limiter = rate.NewLimiter(rate.Limit(cfg.UpstreamRPS), burst)
+	if cfg.Watch.UpstreamRPS > 0 {
+		burst := max(1, int(cfg.Watch.UpstreamRPS))
+		o.Limiter = rate.NewLimiter(rate.Limit(cfg.Watch.UpstreamRPS), burst)
 	}
 	return o
 }

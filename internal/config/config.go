@@ -74,6 +74,8 @@ type Config struct {
 	Server ServerConfig
 	// Log configures the gateway's logs.
 	Log LogConfig
+	// Files configures the file uploads and downloads.
+	Files FilesConfig
 }
 
 // WatchConfig configures the shared pollers: watch.Options, of which Load
@@ -132,6 +134,14 @@ type LogConfig struct {
 	Format string
 }
 
+// FilesConfig configures the file uploads and downloads.
+type FilesConfig struct {
+	// MaxUploadBytes caps the size of one uploaded file
+	// (-max-upload-bytes, MAX_UPLOAD_BYTES); the default is the upstream's
+	// own limit.
+	MaxUploadBytes int64
+}
+
 // Defaults returns the configuration used where neither a flag nor an
 // environment variable says otherwise.
 func Defaults() Config {
@@ -162,6 +172,9 @@ func Defaults() Config {
 		Log: LogConfig{
 			Level:  slog.LevelInfo,
 			Format: "text",
+		},
+		Files: FilesConfig{
+			MaxUploadBytes: 200_000_000,
 		},
 	}
 }
@@ -217,6 +230,7 @@ func Load(args []string, lookup func(string) (string, bool), out io.Writer) (Con
 	e.String(&cfg.Server.CORSOrigins, "cors-origins", "CORS_ORIGINS", "comma-separated browser origins allowed on the HTTP port; empty: CORS off")
 	e.String(&cfg.Log.Format, "log-format", "LOG_FORMAT", "log format: text or json")
 	e.Duration(&cfg.Server.UpstreamUnhealthyAfter, "upstream-unhealthy-after", "UPSTREAM_UNHEALTHY_AFTER", "upstream failure without a success after which readiness is NOT_SERVING; 0: never")
+	e.Int64(&cfg.Files.MaxUploadBytes, "max-upload-bytes", "MAX_UPLOAD_BYTES", "largest file upload accepted, in bytes (the upstream's own limit)")
 
 	if e.err != nil {
 		return Config{}, e.err
@@ -340,6 +354,9 @@ func (c Config) validate() error {
 	if c.Watch.UpstreamRPS < 0 {
 		return errors.New("-upstream-rps must not be negative")
 	}
+	if c.Files.MaxUploadBytes <= 0 {
+		return errors.New("-max-upload-bytes must be positive")
+	}
 	return nil
 }
 
@@ -428,6 +445,17 @@ func (e *envFlags) Int(p *int, name, env, usage string) {
 		*p = n
 	}
 	e.fs.IntVar(p, name, *p, e.usage(name, env, usage))
+}
+
+func (e *envFlags) Int64(p *int64, name, env, usage string) {
+	if v, ok := e.env(env); ok && v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			e.fail(env, err)
+		}
+		*p = n
+	}
+	e.fs.Int64Var(p, name, *p, e.usage(name, env, usage))
 }
 
 func (e *envFlags) Duration(p *time.Duration, name, env, usage string) {

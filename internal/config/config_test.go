@@ -64,6 +64,15 @@ func TestLoad(t *testing.T) {
 		{name: "bad flag", args: []string{"-nope"}, errText: "flag provided but not defined"},
 		{name: "stray argument", args: []string{"-demo", "extra"}, errText: "unexpected arguments"},
 		{name: "zero attempts", args: []string{"-demo", "-upstream-max-attempts", "0"}, errText: "upstream-max-attempts"},
+		{name: "upload limit default", args: []string{"-demo"},
+			want: func(c config.Config) bool { return c.Files.MaxUploadBytes == 200_000_000 }},
+		{name: "upload limit from the environment", args: []string{"-demo"}, env: map[string]string{"MAX_UPLOAD_BYTES": "1048576"},
+			want: func(c config.Config) bool { return c.Files.MaxUploadBytes == 1<<20 }},
+		{name: "upload limit flag", args: []string{"-demo", "-max-upload-bytes", "5000000000"},
+			want: func(c config.Config) bool { return c.Files.MaxUploadBytes == 5_000_000_000 }},
+		{name: "zero upload limit", args: []string{"-demo", "-max-upload-bytes", "0"}, errText: "-max-upload-bytes must be positive"},
+		{name: "negative upload limit", args: []string{"-demo", "-max-upload-bytes", "-1"}, errText: "-max-upload-bytes must be positive"},
+		{name: "bad upload limit in env", env: map[string]string{"DEMO": "1", "MAX_UPLOAD_BYTES": "200MB"}, errText: "MAX_UPLOAD_BYTES"},
 		{name: "help", args: []string{"-h"}, wantErr: flag.ErrHelp},
 	}
 	for _, tt := range tests {

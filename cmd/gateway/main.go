@@ -37,9 +37,9 @@ func realMain(ctx context.Context, args []string, lookup func(string) (string, b
 	if err != nil {
 		return err
 	}
-	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	opts := &slog.HandlerOptions{Level: cfg.Log.Level}
 	var h slog.Handler = slog.NewTextHandler(stderr, opts)
-	if cfg.LogFormat == "json" {
+	if cfg.Log.Format == "json" {
 		h = slog.NewJSONHandler(stderr, opts)
 	}
 	return gateway.Run(ctx, cfg, slog.New(h))

@@ -80,7 +80,7 @@ func httpGet(b *testing.B, client *http.Client, url, key string) {
 // as last measured in this run (with -count, each sub-benchmark's runs
 // come one after another, so it is the last run of each).
 func BenchmarkGetBatch(b *testing.B) {
-	uncached := startStack(b, func(c *config.Config) { c.CacheTTL = -1 })
+	uncached := startStack(b, func(c *config.Config) { c.Watch.FreshFor = -1 })
 	cached := startStack(b)
 	id := simulator.DemoCompleted
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}

@@ -17,7 +17,7 @@ import (
 // no two calls are coalesced): time per call is then the inverse of
 // throughput, which CPU cost rather than wake-up latency decides.
 func BenchmarkGetBatchParallel(b *testing.B) {
-	s := startStack(b, func(c *config.Config) { c.CacheTTL = -1 })
+	s := startStack(b, func(c *config.Config) { c.Watch.FreshFor = -1 })
 	const parallelism = 8
 	ids := make([]string, 2*parallelism*runtime.GOMAXPROCS(0))
 	for i := range ids {

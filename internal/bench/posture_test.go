@@ -59,7 +59,7 @@ func BenchmarkPosture(b *testing.B) {
 	}
 	bare := startBare(b)
 	full := startStack(b, func(c *config.Config) {
-		c.Auth, c.ClientTokensFile, c.CacheTTL = "key", tokens, -1
+		c.Auth.Mode, c.Auth.TokensFile, c.Watch.FreshFor = "key", tokens, -1
 	})
 	id := simulator.DemoCompleted
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}

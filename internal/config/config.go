@@ -1,6 +1,12 @@
 // Package config reads the gateway's configuration from command-line flags,
 // with environment variables as fallbacks, through a lookup function so that
 // tests can inject an environment.
+//
+// Config nests one struct per concern. Where a package has its own
+// configuration struct (upstream.Config, auth.Options, watch.Options,
+// service.Options, limit.Options), Config holds that type and Load fills
+// the fields that have flags; the gateway fills in the run-time ones
+// (loggers, HTTP clients, callbacks) and passes the struct on.
 package config
 
 import (
@@ -12,116 +18,164 @@ import (
 	"net"
 	"strconv"
 	"time"
+
+	"github.com/batchgate/batchgate/internal/auth"
+	"github.com/batchgate/batchgate/internal/limit"
+	"github.com/batchgate/batchgate/internal/service"
+	"github.com/batchgate/batchgate/internal/upstream"
+	"github.com/batchgate/batchgate/internal/watch"
 )
 
 // Config is the whole configuration of the gateway. Load fills it; the zero
 // value is not valid (use Defaults).
 type Config struct {
-	// UpstreamURL is the base URL of the upstream batch API (-upstream-url,
-	// UPSTREAM_URL). Required unless Demo is set.
-	UpstreamURL string
-	// UpstreamAPIKey is the Bearer key for the upstream (-upstream-api-key,
-	// UPSTREAM_API_KEY). Required unless Demo is set or Auth is
-	// "passthrough". Never logged.
-	UpstreamAPIKey string
-	// UpstreamTimeout bounds one upstream attempt (-upstream-timeout).
-	UpstreamTimeout time.Duration
-	// UpstreamMaxAttempts bounds the attempts of one upstream call,
-	// retries included (-upstream-max-attempts).
-	UpstreamMaxAttempts int
-	// GRPCAddr is the gRPC listen address (-grpc-addr, GRPC_ADDR).
-	GRPCAddr string
-	// HTTPAddr is the HTTP/JSON listen address (-http-addr, HTTP_ADDR).
-	HTTPAddr string
 	// Demo starts the embedded upstream simulator and fronts it (-demo,
 	// DEMO).
 	Demo bool
-	// ShutdownTimeout bounds graceful shutdown (-shutdown-timeout,
-	// SHUTDOWN_TIMEOUT).
-	ShutdownTimeout time.Duration
-	// LogLevel is the minimum log level (-log-level, LOG_LEVEL).
-	LogLevel slog.Level
+	// Upstream is the upstream client's configuration. Load sets:
+	//   - BaseURL, the base URL of the upstream batch API (-upstream-url,
+	//     UPSTREAM_URL). Required unless Demo is set.
+	//   - APIKey, the Bearer key for the upstream (-upstream-api-key,
+	//     UPSTREAM_API_KEY). Required unless Demo is set or the credential
+	//     mode is "passthrough". Never logged.
+	//   - AttemptTimeout, which bounds one upstream attempt
+	//     (-upstream-timeout, UPSTREAM_TIMEOUT).
+	//   - MaxAttempts, which bounds the attempts of one upstream call,
+	//     retries included (-upstream-max-attempts, UPSTREAM_MAX_ATTEMPTS).
+	Upstream upstream.Config
+	// Auth is the authenticator's configuration. Load sets:
+	//   - Mode, the credential mode (-auth, AUTH_MODE): "key" (callers
+	//     present a gateway token; the gateway calls upstream with its own
+	//     key), "passthrough" (the caller's bearer credential is forwarded
+	//     upstream) or "none" (no caller check). Defaults: "key" when an
+	//     upstream key is set, "none" for -demo on loopback addresses.
+	//   - TokensFile, the gateway tokens of key mode, one "name token" pair
+	//     per line (-client-tokens-file, CLIENT_TOKENS_FILE). Reloaded on
+	//     SIGHUP. Ignored outside key mode.
+	Auth auth.Options
+	// Watch configures the shared pollers.
+	Watch WatchConfig
+	// Service is the BatchService's configuration. Load sets:
+	//   - Heartbeat, the silence after which a watch stream gets a
+	//     heartbeat event (-watch-heartbeat, WATCH_HEARTBEAT).
+	//   - MaxAge, which bounds the lifetime of a watch stream
+	//     (-watch-max-age, WATCH_MAX_AGE).
+	Service service.Options
+	// Limits are the per-call limits. Load sets:
+	//   - MaxWatchers, which caps open watch streams in total
+	//     (-max-watchers, MAX_WATCHERS); 0: unlimited.
+	//   - MaxWatchersPerCaller, which caps open watch streams per caller
+	//     (-max-watchers-per-caller, MAX_WATCHERS_PER_CALLER); 0: unlimited.
+	//   - CallerRPS, which caps each caller's calls per second, watch
+	//     streams opened included (-caller-rps, CALLER_RPS); 0: unlimited.
+	//     The burst is twice the rate.
+	Limits limit.Options
+	// Server configures the gRPC and HTTP servers.
+	Server ServerConfig
+	// Log configures the gateway's logs.
+	Log LogConfig
+	// Files configures the file uploads and downloads.
+	Files FilesConfig
+}
 
-	// PollInterval is how often a watched batch is polled upstream
-	// (-poll-interval, POLL_INTERVAL); 1s in demo mode unless set.
-	PollInterval time.Duration
-	// CacheTTL is how long a fetched batch answers GetBatch without a new
-	// upstream call (-cache-ttl, CACHE_TTL). Zero means PollInterval; a
-	// negative value disables the cache (concurrent calls are still
-	// shared).
-	CacheTTL time.Duration
-	// WatchHeartbeat is the silence after which a watch stream gets a
-	// heartbeat event (-watch-heartbeat, WATCH_HEARTBEAT).
-	WatchHeartbeat time.Duration
-	// WatchFailureBudget is how long a batch's poller may fail without a
-	// success before its watch streams end with UNAVAILABLE
-	// (-watch-failure-budget, WATCH_FAILURE_BUDGET).
-	WatchFailureBudget time.Duration
-	// WatchMaxAge bounds the lifetime of a watch stream (-watch-max-age,
-	// WATCH_MAX_AGE).
-	WatchMaxAge time.Duration
+// WatchConfig configures the shared pollers: watch.Options, of which Load
+// sets the fields below, and the upstream rate the gateway makes its
+// Limiter from.
+type WatchConfig struct {
+	// Options are the hub's options. Load sets:
+	//   - PollInterval, how often a watched batch is polled upstream
+	//     (-poll-interval, POLL_INTERVAL); 1s in demo mode unless set.
+	//   - FreshFor, how long a fetched batch answers GetBatch without a new
+	//     upstream call (-cache-ttl, CACHE_TTL). Zero means PollInterval; a
+	//     negative value disables the cache (concurrent calls are still
+	//     shared).
+	//   - FailureBudget, how long a batch's poller may fail without a
+	//     success before its watch streams end with UNAVAILABLE
+	//     (-watch-failure-budget, WATCH_FAILURE_BUDGET).
+	watch.Options
 	// UpstreamRPS caps the gateway's upstream calls per second, across
 	// all batches (-upstream-rps, UPSTREAM_RPS); it halves on each 429 and
 	// recovers on success. Zero means unlimited.
 	UpstreamRPS float64
+}
 
-	// Auth is the credential mode (-auth, AUTH_MODE): "key" (callers
-	// present a gateway token; the gateway calls upstream with its own
-	// key), "passthrough" (the caller's bearer credential is forwarded
-	// upstream) or "none" (no caller check). Defaults: "key" when an
-	// upstream key is set, "none" for -demo on loopback addresses.
-	Auth string
-	// ClientTokensFile lists the gateway tokens of key mode, one
-	// "name token" pair per line (-client-tokens-file, CLIENT_TOKENS_FILE).
-	// Reloaded on SIGHUP.
-	ClientTokensFile string
-	// TLSCert and TLSKey turn on TLS on both ports (-tls-cert, -tls-key).
+// ServerConfig configures the gRPC and HTTP servers.
+type ServerConfig struct {
+	// GRPCAddr is the gRPC listen address (-grpc-addr, GRPC_ADDR).
+	GRPCAddr string
+	// HTTPAddr is the HTTP/JSON listen address (-http-addr, HTTP_ADDR).
+	HTTPAddr string
+	// ShutdownTimeout bounds graceful shutdown (-shutdown-timeout,
+	// SHUTDOWN_TIMEOUT).
+	ShutdownTimeout time.Duration
+	// TLSCert and TLSKey turn on TLS on both ports (-tls-cert, TLS_CERT,
+	// -tls-key, TLS_KEY).
 	TLSCert, TLSKey string
 	// TLSClientCA, when set, requires client certificates signed by it
-	// (mTLS) on both ports (-tls-client-ca).
+	// (mTLS) on both ports (-tls-client-ca, TLS_CLIENT_CA).
 	TLSClientCA string
-	// MaxWatchers caps open watch streams in total (-max-watchers); 0:
-	// unlimited.
-	MaxWatchers int
-	// MaxWatchersPerCaller caps open watch streams per caller
-	// (-max-watchers-per-caller); 0: unlimited.
-	MaxWatchersPerCaller int
-	// CallerRPS caps each caller's calls per second, watch streams opened
-	// included (-caller-rps); 0: unlimited. The burst is twice the rate.
-	CallerRPS float64
 	// MaxStreamsPerConn caps concurrent gRPC streams per client connection
-	// (-grpc-max-streams-per-conn).
+	// (-grpc-max-streams-per-conn, GRPC_MAX_STREAMS_PER_CONN).
 	MaxStreamsPerConn int
 	// CORSOrigins lists the browser origins allowed to call the HTTP port
-	// (-cors-origins, comma-separated); empty: CORS off.
+	// (-cors-origins, CORS_ORIGINS, comma-separated); empty: CORS off.
 	CORSOrigins string
-	// LogFormat is "text" or "json" (-log-format, LOG_FORMAT).
-	LogFormat string
 	// UpstreamUnhealthyAfter is how long the upstream may fail without a
 	// success before /readyz and gRPC health report NOT_SERVING
-	// (-upstream-unhealthy-after); 0: never.
+	// (-upstream-unhealthy-after, UPSTREAM_UNHEALTHY_AFTER); 0: never.
 	UpstreamUnhealthyAfter time.Duration
+}
+
+// LogConfig configures the gateway's logs.
+type LogConfig struct {
+	// Level is the minimum log level (-log-level, LOG_LEVEL).
+	Level slog.Level
+	// Format is "text" or "json" (-log-format, LOG_FORMAT).
+	Format string
+}
+
+// FilesConfig configures the file uploads and downloads.
+type FilesConfig struct {
+	// MaxUploadBytes caps the size of one uploaded file
+	// (-max-upload-bytes, MAX_UPLOAD_BYTES); the default is the upstream's
+	// own limit.
+	MaxUploadBytes int64
 }
 
 // Defaults returns the configuration used where neither a flag nor an
 // environment variable says otherwise.
 func Defaults() Config {
 	return Config{
-		UpstreamTimeout:        10 * time.Second,
-		UpstreamMaxAttempts:    3,
-		GRPCAddr:               ":9090",
-		HTTPAddr:               ":8080",
-		ShutdownTimeout:        20 * time.Second,
-		LogLevel:               slog.LevelInfo,
-		PollInterval:           30 * time.Second,
-		WatchHeartbeat:         15 * time.Second,
-		WatchFailureBudget:     5 * time.Minute,
-		WatchMaxAge:            time.Hour,
-		MaxWatchers:            100_000,
-		MaxWatchersPerCaller:   25_000,
-		MaxStreamsPerConn:      1000,
-		LogFormat:              "text",
-		UpstreamUnhealthyAfter: time.Minute,
+		Upstream: upstream.Config{
+			AttemptTimeout: 10 * time.Second,
+			MaxAttempts:    3,
+		},
+		Watch: WatchConfig{Options: watch.Options{
+			PollInterval:  30 * time.Second,
+			FailureBudget: 5 * time.Minute,
+		}},
+		Service: service.Options{
+			Heartbeat: 15 * time.Second,
+			MaxAge:    time.Hour,
+		},
+		Limits: limit.Options{
+			MaxWatchers:          100_000,
+			MaxWatchersPerCaller: 25_000,
+		},
+		Server: ServerConfig{
+			GRPCAddr:               ":9090",
+			HTTPAddr:               ":8080",
+			ShutdownTimeout:        20 * time.Second,
+			MaxStreamsPerConn:      1000,
+			UpstreamUnhealthyAfter: time.Minute,
+		},
+		Log: LogConfig{
+			Level:  slog.LevelInfo,
+			Format: "text",
+		},
+		Files: FilesConfig{
+			MaxUploadBytes: 200_000_000,
+		},
 	}
 }
 
@@ -149,33 +203,34 @@ func Load(args []string, lookup func(string) (string, bool), out io.Writer) (Con
 	fs.SetOutput(out)
 	e := envFlags{fs: fs, lookup: lookup}
 
-	e.String(&cfg.UpstreamURL, "upstream-url", "UPSTREAM_URL", "base URL of the upstream batch API, e.g. https://api.token360.ai")
-	e.Secret(&cfg.UpstreamAPIKey, "upstream-api-key", "UPSTREAM_API_KEY", "Bearer key the gateway uses upstream (prefer the environment variable)")
-	e.Duration(&cfg.UpstreamTimeout, "upstream-timeout", "UPSTREAM_TIMEOUT", "timeout of one upstream attempt")
-	e.Int(&cfg.UpstreamMaxAttempts, "upstream-max-attempts", "UPSTREAM_MAX_ATTEMPTS", "attempts per upstream call, retries included")
-	e.String(&cfg.GRPCAddr, "grpc-addr", "GRPC_ADDR", "gRPC listen address")
-	e.String(&cfg.HTTPAddr, "http-addr", "HTTP_ADDR", "HTTP/JSON listen address")
+	e.String(&cfg.Upstream.BaseURL, "upstream-url", "UPSTREAM_URL", "base URL of the upstream batch API, e.g. https://api.token360.ai")
+	e.Secret(&cfg.Upstream.APIKey, "upstream-api-key", "UPSTREAM_API_KEY", "Bearer key the gateway uses upstream (prefer the environment variable)")
+	e.Duration(&cfg.Upstream.AttemptTimeout, "upstream-timeout", "UPSTREAM_TIMEOUT", "timeout of one upstream attempt")
+	e.Int(&cfg.Upstream.MaxAttempts, "upstream-max-attempts", "UPSTREAM_MAX_ATTEMPTS", "attempts per upstream call, retries included")
+	e.String(&cfg.Server.GRPCAddr, "grpc-addr", "GRPC_ADDR", "gRPC listen address")
+	e.String(&cfg.Server.HTTPAddr, "http-addr", "HTTP_ADDR", "HTTP/JSON listen address")
 	e.Bool(&cfg.Demo, "demo", "DEMO", "start the embedded upstream simulator and front it")
-	e.Duration(&cfg.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", "how long graceful shutdown may take")
-	e.Level(&cfg.LogLevel, "log-level", "LOG_LEVEL", "minimum log level: debug, info, warn or error")
-	e.Duration(&cfg.PollInterval, "poll-interval", "POLL_INTERVAL", "how often a watched batch is polled upstream (1s with -demo unless set)")
-	e.Duration(&cfg.CacheTTL, "cache-ttl", "CACHE_TTL", "how long a fetched batch answers GetBatch; 0: the poll interval, negative: no cache")
-	e.Duration(&cfg.WatchHeartbeat, "watch-heartbeat", "WATCH_HEARTBEAT", "silence after which a watch stream gets a heartbeat event")
-	e.Duration(&cfg.WatchFailureBudget, "watch-failure-budget", "WATCH_FAILURE_BUDGET", "continuous upstream failure after which watch streams end with UNAVAILABLE")
-	e.Duration(&cfg.WatchMaxAge, "watch-max-age", "WATCH_MAX_AGE", "maximum lifetime of a watch stream")
-	e.Float(&cfg.UpstreamRPS, "upstream-rps", "UPSTREAM_RPS", "upstream calls per second across all batches, slowed on 429; 0: unlimited")
-	e.String(&cfg.Auth, "auth", "AUTH_MODE", "credential mode: key, passthrough or none (default: key with an upstream key, none for -demo on loopback)")
-	e.String(&cfg.ClientTokensFile, "client-tokens-file", "CLIENT_TOKENS_FILE", `gateway tokens for -auth=key, one "name token" per line; reloaded on SIGHUP`)
-	e.String(&cfg.TLSCert, "tls-cert", "TLS_CERT", "TLS certificate (PEM) for both ports; plaintext without it")
-	e.String(&cfg.TLSKey, "tls-key", "TLS_KEY", "TLS private key (PEM) for -tls-cert")
-	e.String(&cfg.TLSClientCA, "tls-client-ca", "TLS_CLIENT_CA", "CA bundle (PEM): require client certificates it signed (mTLS)")
-	e.Int(&cfg.MaxWatchers, "max-watchers", "MAX_WATCHERS", "open watch streams in total; 0: unlimited")
-	e.Int(&cfg.MaxWatchersPerCaller, "max-watchers-per-caller", "MAX_WATCHERS_PER_CALLER", "open watch streams per caller; 0: unlimited")
-	e.Float(&cfg.CallerRPS, "caller-rps", "CALLER_RPS", "calls per second per caller (burst: twice that); 0: unlimited")
-	e.Int(&cfg.MaxStreamsPerConn, "grpc-max-streams-per-conn", "GRPC_MAX_STREAMS_PER_CONN", "concurrent gRPC streams per client connection")
-	e.String(&cfg.CORSOrigins, "cors-origins", "CORS_ORIGINS", "comma-separated browser origins allowed on the HTTP port; empty: CORS off")
-	e.String(&cfg.LogFormat, "log-format", "LOG_FORMAT", "log format: text or json")
-	e.Duration(&cfg.UpstreamUnhealthyAfter, "upstream-unhealthy-after", "UPSTREAM_UNHEALTHY_AFTER", "upstream failure without a success after which readiness is NOT_SERVING; 0: never")
+	e.Duration(&cfg.Server.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", "how long graceful shutdown may take")
+	e.Level(&cfg.Log.Level, "log-level", "LOG_LEVEL", "minimum log level: debug, info, warn or error")
+	e.Duration(&cfg.Watch.PollInterval, "poll-interval", "POLL_INTERVAL", "how often a watched batch is polled upstream (1s with -demo unless set)")
+	e.Duration(&cfg.Watch.FreshFor, "cache-ttl", "CACHE_TTL", "how long a fetched batch answers GetBatch; 0: the poll interval, negative: no cache")
+	e.Duration(&cfg.Service.Heartbeat, "watch-heartbeat", "WATCH_HEARTBEAT", "silence after which a watch stream gets a heartbeat event")
+	e.Duration(&cfg.Watch.FailureBudget, "watch-failure-budget", "WATCH_FAILURE_BUDGET", "continuous upstream failure after which watch streams end with UNAVAILABLE")
+	e.Duration(&cfg.Service.MaxAge, "watch-max-age", "WATCH_MAX_AGE", "maximum lifetime of a watch stream")
+	e.Float(&cfg.Watch.UpstreamRPS, "upstream-rps", "UPSTREAM_RPS", "upstream calls per second across all batches, slowed on 429; 0: unlimited")
+	e.String((*string)(&cfg.Auth.Mode), "auth", "AUTH_MODE", "credential mode: key, passthrough or none (default: key with an upstream key, none for -demo on loopback)")
+	e.String(&cfg.Auth.TokensFile, "client-tokens-file", "CLIENT_TOKENS_FILE", `gateway tokens for -auth=key, one "name token" per line; reloaded on SIGHUP`)
+	e.String(&cfg.Server.TLSCert, "tls-cert", "TLS_CERT", "TLS certificate (PEM) for both ports; plaintext without it")
+	e.String(&cfg.Server.TLSKey, "tls-key", "TLS_KEY", "TLS private key (PEM) for -tls-cert")
+	e.String(&cfg.Server.TLSClientCA, "tls-client-ca", "TLS_CLIENT_CA", "CA bundle (PEM): require client certificates it signed (mTLS)")
+	e.Int(&cfg.Limits.MaxWatchers, "max-watchers", "MAX_WATCHERS", "open watch streams in total; 0: unlimited")
+	e.Int(&cfg.Limits.MaxWatchersPerCaller, "max-watchers-per-caller", "MAX_WATCHERS_PER_CALLER", "open watch streams per caller; 0: unlimited")
+	e.Float(&cfg.Limits.CallerRPS, "caller-rps", "CALLER_RPS", "calls per second per caller (burst: twice that); 0: unlimited")
+	e.Int(&cfg.Server.MaxStreamsPerConn, "grpc-max-streams-per-conn", "GRPC_MAX_STREAMS_PER_CONN", "concurrent gRPC streams per client connection")
+	e.String(&cfg.Server.CORSOrigins, "cors-origins", "CORS_ORIGINS", "comma-separated browser origins allowed on the HTTP port; empty: CORS off")
+	e.String(&cfg.Log.Format, "log-format", "LOG_FORMAT", "log format: text or json")
+	e.Duration(&cfg.Server.UpstreamUnhealthyAfter, "upstream-unhealthy-after", "UPSTREAM_UNHEALTHY_AFTER", "upstream failure without a success after which readiness is NOT_SERVING; 0: never")
+	e.Int64(&cfg.Files.MaxUploadBytes, "max-upload-bytes", "MAX_UPLOAD_BYTES", "largest file upload accepted, in bytes (the upstream's own limit)")
 
 	if e.err != nil {
 		return Config{}, e.err
@@ -185,19 +240,19 @@ func Load(args []string, lookup func(string) (string, bool), out io.Writer) (Con
 	}
 	if cfg.Demo {
 		if !e.isSet(fs, "poll-interval") {
-			cfg.PollInterval = time.Second
+			cfg.Watch.PollInterval = time.Second
 		}
 		// The demo listens on loopback unless told otherwise, where it may
 		// run without caller checks.
 		if !e.isSet(fs, "grpc-addr") {
-			cfg.GRPCAddr = "127.0.0.1:9090"
+			cfg.Server.GRPCAddr = "127.0.0.1:9090"
 		}
 		if !e.isSet(fs, "http-addr") {
-			cfg.HTTPAddr = "127.0.0.1:8080"
+			cfg.Server.HTTPAddr = "127.0.0.1:8080"
 		}
 	}
-	if cfg.Auth == "" {
-		cfg.Auth = cfg.defaultAuth()
+	if cfg.Auth.Mode == "" {
+		cfg.Auth.Mode = cfg.defaultAuth()
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
@@ -209,15 +264,15 @@ func Load(args []string, lookup func(string) (string, bool), out io.Writer) (Con
 }
 
 // defaultAuth picks the credential mode when -auth is not given.
-func (c Config) defaultAuth() string {
+func (c Config) defaultAuth() auth.Mode {
 	switch {
-	case c.Demo && IsLoopback(c.GRPCAddr) && IsLoopback(c.HTTPAddr) && c.ClientTokensFile == "":
-		return "none"
+	case c.Demo && IsLoopback(c.Server.GRPCAddr) && IsLoopback(c.Server.HTTPAddr) && c.Auth.TokensFile == "":
+		return auth.ModeNone
 	default:
 		// Without an upstream key this fails validation with
 		// ErrNoUpstream or ErrNoUpstreamKey: passthrough must be asked
 		// for.
-		return "key"
+		return auth.ModeKey
 	}
 }
 
@@ -242,15 +297,15 @@ func (c Config) validateUpstream() error {
 	if c.Demo {
 		return nil
 	}
-	passthrough := c.Auth == "passthrough"
+	passthrough := c.Auth.Mode == auth.ModePassthrough
 	switch {
-	case c.UpstreamURL == "" && c.UpstreamAPIKey != "":
+	case c.Upstream.BaseURL == "" && c.Upstream.APIKey != "":
 		return fmt.Errorf("%w with -upstream-api-key, or run with -demo", ErrNoUpstreamURL)
-	case c.UpstreamURL == "" && passthrough:
+	case c.Upstream.BaseURL == "" && passthrough:
 		return fmt.Errorf("%w with -auth=passthrough, or run with -demo", ErrNoUpstreamURL)
-	case c.UpstreamURL == "":
+	case c.Upstream.BaseURL == "":
 		return ErrNoUpstream
-	case c.UpstreamAPIKey == "" && !passthrough:
+	case c.Upstream.APIKey == "" && !passthrough:
 		return ErrNoUpstreamKey
 	}
 	return nil
@@ -260,44 +315,47 @@ func (c Config) validate() error {
 	if err := c.validateUpstream(); err != nil {
 		return err
 	}
-	switch c.Auth {
-	case "key":
-		if c.ClientTokensFile == "" {
+	switch c.Auth.Mode {
+	case auth.ModeKey:
+		if c.Auth.TokensFile == "" {
 			return errors.New("-auth=key needs -client-tokens-file (CLIENT_TOKENS_FILE) with the callers' tokens; use -auth=none to let anyone in")
 		}
-	case "passthrough", "none":
+	case auth.ModePassthrough, auth.ModeNone:
 	default:
-		return fmt.Errorf("-auth must be key, passthrough or none, not %q", c.Auth)
+		return fmt.Errorf("-auth must be key, passthrough or none, not %q", c.Auth.Mode)
 	}
-	if (c.TLSCert == "") != (c.TLSKey == "") {
+	if (c.Server.TLSCert == "") != (c.Server.TLSKey == "") {
 		return errors.New("-tls-cert and -tls-key go together")
 	}
-	if c.TLSClientCA != "" && c.TLSCert == "" {
+	if c.Server.TLSClientCA != "" && c.Server.TLSCert == "" {
 		return errors.New("-tls-client-ca needs -tls-cert and -tls-key")
 	}
-	if c.MaxWatchers < 0 || c.MaxWatchersPerCaller < 0 || c.CallerRPS < 0 || c.MaxStreamsPerConn < 1 {
+	if c.Limits.MaxWatchers < 0 || c.Limits.MaxWatchersPerCaller < 0 || c.Limits.CallerRPS < 0 || c.Server.MaxStreamsPerConn < 1 {
 		return errors.New("-max-watchers, -max-watchers-per-caller and -caller-rps must not be negative, -grpc-max-streams-per-conn must be positive")
 	}
-	if c.LogFormat != "text" && c.LogFormat != "json" {
-		return fmt.Errorf("-log-format must be text or json, not %q", c.LogFormat)
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		return fmt.Errorf("-log-format must be text or json, not %q", c.Log.Format)
 	}
-	if c.UpstreamTimeout <= 0 {
+	if c.Upstream.AttemptTimeout <= 0 {
 		return errors.New("-upstream-timeout must be positive")
 	}
-	if c.UpstreamMaxAttempts < 1 || c.UpstreamMaxAttempts > 10 {
+	if c.Upstream.MaxAttempts < 1 || c.Upstream.MaxAttempts > 10 {
 		return errors.New("-upstream-max-attempts must be between 1 and 10")
 	}
-	if c.ShutdownTimeout <= 0 {
+	if c.Server.ShutdownTimeout <= 0 {
 		return errors.New("-shutdown-timeout must be positive")
 	}
-	if c.PollInterval < 100*time.Millisecond {
+	if c.Watch.PollInterval < 100*time.Millisecond {
 		return errors.New("-poll-interval must be at least 100ms")
 	}
-	if c.WatchHeartbeat <= 0 || c.WatchFailureBudget <= 0 || c.WatchMaxAge <= 0 {
+	if c.Service.Heartbeat <= 0 || c.Watch.FailureBudget <= 0 || c.Service.MaxAge <= 0 {
 		return errors.New("-watch-heartbeat, -watch-failure-budget and -watch-max-age must be positive")
 	}
-	if c.UpstreamRPS < 0 {
+	if c.Watch.UpstreamRPS < 0 {
 		return errors.New("-upstream-rps must not be negative")
+	}
+	if c.Files.MaxUploadBytes <= 0 {
+		return errors.New("-max-upload-bytes must be positive")
 	}
 	return nil
 }
@@ -387,6 +445,17 @@ func (e *envFlags) Int(p *int, name, env, usage string) {
 		*p = n
 	}
 	e.fs.IntVar(p, name, *p, e.usage(name, env, usage))
+}
+
+func (e *envFlags) Int64(p *int64, name, env, usage string) {
+	if v, ok := e.env(env); ok && v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			e.fail(env, err)
+		}
+		*p = n
+	}
+	e.fs.Int64Var(p, name, *p, e.usage(name, env, usage))
 }
 
 func (e *envFlags) Duration(p *time.Duration, name, env, usage string) {

@@ -31,29 +31,29 @@ func TestLoad(t *testing.T) {
 		{name: "key without url", args: []string{"-upstream-api-key", "k"}, wantErr: config.ErrNoUpstreamURL},
 		{name: "passthrough without url", args: []string{"-auth", "passthrough"}, wantErr: config.ErrNoUpstreamURL},
 		{name: "demo defaults: loopback, no caller check, fast polls", args: []string{"-demo"}, want: func(c config.Config) bool {
-			return c.Demo && c.GRPCAddr == "127.0.0.1:9090" && c.HTTPAddr == "127.0.0.1:8080" && c.Auth == "none" &&
-				c.PollInterval == time.Second && c.ShutdownTimeout == 20*time.Second
+			return c.Demo && c.Server.GRPCAddr == "127.0.0.1:9090" && c.Server.HTTPAddr == "127.0.0.1:8080" && c.Auth.Mode == "none" &&
+				c.Watch.PollInterval == time.Second && c.Server.ShutdownTimeout == 20*time.Second
 		}},
 		{name: "demo on all interfaces needs tokens", args: []string{"-demo", "-http-addr", ":8080"}, errText: "-client-tokens-file"},
 		{name: "demo on all interfaces with explicit none", args: []string{"-demo", "-http-addr", ":8080", "-auth", "none"},
-			want: func(c config.Config) bool { return c.Auth == "none" && c.GRPCAddr == "127.0.0.1:9090" }},
+			want: func(c config.Config) bool { return c.Auth.Mode == "none" && c.Server.GRPCAddr == "127.0.0.1:9090" }},
 		{name: "demo poll interval can be set", args: []string{"-demo"}, env: map[string]string{"POLL_INTERVAL": "5s"},
-			want: func(c config.Config) bool { return c.PollInterval == 5*time.Second }},
+			want: func(c config.Config) bool { return c.Watch.PollInterval == 5*time.Second }},
 		{name: "environment", env: map[string]string{
 			"UPSTREAM_URL": "https://api.example", "UPSTREAM_API_KEY": "sk-env", "GRPC_ADDR": ":1", "HTTP_ADDR": ":2", "LOG_LEVEL": "debug",
 			"CLIENT_TOKENS_FILE": "/etc/tokens", "LOG_FORMAT": "json",
 		}, want: func(c config.Config) bool {
-			return c.UpstreamURL == "https://api.example" && c.UpstreamAPIKey == "sk-env" && c.GRPCAddr == ":1" && c.HTTPAddr == ":2" &&
-				c.LogLevel == slog.LevelDebug && c.Auth == "key" && c.ClientTokensFile == "/etc/tokens" && c.LogFormat == "json"
+			return c.Upstream.BaseURL == "https://api.example" && c.Upstream.APIKey == "sk-env" && c.Server.GRPCAddr == ":1" && c.Server.HTTPAddr == ":2" &&
+				c.Log.Level == slog.LevelDebug && c.Auth.Mode == "key" && c.Auth.TokensFile == "/etc/tokens" && c.Log.Format == "json"
 		}},
 		{name: "flags win over environment", args: []string{"-grpc-addr", ":3", "-upstream-api-key", "sk-flag", "-auth", "none"},
 			env: map[string]string{"UPSTREAM_URL": "http://u", "UPSTREAM_API_KEY": "sk-env", "GRPC_ADDR": ":1", "AUTH_MODE": "key"},
 			want: func(c config.Config) bool {
-				return c.GRPCAddr == ":3" && c.UpstreamAPIKey == "sk-flag" && c.Auth == "none"
+				return c.Server.GRPCAddr == ":3" && c.Upstream.APIKey == "sk-flag" && c.Auth.Mode == "none"
 			}},
 		{name: "key mode needs tokens", args: []string{"-upstream-url", "http://u", "-upstream-api-key", "k"}, errText: "-client-tokens-file"},
 		{name: "passthrough needs no upstream key", args: []string{"-upstream-url", "http://u", "-auth", "passthrough"},
-			want: func(c config.Config) bool { return c.Auth == "passthrough" && c.UpstreamAPIKey == "" }},
+			want: func(c config.Config) bool { return c.Auth.Mode == "passthrough" && c.Upstream.APIKey == "" }},
 		{name: "unknown auth mode", args: []string{"-demo", "-auth", "maybe"}, errText: "-auth must be"},
 		{name: "tls cert without key", args: []string{"-demo", "-tls-cert", "c.pem"}, errText: "-tls-key"},
 		{name: "client CA without cert", args: []string{"-demo", "-tls-client-ca", "ca.pem"}, errText: "-tls-client-ca"},
@@ -64,6 +64,15 @@ func TestLoad(t *testing.T) {
 		{name: "bad flag", args: []string{"-nope"}, errText: "flag provided but not defined"},
 		{name: "stray argument", args: []string{"-demo", "extra"}, errText: "unexpected arguments"},
 		{name: "zero attempts", args: []string{"-demo", "-upstream-max-attempts", "0"}, errText: "upstream-max-attempts"},
+		{name: "upload limit default", args: []string{"-demo"},
+			want: func(c config.Config) bool { return c.Files.MaxUploadBytes == 200_000_000 }},
+		{name: "upload limit from the environment", args: []string{"-demo"}, env: map[string]string{"MAX_UPLOAD_BYTES": "1048576"},
+			want: func(c config.Config) bool { return c.Files.MaxUploadBytes == 1<<20 }},
+		{name: "upload limit flag", args: []string{"-demo", "-max-upload-bytes", "5000000000"},
+			want: func(c config.Config) bool { return c.Files.MaxUploadBytes == 5_000_000_000 }},
+		{name: "zero upload limit", args: []string{"-demo", "-max-upload-bytes", "0"}, errText: "-max-upload-bytes must be positive"},
+		{name: "negative upload limit", args: []string{"-demo", "-max-upload-bytes", "-1"}, errText: "-max-upload-bytes must be positive"},
+		{name: "bad upload limit in env", env: map[string]string{"DEMO": "1", "MAX_UPLOAD_BYTES": "200MB"}, errText: "MAX_UPLOAD_BYTES"},
 		{name: "help", args: []string{"-h"}, wantErr: flag.ErrHelp},
 	}
 	for _, tt := range tests {

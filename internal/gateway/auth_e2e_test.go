@@ -35,7 +35,7 @@ import (
 
 // keyMode switches a config to key mode with the tokens file at path.
 func keyMode(path string) func(*config.Config) {
-	return func(c *config.Config) { c.Auth = "key"; c.ClientTokensFile = path }
+	return func(c *config.Config) { c.Auth.Mode = "key"; c.Auth.TokensFile = path }
 }
 
 // writeTokens writes a tokens file ("name token" lines) and returns its
@@ -606,7 +606,7 @@ const (
 	upstreamSecretKey = "sk-UPSTREAM-SECRET-123-d00dfeed"
 )
 
-func passthroughMode(c *config.Config) { c.Auth = "passthrough" }
+func passthroughMode(c *config.Config) { c.Auth.Mode = "passthrough" }
 
 // startPassthrough fronts an ownerUpstream where key A sees batch_shared
 // as {"owner":"A"} and batch_only_a, and key B sees batch_shared as

@@ -184,13 +184,13 @@ func TestGetBatchErrors(t *testing.T) {
 			t.Parallel()
 			e := start(t, func(c *config.Config) {
 				if tt.key != "" {
-					c.UpstreamAPIKey = tt.key
+					c.Upstream.APIKey = tt.key
 				}
 				if tt.attempts != 0 {
-					c.UpstreamMaxAttempts = tt.attempts
+					c.Upstream.MaxAttempts = tt.attempts
 				}
 				if tt.timeout != 0 {
-					c.UpstreamTimeout = tt.timeout
+					c.Upstream.AttemptTimeout = tt.timeout
 				}
 			})
 			e.Sim.InjectFaults(tt.id, tt.faults...)
@@ -238,7 +238,7 @@ func TestGetBatchErrors(t *testing.T) {
 
 func TestRetryAfterReachesClients(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(c *config.Config) { c.UpstreamMaxAttempts = 1 })
+	e := start(t, func(c *config.Config) { c.Upstream.MaxAttempts = 1 })
 	e.Sim.InjectFaults(simulator.DemoCompleted,
 		simulator.Fault{Status: 429, RetryAfter: "7", Type: "rate_limit_error"},
 		simulator.Fault{Status: 429, RetryAfter: "7", Type: "rate_limit_error"})
@@ -345,9 +345,9 @@ func TestHealthAndReflection(t *testing.T) {
 func TestDemoMode(t *testing.T) {
 	t.Parallel()
 	cfg := config.Defaults()
-	cfg.Auth = "none"
+	cfg.Auth.Mode = "none"
 	cfg.Demo = true
-	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Server.GRPCAddr, cfg.Server.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
 	ctx, cancel := context.WithCancel(context.Background())
 	g, err := gateway.New(ctx, cfg, nil)
 	if err != nil {

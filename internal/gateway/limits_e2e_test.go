@@ -143,7 +143,7 @@ func eventuallyWatch(t *testing.T, e *e2e, authz string) *watcher {
 func TestWatchersPerCaller(t *testing.T) {
 	t.Parallel()
 	e := startWith(t, gatewaytest.Options{}, threeCallers(t), slowPolls, quietHeartbeat, func(c *config.Config) {
-		c.MaxWatchersPerCaller = 1
+		c.Limits.MaxWatchersPerCaller = 1
 	})
 	alice, bob := bearer(tokAlice), bearer(tokBob)
 
@@ -173,8 +173,8 @@ func TestWatchersPerCaller(t *testing.T) {
 func TestWatchersTotal(t *testing.T) {
 	t.Parallel()
 	e := startWith(t, gatewaytest.Options{}, threeCallers(t), slowPolls, quietHeartbeat, func(c *config.Config) {
-		c.MaxWatchers = 2
-		c.MaxWatchersPerCaller = 0
+		c.Limits.MaxWatchers = 2
+		c.Limits.MaxWatchersPerCaller = 0
 	})
 	watchOK(t, e, bearer(tokAlice))
 	bobs := restWatchOK(t, e, bearer(tokBob))
@@ -213,7 +213,7 @@ func TestCallerRate(t *testing.T) {
 	}{{"grpc GetBatch", grpcCall}, {"rest GetBatch", restCall}, {"grpc WatchBatch", grpcWatch}} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			e := startWith(t, gatewaytest.Options{}, threeCallers(t), func(c *config.Config) { c.CallerRPS = 1 })
+			e := startWith(t, gatewaytest.Options{}, threeCallers(t), func(c *config.Config) { c.Limits.CallerRPS = 1 })
 			alice := bearer(tokAlice)
 			// The bucket starts full with two tokens: two calls pass.
 			for i := range 2 {
@@ -382,7 +382,7 @@ func TestCORS(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			e := startWith(t, gatewaytest.Options{}, threeCallers(t), func(c *config.Config) { c.CORSOrigins = tt.origins })
+			e := startWith(t, gatewaytest.Options{}, threeCallers(t), func(c *config.Config) { c.Server.CORSOrigins = tt.origins })
 			path := "/v1/batches/" + simulator.DemoCompleted
 
 			pre, _ := restRequest(t, e, http.MethodOptions, path, "", http.Header{

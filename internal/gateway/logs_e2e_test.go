@@ -198,7 +198,7 @@ func TestLogsNoSecretsAndOneLinePerRequest(t *testing.T) {
 			long := longCredential + strings.Repeat("L", 5000)
 			secrets := []string{upstreamSecretKey, tt.c1, tt.c2, long}
 			opts := gatewaytest.Options{UpstreamKey: upstreamSecretKey, Log: log}
-			mode := func(c *config.Config) { c.Auth = "passthrough" }
+			mode := func(c *config.Config) { c.Auth.Mode = "passthrough" }
 			if tt.mode == "key" {
 				secrets = append(secrets, tt.bad)
 				mode = keyMode(writeTokens(t, "", "alice "+tokAlice, "bob "+tokBob))

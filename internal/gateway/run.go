@@ -58,113 +58,98 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 			g.close()
 		}
 	}()
-	mode, err := g.newAuth(cfg)
-	if err != nil {
+	if err = g.newAuth(cfg.Auth); err != nil {
 		return nil, err
 	}
-	tlsCfg, err := LoadTLS(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA)
+	tlsCfg, err := LoadTLS(cfg.Server.TLSCert, cfg.Server.TLSKey, cfg.Server.TLSClientCA)
 	if err != nil {
 		return nil, err
 	}
 	if g.tel, err = telemetry.New(ctx, telemetry.Options{ServiceName: "batchgate", Logger: log, CapCaller: capCaller}); err != nil {
 		return nil, err
 	}
-	health, err := g.newUpstream(ctx, cfg, mode)
+	if cfg.Demo {
+		if g.demo, err = startDemo(ctx, log, g.authn.Mode() == auth.ModePassthrough); err != nil {
+			return nil, err
+		}
+		cfg.Upstream.BaseURL, cfg.Upstream.APIKey = g.demo.url, g.demo.key
+	}
+	health, err := g.newUpstream(cfg.Upstream)
 	if err != nil {
 		return nil, err
 	}
-	if g.server, err = g.newServer(ctx, cfg, tlsCfg, g.newService(cfg), health); err != nil {
+	g.newHub(health, cfg.Watch)
+	svc := g.newService(cfg.Service)
+	chains := g.newChains(cfg.Limits, cfg.Server.CORSOrigins)
+	if g.server, err = g.newServer(ctx, cfg.Server, tlsCfg, svc, chains, health); err != nil {
 		return nil, err
 	}
-	log.Info("credential mode", slog.String("auth", string(mode)))
+	log.Info("credential mode", slog.String("auth", string(g.authn.Mode())))
 	return g, nil
 }
 
-// newAuth creates the authenticator of cfg's credential mode.
-func (g *Gateway) newAuth(cfg config.Config) (auth.Mode, error) {
-	mode, err := auth.ParseMode(cfg.Auth)
-	if err != nil {
-		return "", err
+// newAuth creates the authenticator of o's credential mode.
+func (g *Gateway) newAuth(o auth.Options) error {
+	if o.Mode != auth.ModeKey {
+		o.TokensFile = "" // only key mode has tokens
 	}
-	tokensFile := ""
-	if mode == auth.ModeKey {
-		tokensFile = cfg.ClientTokensFile
+	o.Logger = g.log.With(slog.String("component", "auth"))
+	var err error
+	if g.authn, err = auth.New(o); err != nil {
+		return err
 	}
-	if g.authn, err = auth.New(auth.Options{Mode: mode, TokensFile: tokensFile, Logger: g.log.With(slog.String("component", "auth"))}); err != nil {
-		return "", err
-	}
-	if mode == auth.ModeNone {
+	if o.Mode == auth.ModeNone {
 		g.log.Warn("no caller check (-auth=none): anyone who reaches the ports can use the gateway's upstream key")
 	}
-	return mode, nil
+	return nil
 }
 
-// newUpstream starts the demo simulator when cfg.Demo is set, creates the
-// instrumented upstream client and the shared pollers on it, and returns
-// the upstream's health, which readiness follows.
-func (g *Gateway) newUpstream(ctx context.Context, cfg config.Config, mode auth.Mode) (*upstreamHealth, error) {
-	upURL, upKey := cfg.UpstreamURL, cfg.UpstreamAPIKey
-	if cfg.Demo {
-		var err error
-		if g.demo, err = startDemo(ctx, g.log, mode == auth.ModePassthrough); err != nil {
-			return nil, err
-		}
-		upURL, upKey = g.demo.url, g.demo.key
+// newUpstream creates the instrumented upstream client of c and returns
+// it wrapped in the upstream's health, which readiness follows. In
+// passthrough mode the client has no key of its own.
+func (g *Gateway) newUpstream(c upstream.Config) (*upstreamHealth, error) {
+	if g.authn.Mode() == auth.ModePassthrough {
+		c.APIKey = "" // only callers' keys go upstream
 	}
-	if mode == auth.ModePassthrough {
-		upKey = "" // only callers' keys go upstream
-	}
-	hc := upstream.DefaultHTTPClient()
-	hc.Transport = g.tel.UpstreamTransport(hc.Transport)
-	client, err := upstream.New(upstream.Config{
-		HTTPClient:     hc,
-		BaseURL:        upURL,
-		APIKey:         upKey,
-		AttemptTimeout: cfg.UpstreamTimeout,
-		MaxAttempts:    cfg.UpstreamMaxAttempts,
-		Logger:         g.log.With(slog.String("component", "upstream")),
-	})
+	c.HTTPClient = upstream.DefaultHTTPClient()
+	c.HTTPClient.Transport = g.tel.UpstreamTransport(c.HTTPClient.Transport)
+	c.Logger = g.log.With(slog.String("component", "upstream"))
+	client, err := upstream.New(c)
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
-	health := newUpstreamHealth(client)
-	g.hub = watch.New(health, hubOptions(cfg, g.log))
-	g.tel.RegisterHub(g.hub.Stats)
 	g.tel.RegisterUpstream(client.Stats)
-	return health, nil
+	return newUpstreamHealth(client), nil
+}
+
+// newHub creates the shared pollers on the upstream.
+func (g *Gateway) newHub(up watch.Fetcher, c config.WatchConfig) {
+	g.hub = watch.New(up, hubOptions(c, g.log))
+	g.tel.RegisterHub(g.hub.Stats)
 }
 
 // newService creates the BatchService on the shared pollers.
-func (g *Gateway) newService(cfg config.Config) *service.Service {
-	return service.New(g.hub, service.Options{
-		Heartbeat:  cfg.WatchHeartbeat,
-		MaxAge:     cfg.WatchMaxAge,
-		Logger:     g.log.With(slog.String("component", "service")),
-		Credential: func(ctx context.Context) string { c, _ := auth.FromContext(ctx); return c.CredentialHash },
-	})
+func (g *Gateway) newService(o service.Options) *service.Service {
+	o.Logger = g.log.With(slog.String("component", "service"))
+	o.Credential = func(ctx context.Context) string { c, _ := auth.FromContext(ctx); return c.CredentialHash }
+	return service.New(g.hub, o)
 }
 
-// newChains builds the call chains (NewChains) with cfg's limits.
-func (g *Gateway) newChains(cfg config.Config) Chains {
-	limits := limit.New(limit.Options{
-		MaxWatchers:          cfg.MaxWatchers,
-		MaxWatchersPerCaller: cfg.MaxWatchersPerCaller,
-		CallerRPS:            cfg.CallerRPS,
-		CallerName:           callerKey,
-	})
-	return NewChains(ChainDeps{Auth: g.authn, Limits: limits, Telemetry: g.tel, Logger: g.log, CORSOrigins: cfg.CORSOrigins})
+// newChains builds the call chains (NewChains) with the limits of o.
+func (g *Gateway) newChains(o limit.Options, corsOrigins string) Chains {
+	o.CallerName = callerKey
+	return NewChains(ChainDeps{Auth: g.authn, Limits: limit.New(o), Telemetry: g.tel, Logger: g.log, CORSOrigins: corsOrigins})
 }
 
 // newServer binds the servers of svc, behind the call chains.
-func (g *Gateway) newServer(ctx context.Context, cfg config.Config, tlsCfg *tls.Config, svc batchv1.BatchServiceServer, health *upstreamHealth) (*Server, error) {
-	chains := g.newChains(cfg)
+func (g *Gateway) newServer(ctx context.Context, c config.ServerConfig, tlsCfg *tls.Config, svc batchv1.BatchServiceServer, chains Chains, health *upstreamHealth) (*Server, error) {
 	return NewServer(ctx, Services{Batch: svc}, ServerOptions{
-		GRPCAddr:               cfg.GRPCAddr,
-		HTTPAddr:               cfg.HTTPAddr,
-		ShutdownTimeout:        cfg.ShutdownTimeout,
+		GRPCAddr:               c.GRPCAddr,
+		HTTPAddr:               c.HTTPAddr,
+		ShutdownTimeout:        c.ShutdownTimeout,
 		Logger:                 g.log,
 		TLS:                    tlsCfg,
-		MaxStreamsPerConn:      uint32(cfg.MaxStreamsPerConn),
+		MaxStreamsPerConn:      uint32(c.MaxStreamsPerConn),
 		GRPCOptions:            g.tel.GRPCTracingOptions(),
 		UnaryInterceptors:      chains.Unary,
 		StreamInterceptors:     chains.Stream,
@@ -172,7 +157,7 @@ func (g *Gateway) newServer(ctx context.Context, cfg config.Config, tlsCfg *tls.
 		RESTStreamInterceptors: chains.RESTStream,
 		HTTPMiddleware:         chains.HTTP,
 		MetricsHandler:         g.tel.MetricsHandler(),
-		Ready:                  func() bool { return health.healthy(cfg.UpstreamUnhealthyAfter) },
+		Ready:                  func() bool { return health.healthy(c.UpstreamUnhealthyAfter) },
 		// Watch streams end (UNAVAILABLE, reconnect) as soon as shutdown
 		// starts, so that graceful stop only waits for unary calls; those
 		// keep their upstream calls until the servers have drained (Serve
@@ -224,18 +209,15 @@ func corsMiddleware(origins string, h http.Handler) http.Handler {
 	}).Handler(h)
 }
 
-// hubOptions turns the configuration into the shared pollers' options.
-func hubOptions(cfg config.Config, log *slog.Logger) watch.Options {
-	o := watch.Options{
-		PollInterval:  cfg.PollInterval,
-		FailureBudget: cfg.WatchFailureBudget,
-		FreshFor:      cfg.CacheTTL,
-		PollContext:   pollContext,
-		Logger:        log.With(slog.String("component", "watch")),
-	}
-	if cfg.UpstreamRPS > 0 {
-		burst := max(1, int(cfg.UpstreamRPS))
-		o.Limiter = rate.NewLimiter(rate.Limit(cfg.UpstreamRPS), burst)
+// hubOptions completes the shared pollers' options of c: their poll
+// context, their logger and, with an upstream rate, their limiter.
+func hubOptions(c config.WatchConfig, log *slog.Logger) watch.Options {
+	o := c.Options
+	o.PollContext = pollContext
+	o.Logger = log.With(slog.String("component", "watch"))
+	if c.UpstreamRPS > 0 {
+		burst := max(1, int(c.UpstreamRPS))
+		o.Limiter = rate.NewLimiter(rate.Limit(c.UpstreamRPS), burst)
 	}
 	return o
 }

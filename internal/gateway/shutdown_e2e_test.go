@@ -87,7 +87,7 @@ func TestShutdownFinishesGetBatchInFlight(t *testing.T) {
 			t.Parallel()
 			up := &slowUpstream{arrived: make(chan struct{}, 1), release: make(chan struct{})}
 			e := startWith(t, gatewaytest.Options{Upstream: up}, slowPolls, quietHeartbeat,
-				func(c *config.Config) { c.ShutdownTimeout = time.Minute })
+				func(c *config.Config) { c.Server.ShutdownTimeout = time.Minute })
 			w := e.watch(t, "batch_watched")
 			w.next(t)
 

@@ -163,9 +163,9 @@ func TestTLS(t *testing.T) {
 			}
 			e := startWith(t, gatewaytest.Options{Dial: []grpc.DialOption{grpcTLS(ca.pool, certs...)}, HTTPClient: httpsClient(ca.pool, certs...)},
 				func(c *config.Config) {
-					c.TLSCert, c.TLSKey = certFile, keyFile
+					c.Server.TLSCert, c.Server.TLSKey = certFile, keyFile
 					if mtls {
-						c.TLSClientCA = caFile
+						c.Server.TLSClientCA = caFile
 					}
 				})
 			addr := e.GW.GRPCAddr().String()
@@ -314,10 +314,10 @@ func TestTLSBadMaterial(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			cfg := config.Defaults()
-			cfg.Auth = "none"
-			cfg.UpstreamURL, cfg.UpstreamAPIKey = "http://127.0.0.1:1", testKey
-			cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
-			cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA = tt.cert, tt.key, tt.clientCA
+			cfg.Auth.Mode = "none"
+			cfg.Upstream.BaseURL, cfg.Upstream.APIKey = "http://127.0.0.1:1", testKey
+			cfg.Server.GRPCAddr, cfg.Server.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+			cfg.Server.TLSCert, cfg.Server.TLSKey, cfg.Server.TLSClientCA = tt.cert, tt.key, tt.clientCA
 			g, err := gateway.New(t.Context(), cfg, nil)
 			if err == nil {
 				t.Fatalf("New succeeded (%v)", g.GRPCAddr())

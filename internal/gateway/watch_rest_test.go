@@ -23,9 +23,9 @@ const restWatchGuard = 30 * time.Second
 
 // restFastPolls polls watched batches every 50ms, once an attempt.
 func restFastPolls(c *config.Config) {
-	c.PollInterval = 50 * time.Millisecond
-	c.UpstreamMaxAttempts = 1
-	c.WatchHeartbeat = time.Hour
+	c.Watch.PollInterval = 50 * time.Millisecond
+	c.Upstream.MaxAttempts = 1
+	c.Service.Heartbeat = time.Hour
 }
 
 // restWatch opens GET /v1/batches/{id}/watch as curl -N would, with the

@@ -32,11 +32,14 @@ func newClock() *clock {
 
 func (c *clock) Now() time.Time          { return time.Unix(0, c.t.Load()) }
 func (c *clock) Advance(d time.Duration) { c.t.Add(int64(d)) }
-func fastWatch(c *config.Config)         { c.PollInterval = 100 * time.Millisecond; c.UpstreamMaxAttempts = 1 }
-func quietHeartbeat(c *config.Config)    { c.WatchHeartbeat = time.Hour }
-func slowPolls(c *config.Config)         { c.PollInterval = time.Hour }
+func fastWatch(c *config.Config) {
+	c.Watch.PollInterval = 100 * time.Millisecond
+	c.Upstream.MaxAttempts = 1
+}
+func quietHeartbeat(c *config.Config) { c.Service.Heartbeat = time.Hour }
+func slowPolls(c *config.Config)      { c.Watch.PollInterval = time.Hour }
 func withMaxAge(d time.Duration) func(*config.Config) {
-	return func(c *config.Config) { c.WatchMaxAge = d }
+	return func(c *config.Config) { c.Service.MaxAge = d }
 }
 
 const phase = time.Minute
@@ -202,7 +205,7 @@ func TestWatchLifecycle(t *testing.T) {
 func TestWatchHeartbeat(t *testing.T) {
 	t.Parallel()
 	clk := newClock()
-	e := startWith(t, gatewaytest.Options{Sim: simulator.Options{Now: clk.Now, Phase: phase}}, slowPolls, func(c *config.Config) { c.WatchHeartbeat = 20 * time.Millisecond })
+	e := startWith(t, gatewaytest.Options{Sim: simulator.Options{Now: clk.Now, Phase: phase}}, slowPolls, func(c *config.Config) { c.Service.Heartbeat = 20 * time.Millisecond })
 	b := e.Sim.Create(simulator.CreateRequest{InputFileID: "file_in"})
 	w := e.watch(t, b.ID)
 	if ev := w.next(t); ev.GetType() != batchv1.WatchEventType_WATCH_EVENT_TYPE_SNAPSHOT {
@@ -349,7 +352,7 @@ func TestWatchErrors(t *testing.T) {
 			code: codes.NotFound},
 		{name: "key revoked", id: simulator.DemoValidating, faults: []simulator.Fault{{Status: 401, Type: "invalid_api_key"}},
 			code: codes.Unauthenticated},
-		{name: "failure budget spent", id: simulator.DemoValidating, cfg: []func(*config.Config){func(c *config.Config) { c.WatchFailureBudget = 300 * time.Millisecond }},
+		{name: "failure budget spent", id: simulator.DemoValidating, cfg: []func(*config.Config){func(c *config.Config) { c.Watch.FailureBudget = 300 * time.Millisecond }},
 			faults: repeat(simulator.Fault{Status: 503}, 1000), code: codes.Unavailable},
 		{name: "max age", id: simulator.DemoValidating, cfg: []func(*config.Config){withMaxAge(200 * time.Millisecond)},
 			code: codes.Unavailable, reason: apierr.ReasonStreamMaxAge},

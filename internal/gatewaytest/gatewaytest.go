@@ -87,12 +87,12 @@ func Start(t testing.TB, o Options, mutate ...func(*config.Config)) *Env {
 	t.Cleanup(up.Close)
 
 	cfg := config.Defaults()
-	cfg.Auth = "none"
-	cfg.UpstreamURL = up.URL
-	cfg.UpstreamAPIKey = o.UpstreamKey
-	cfg.GRPCAddr = "127.0.0.1:0"
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.ShutdownTimeout = 5 * time.Second
+	cfg.Auth.Mode = "none"
+	cfg.Upstream.BaseURL = up.URL
+	cfg.Upstream.APIKey = o.UpstreamKey
+	cfg.Server.GRPCAddr = "127.0.0.1:0"
+	cfg.Server.HTTPAddr = "127.0.0.1:0"
+	cfg.Server.ShutdownTimeout = 5 * time.Second
 	for _, f := range mutate {
 		f(&cfg)
 	}

@@ -31,11 +31,11 @@ func (p *inProcess) Stop() error                 { p.cancel(); return <-p.done }
 
 func startInProcess(ctx context.Context, spec loadtest.GatewaySpec) (loadtest.Target, error) {
 	cfg := config.Defaults()
-	cfg.UpstreamURL, cfg.UpstreamAPIKey = spec.UpstreamURL, spec.UpstreamKey
-	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.PollInterval, cfg.WatchHeartbeat = spec.PollInterval, spec.Heartbeat
-	cfg.ShutdownTimeout = 5 * time.Second
-	cfg.Auth = "none"
+	cfg.Upstream.BaseURL, cfg.Upstream.APIKey = spec.UpstreamURL, spec.UpstreamKey
+	cfg.Server.GRPCAddr, cfg.Server.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Watch.PollInterval, cfg.Service.Heartbeat = spec.PollInterval, spec.Heartbeat
+	cfg.Server.ShutdownTimeout = 5 * time.Second
+	cfg.Auth.Mode = "none"
 	ctx, cancel := context.WithCancel(ctx)
 	g, err := gateway.New(ctx, cfg, nil)
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 )
 
-// ErrMalformed reports upstream JSON that DecodeBatch cannot read. Errors
+// ErrMalformed reports upstream JSON that a Decode function cannot read. Errors
 // wrapping it carry a short reason that never quotes the input.
 var ErrMalformed = errors.New("upstream: malformed response")
 
@@ -344,4 +344,126 @@ func nonEmpty(p *string) *string {
 		return nil
 	}
 	return p
+}
+
+// DecodeFile decodes one upstream file object (the body of POST /v1/files
+// and GET /v1/files/{file_id}) into a batchv1.File.
+//
+// It is as tolerant as DecodeBatch: unknown fields are ignored, null or
+// missing fields stay unset (bytes and created_at read as 0, expires_at,
+// status and status_details as absent; object reads as "file", which is
+// also what MarshalFile writes for it), and integers may be JSON numbers
+// or numeric strings (see Int). A body that is not a single JSON object,
+// lacks a non-empty string "id" or has the wrong JSON type for a field
+// yields an error wrapping ErrMalformed that never quotes the body.
+func DecodeFile(data []byte) (*batchv1.File, error) {
+	var w File
+	if err := json.Unmarshal(data, &w); err != nil {
+		return nil, malformed(jsonReason(err))
+	}
+	if w.ID == "" {
+		return nil, malformed(`missing "id"`)
+	}
+	return w.toProto(), nil
+}
+
+// DecodeBatchList decodes the upstream's list of batches (the body of
+// GET /v1/batches) into a batchv1.ListBatchesResponse. Each item of data
+// is decoded as DecodeBatch decodes a batch; an item without id (null
+// included) makes the whole list malformed. first_id and last_id may be
+// missing or null: then they are taken from the first and last item of
+// data (empty for an empty page), as the SDKs page. has_more missing or
+// null reads as false.
+//
+// Errors wrap ErrMalformed and never quote the body.
+func DecodeBatchList(data []byte) (*batchv1.ListBatchesResponse, error) {
+	var w List[Batch]
+	if err := json.Unmarshal(data, &w); err != nil {
+		return nil, malformed(jsonReason(err))
+	}
+	out := &batchv1.ListBatchesResponse{Batches: make([]*batchv1.Batch, 0, len(w.Data)), HasMore: w.HasMore}
+	for i := range w.Data {
+		if w.Data[i].ID == "" {
+			return nil, malformed(fmt.Sprintf(`data item %d: missing "id"`, i))
+		}
+		out.Batches = append(out.Batches, w.Data[i].toProto())
+	}
+	out.FirstId, out.LastId = pageIDs(w.FirstID, w.LastID, len(out.Batches), func(i int) string { return out.Batches[i].GetId() })
+	return out, nil
+}
+
+// DecodeFileList decodes the upstream's list of files (the body of
+// GET /v1/files) into a batchv1.ListFilesResponse, each item as DecodeFile
+// decodes a file, with the list rules of DecodeBatchList.
+func DecodeFileList(data []byte) (*batchv1.ListFilesResponse, error) {
+	var w List[File]
+	if err := json.Unmarshal(data, &w); err != nil {
+		return nil, malformed(jsonReason(err))
+	}
+	out := &batchv1.ListFilesResponse{Files: make([]*batchv1.File, 0, len(w.Data)), HasMore: w.HasMore}
+	for i := range w.Data {
+		if w.Data[i].ID == "" {
+			return nil, malformed(fmt.Sprintf(`data item %d: missing "id"`, i))
+		}
+		out.Files = append(out.Files, w.Data[i].toProto())
+	}
+	out.FirstId, out.LastId = pageIDs(w.FirstID, w.LastID, len(out.Files), func(i int) string { return out.Files[i].GetId() })
+	return out, nil
+}
+
+// DecodeFileDeleted decodes the answer of DELETE /v1/files/{file_id}
+// ({"id","object":"file","deleted":true}) into a
+// batchv1.DeleteFileResponse. Unknown fields are ignored and a missing or
+// null deleted reads as false; a missing id, or a value of the wrong JSON
+// type, yields an error wrapping ErrMalformed that never quotes the body.
+func DecodeFileDeleted(data []byte) (*batchv1.DeleteFileResponse, error) {
+	var w FileDeleted
+	if err := json.Unmarshal(data, &w); err != nil {
+		return nil, malformed(jsonReason(err))
+	}
+	if w.ID == "" {
+		return nil, malformed(`missing "id"`)
+	}
+	return &batchv1.DeleteFileResponse{Id: w.ID, Deleted: w.Deleted}, nil
+}
+
+// toProto returns w as a batchv1.File: absent integers (see Int) read as
+// 0, or as unset for expires_at, and an empty object as "file". The result takes over w's strings and
+// pointers: w must not be used afterwards.
+func (w *File) toProto() *batchv1.File {
+	if w.Object == "" {
+		w.Object = "file"
+	}
+	return &batchv1.File{
+		Id:            w.ID,
+		Object:        w.Object,
+		Bytes:         w.Bytes.val(),
+		CreatedAt:     w.CreatedAt.val(),
+		ExpiresAt:     w.ExpiresAt.ptr(),
+		Filename:      w.Filename,
+		Purpose:       w.Purpose,
+		Status:        w.Status,
+		StatusDetails: w.StatusDetails,
+	}
+}
+
+// pageIDs returns a list's first and last ids: the ones it sent, or else
+// the ids of its first and last of n items (id(i) is item i's id).
+func pageIDs(first, last *string, n int, id func(i int) string) (string, string) {
+	f, l := "", ""
+	if first != nil {
+		f = *first
+	}
+	if last != nil {
+		l = *last
+	}
+	if n > 0 {
+		if f == "" {
+			f = id(0)
+		}
+		if l == "" {
+			l = id(n - 1)
+		}
+	}
+	return f, l
 }

@@ -1,18 +1,34 @@
 // Package wire owns the upstream's JSON dialect: the one Go shape of each
-// upstream object (today the batch), how it is read tolerantly from the
-// upstream, how it is written canonically to REST clients, and how the
-// upstream's status strings map to the generated enum.
+// upstream object (the batch, the file, the list, the deleted file, the
+// create request, the input and result lines), how each answer is read
+// tolerantly from the upstream, how it is written canonically to REST
+// clients, and how the upstream's status strings map to the generated
+// enum.
 //
 //   - Batch and its parts are the upstream's batch object, field for field.
 //     The simulator serves them, DecodeBatch reads them, MarshalBatch
 //     writes them.
-//   - DecodeBatch turns an upstream body into a *batchv1.Batch, tolerating
-//     what the upstream is known or likely to vary (decode.go).
-//   - MarshalBatch (and FromProto) write a *batchv1.Batch back in the
+//   - File, List[T] and FileDeleted are the file object, the list object
+//     (of batches or files) and the answer to a file's deletion (lifecycle.go);
+//     CreateBatchRequest is the body of POST /v1/batches, and InputLine and
+//     ResultLine are the lines of input and of output or error files.
+//   - DecodeBatch, DecodeFile, DecodeBatchList, DecodeFileList and
+//     DecodeFileDeleted turn an upstream body into the generated message,
+//     tolerating what the upstream is known or likely to vary; their errors
+//     wrap ErrMalformed and never quote the body (decode.go). DecodeError
+//     reads the upstream's error envelope (errors.go).
+//   - MarshalBatch (and FromProto), MarshalFile, MarshalBatchList,
+//     MarshalFileList and MarshalFileDeleted write a message back in the
 //     upstream's canonical shape (encode.go).
 //   - StatusFromString, StatusString and IsTerminal are the only mapping
 //     between status strings and batchv1.BatchStatus, derived from the
 //     generated enum names (status.go).
+//
+// Every encoder writes integers as JSON numbers (not the strings protojson
+// writes for int64), strings verbatim ("<", ">" and "&" are not escaped),
+// and no trailing newline. Every decoder ignores unknown fields, reads null
+// as absent, and reads integers from JSON numbers or numeric strings (see
+// Int).
 //
 // # The batch's JSON shape
 //
@@ -54,4 +70,24 @@
 //     "input_tokens_details", "output_tokens", "output_tokens_details",
 //     "total_tokens"}, each details object ({"cached_tokens"},
 //     {"reasoning_tokens"}) omitted when unset.
+//
+// # The list's JSON shape
+//
+// A list of batches or of files is written as
+// {"object":"list","data":[...],"first_id":...,"last_id":...,"has_more":...}:
+// object always "list"; data always an array, [] when empty, each batch
+// exactly as MarshalBatch writes it and each file as MarshalFile does;
+// first_id and last_id strings, null when empty; has_more a boolean. When
+// reading, a missing or null first_id or last_id is taken from the first or
+// last item of data, and an item without id makes the list malformed.
+//
+// # The file's JSON shape
+//
+// A file is written as {"id","object","bytes","created_at","expires_at",
+// "filename","purpose","status","status_details"}, in that order: id,
+// filename and purpose always present as strings; object always present,
+// "file" when unset; bytes and created_at always present as numbers (0
+// when unset); expires_at, status and status_details present when set,
+// omitted when unset. The answer to a deletion is
+// {"id","object":"file","deleted"}.
 package wire

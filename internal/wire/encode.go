@@ -9,9 +9,19 @@ import (
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 )
 
-// ErrNilBatch is returned by MarshalBatch for a nil batch: the upstream
-// never answers a batch call with null, so neither does the gateway.
-var ErrNilBatch = errors.New("wire: nil batch")
+// Errors of the Marshal functions for nil input: the upstream never
+// answers with null, so neither does the gateway.
+var (
+	// ErrNilBatch is returned by MarshalBatch for a nil batch, and by
+	// MarshalBatchList for a nil batch in the list.
+	ErrNilBatch = errors.New("wire: nil batch")
+	// ErrNilFile is returned by MarshalFile for a nil file, and by
+	// MarshalFileList for a nil file in the list.
+	ErrNilFile = errors.New("wire: nil file")
+	// ErrNilResponse is returned by MarshalBatchList, MarshalFileList and
+	// MarshalFileDeleted for a nil response.
+	ErrNilResponse = errors.New("wire: nil response")
+)
 
 // FromProto returns b in the upstream's JSON shape. The result shares b's
 // strings, integer pointers and metadata map: treat it as read-only. A nil
@@ -165,4 +175,120 @@ func (e *batchEncoder) release() {
 	clear(e.parts.ptrs)
 	e.parts = parts{data: e.parts.data[:0], ptrs: e.parts.ptrs[:0]}
 	encoders.Put(e)
+}
+
+// MarshalFile returns f as the upstream writes a file object:
+// {"id","object","bytes","created_at","expires_at","filename","purpose",
+// "status","status_details"}, with expires_at, status and status_details
+// omitted when unset and object "file" when f's is empty. Integers are JSON
+// numbers, strings are not HTML-escaped, and there is no trailing newline.
+// A nil f is an error (ErrNilFile).
+func MarshalFile(f *batchv1.File) ([]byte, error) {
+	if f == nil {
+		return nil, ErrNilFile
+	}
+	w := fileFromProto(f)
+	return encodeCanonical(&w)
+}
+
+// MarshalBatchList returns l as the upstream writes a list of batches:
+// {"object":"list","data":[...],"first_id","last_id","has_more"}, each
+// batch of data exactly as MarshalBatch writes it, data [] when empty and
+// first_id and last_id null when empty. A nil l is an error
+// (ErrNilResponse), and so is a nil batch in it (ErrNilBatch).
+func MarshalBatchList(l *batchv1.ListBatchesResponse) ([]byte, error) {
+	if l == nil {
+		return nil, ErrNilResponse
+	}
+	batches := l.GetBatches()
+	out := List[Batch]{
+		Object:  "list",
+		Data:    make([]Batch, len(batches)),
+		FirstID: idOrNull(l.GetFirstId()),
+		LastID:  idOrNull(l.GetLastId()),
+		HasMore: l.GetHasMore(),
+	}
+	ps := make([]parts, len(batches))
+	for i, b := range batches {
+		if b == nil {
+			return nil, ErrNilBatch
+		}
+		ps[i].fill(&out.Data[i], b)
+	}
+	return encodeCanonical(&out)
+}
+
+// MarshalFileList returns l as the upstream writes a list of files, with
+// the list rules of MarshalBatchList and each file as MarshalFile writes
+// it. A nil l is an error (ErrNilResponse), and so is a nil file in it
+// (ErrNilFile).
+func MarshalFileList(l *batchv1.ListFilesResponse) ([]byte, error) {
+	if l == nil {
+		return nil, ErrNilResponse
+	}
+	files := l.GetFiles()
+	out := List[File]{
+		Object:  "list",
+		Data:    make([]File, len(files)),
+		FirstID: idOrNull(l.GetFirstId()),
+		LastID:  idOrNull(l.GetLastId()),
+		HasMore: l.GetHasMore(),
+	}
+	for i, f := range files {
+		if f == nil {
+			return nil, ErrNilFile
+		}
+		out.Data[i] = fileFromProto(f)
+	}
+	return encodeCanonical(&out)
+}
+
+// MarshalFileDeleted returns d as the upstream answers
+// DELETE /v1/files/{file_id}: {"id","object":"file","deleted"}. A nil d is
+// an error (ErrNilResponse).
+func MarshalFileDeleted(d *batchv1.DeleteFileResponse) ([]byte, error) {
+	if d == nil {
+		return nil, ErrNilResponse
+	}
+	return encodeCanonical(&FileDeleted{ID: d.GetId(), Object: "file", Deleted: d.GetDeleted()})
+}
+
+// fileFromProto returns f in the upstream's shape, sharing f's strings and
+// pointers.
+func fileFromProto(f *batchv1.File) File {
+	w := File{
+		ID:            f.GetId(),
+		Object:        f.GetObject(),
+		Bytes:         Int(f.GetBytes()),
+		CreatedAt:     Int(f.GetCreatedAt()),
+		ExpiresAt:     (*Int)(f.ExpiresAt),
+		Filename:      f.GetFilename(),
+		Purpose:       f.GetPurpose(),
+		Status:        f.Status,
+		StatusDetails: f.StatusDetails,
+	}
+	if w.Object == "" {
+		w.Object = "file"
+	}
+	return w
+}
+
+// idOrNull returns a list's first or last id as written: null when empty.
+func idOrNull(id string) *string {
+	if id == "" {
+		return nil
+	}
+	return &id
+}
+
+// encodeCanonical encodes v with encoding/json, without HTML escaping and
+// without a trailing newline.
+func encodeCanonical(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}), nil
 }

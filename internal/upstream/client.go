@@ -241,7 +241,7 @@ func (c *Client) keyFor(ctx context.Context) (callKey, error) {
 		return c.ownKey, nil
 	}
 	if strings.ContainsFunc(k, isCTL) {
-		return callKey{}, errors.New("upstream: the call's API key contains control characters")
+		return callKey{}, noEffect(errors.New("upstream: the call's API key contains control characters"))
 	}
 	secrets := []string{k, c.cfg.APIKey}
 	if len(c.cfg.APIKey) > len(k) {
@@ -325,7 +325,7 @@ func (c *Client) send(ctx context.Context, method, u string, body io.Reader, con
 	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
 		// Cannot happen for URLs built by apiURL; not retryable.
-		return nil, fmt.Errorf("upstream: building request: %w", err)
+		return nil, noEffect(fmt.Errorf("upstream: building request: %w", err))
 	}
 	req.Header.Set("Accept", accept)
 	req.Header.Set("User-Agent", c.cfg.UserAgent)

@@ -63,16 +63,30 @@ func retry[T any](ctx context.Context, c *Client, r *request, key callKey, try f
 	bo.Reset()
 
 	var last error // the previous attempt's final-form error
+	// applied: an attempt so far may have reached the upstream and taken
+	// effect. While it is false, errors are marked with noEffect.
+	applied := false
+	// final returns err, marked with noEffect unless an attempt may have
+	// taken effect.
+	final := func(err error) error {
+		if applied {
+			return err
+		}
+		return noEffect(err)
+	}
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
-			return zero, callerContextError(err, last, key.secrets...)
+			return zero, final(callerContextError(err, last, key.secrets...))
 		}
 		v, attemptTimedOut, err := try(ctx)
 		if err == nil {
 			return v, nil
 		}
+		if attemptMayHaveApplied(err) {
+			applied = true
+		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			return zero, callerContextError(ctxErr, last, key.secrets...)
+			return zero, final(callerContextError(ctxErr, last, key.secrets...))
 		}
 
 		retryable, retryAfter := false, time.Duration(0)
@@ -86,6 +100,7 @@ func retry[T any](ctx context.Context, c *Client, r *request, key callKey, try f
 			} else {
 				err = unreachableError(te.err, key.secrets...)
 			}
+			err = final(err)
 		case errors.As(err, &se):
 			retryable = statusOutcome(se.HTTPStatus).Retryable
 			retryAfter = se.RetryAfter
@@ -103,8 +118,25 @@ func retry[T any](ctx context.Context, c *Client, r *request, key callKey, try f
 		c.retries.Add(1)
 		c.logRetry(ctx, r.op, attempt, wait, err)
 		if werr := c.wait(ctx, wait); werr != nil {
-			return zero, callerContextError(werr, last, key.secrets...)
+			return zero, final(callerContextError(werr, last, key.secrets...))
 		}
+	}
+}
+
+// attemptMayHaveApplied reports whether the attempt that failed with err
+// (as retry's try returns it) may have reached the upstream and taken
+// effect: not when it failed to connect, was answered with a status that
+// says so (a 4xx), or failed before sending (an error marked noEffect).
+func attemptMayHaveApplied(err error) bool {
+	var te *transportError
+	var se *Error
+	switch {
+	case errors.As(err, &te):
+		return !isConnectError(te.err)
+	case errors.As(err, &se):
+		return statusOutcome(se.HTTPStatus).MayHaveApplied
+	default:
+		return !errors.Is(err, errNoEffect)
 	}
 }
 

@@ -187,11 +187,17 @@ func (c *Client) GetBatch(ctx context.Context, batchID string) (*batchv1.Batch, 
 	if err != nil {
 		return nil, err
 	}
+	return decodeBatchFor(body, batchID)
+}
+
+// decodeBatchFor decodes body, the answer of a call about batch id, which
+// must be that batch.
+func decodeBatchFor(body []byte, id string) (*batchv1.Batch, error) {
 	b, err := wire.DecodeBatch(body)
 	if err != nil {
 		return nil, err
 	}
-	if b.GetId() != batchID {
+	if b.GetId() != id {
 		// Another batch than the one asked for: never pass it on (or
 		// cache it) as this one.
 		return nil, fmt.Errorf("%w: the answer is for another batch id", ErrMalformedResponse)

@@ -109,3 +109,33 @@ func FuzzBatchIDPath(f *testing.F) {
 		}
 	})
 }
+
+func TestValidateFileID(t *testing.T) {
+	t.Parallel()
+	valid := []string{"f", "file_abc123", "file-abc123", "A-Z_a-z_0-9", strings.Repeat("x", MaxFileIDLen)}
+	for _, id := range valid {
+		if err := ValidateFileID(id); err != nil {
+			t.Errorf("ValidateFileID(%q) = %v, want nil", id, err)
+		}
+	}
+	invalid := []struct{ id, reason string }{
+		{"", "file id is empty"},
+		{strings.Repeat("x", MaxFileIDLen+1), "file id is 257 bytes long, longer than 256"},
+		{"a/b", `character '/' not allowed in file ids`},
+		{"..", `character '.' not allowed`},
+		{"file_1/content", `character '/' not allowed`},
+		{"a%2Fb", `character '%' not allowed`},
+		{"a\r\nb", `character '\r' not allowed`},
+		{"fïle", `character 'ï' not allowed`},
+		{"a\xff", "file id contains byte 0xff, which is not valid UTF-8"},
+	}
+	for _, tt := range invalid {
+		err := ValidateFileID(tt.id)
+		if !errors.Is(err, ErrInvalidFileID) || errors.Is(err, ErrInvalidBatchID) || !strings.Contains(err.Error(), tt.reason) {
+			t.Errorf("ValidateFileID(%q) = %v, want ErrInvalidFileID mentioning %q", tt.id, err, tt.reason)
+		}
+		if len(tt.id) > 1 && strings.Contains(err.Error(), tt.id) {
+			t.Errorf("ValidateFileID(%q) repeats the id: %v", tt.id, err)
+		}
+	}
+}

@@ -8,6 +8,7 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -182,15 +183,21 @@ func (c *Client) GetBatch(ctx context.Context, batchID string) (*batchv1.Batch, 
 	if err != nil {
 		return nil, err
 	}
-	body, err := c.getWithRetry(ctx, "GetBatch", c.batchURL(batchID), key)
+	body, err := c.fetch(ctx, &request{op: "GetBatch", method: http.MethodGet, url: c.batchURL(batchID)}, key)
 	if err != nil {
 		return nil, err
 	}
+	return decodeBatchFor(body, batchID)
+}
+
+// decodeBatchFor decodes body, the answer of a call about batch id, which
+// must be that batch.
+func decodeBatchFor(body []byte, id string) (*batchv1.Batch, error) {
 	b, err := wire.DecodeBatch(body)
 	if err != nil {
 		return nil, err
 	}
-	if b.GetId() != batchID {
+	if b.GetId() != id {
 		// Another batch than the one asked for: never pass it on (or
 		// cache it) as this one.
 		return nil, fmt.Errorf("%w: the answer is for another batch id", ErrMalformedResponse)
@@ -240,7 +247,7 @@ func (c *Client) keyFor(ctx context.Context) (callKey, error) {
 		return c.ownKey, nil
 	}
 	if strings.ContainsFunc(k, isCTL) {
-		return callKey{}, errors.New("upstream: the call's API key contains control characters")
+		return callKey{}, noEffect(errors.New("upstream: the call's API key contains control characters"))
 	}
 	secrets := []string{k, c.cfg.APIKey}
 	if len(c.cfg.APIKey) > len(k) {
@@ -263,56 +270,111 @@ func (c *Client) Stats() Stats {
 // batchURL returns the URL of one batch. id must have passed
 // ValidateBatchID; it is path-escaped anyway.
 func (c *Client) batchURL(id string) string {
+	return c.apiURL("batches", id, "", "")
+}
+
+// apiURL returns the URL {BaseURL}/v1/{collection}[/{id}[/{action}]] with
+// the base path prefix, and query (already encoded) when not empty.
+// collection and action are fixed names; id must have passed
+// ValidateBatchID or ValidateFileID and is path-escaped anyway.
+func (c *Client) apiURL(collection, id, action, query string) string {
 	u := c.base
-	u.Path = c.base.Path + "/v1/batches/" + id
+	u.Path = joinAPIPath(c.base.Path, collection, id, action)
 	if c.base.RawPath != "" {
-		u.RawPath = c.base.RawPath + "/v1/batches/" + url.PathEscape(id)
+		u.RawPath = joinAPIPath(c.base.RawPath, collection, url.PathEscape(id), action)
 	}
+	u.RawQuery = query
 	return u.String()
 }
 
-// attempt makes one request with key. On a 2xx answer it returns the body (at most
-// MaxBodyBytes). Otherwise it returns *Error (non-2xx), an error wrapping
-// ErrResponseTooLarge, or the transport error as is (classified by the
-// caller).
-func (c *Client) attempt(ctx context.Context, u string, key callKey) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		// Cannot happen for URLs built by batchURL; not retryable.
-		return nil, fmt.Errorf("upstream: building request: %w", err)
+// joinAPIPath joins prefix, "/v1/", collection and, when not empty, id and
+// action with one concatenation.
+func joinAPIPath(prefix, collection, id, action string) string {
+	switch {
+	case id == "":
+		return prefix + "/v1/" + collection
+	case action == "":
+		return prefix + "/v1/" + collection + "/" + id
+	default:
+		return prefix + "/v1/" + collection + "/" + id + "/" + action
 	}
-	req.Header.Set("Accept", "application/json")
+}
+
+// attempt makes one request of r with key. On a 2xx answer it returns the
+// body (at most MaxBodyBytes). Otherwise it returns *Error (non-2xx), an
+// error wrapping ErrResponseTooLarge, or a *transportError (classified by
+// the retry loop).
+func (c *Client) attempt(ctx context.Context, r *request, key callKey) ([]byte, error) {
+	var body io.Reader
+	if r.body != nil {
+		body = bytes.NewReader(r.body)
+	}
+	resp, err := c.send(ctx, r.method, r.url, body, jsonType, jsonType, key)
+	if err != nil {
+		return nil, err
+	}
+	defer drainClose(resp.Body)
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, c.statusError(resp, key)
+	}
+	return c.readBody(resp.Body)
+}
+
+// jsonType is the media type of the upstream's JSON bodies.
+const jsonType = "application/json"
+
+// send makes one HTTP request with key and returns the response, whatever
+// its status; the caller closes its body. body, when not nil, is sent as
+// contentType. A failure to get a response is a *transportError, except
+// for a request that cannot be built.
+func (c *Client) send(ctx context.Context, method, u string, body io.Reader, contentType, accept string, key callKey) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		// Cannot happen for URLs built by apiURL; not retryable.
+		return nil, noEffect(fmt.Errorf("upstream: building request: %w", err))
+	}
+	req.Header.Set("Accept", accept)
 	req.Header.Set("User-Agent", c.cfg.UserAgent)
 	if key.key != "" {
 		req.Header.Set("Authorization", "Bearer "+key.key)
 	}
+	if body != nil {
+		req.Header.Set("Content-Type", contentType)
+	}
 	c.requests.Add(1)
-	resp, err := c.hc.Do(req) //nolint:bodyclose // closed by drainClose below
+	resp, err := c.hc.Do(req) //nolint:bodyclose // the caller closes it
 	if err != nil {
 		return nil, &transportError{err}
 	}
-	defer drainClose(resp.Body)
+	return resp, nil
+}
 
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		if resp.StatusCode == http.StatusTooManyRequests {
-			c.rateLimited.Add(1)
-		}
-		limit := min(c.cfg.MaxBodyBytes, maxErrorBodyBytes)
-		body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-		if err != nil || int64(len(body)) > limit {
-			body = nil // status only
-		}
-		return nil, newStatusError(resp.StatusCode, resp.Header, body, time.Now(), c.cfg.MaxRetryAfter, key.secrets...)
+// statusError returns the *Error for resp, a non-2xx answer, reading (at
+// most maxErrorBodyBytes of) its body for the error envelope. It does not
+// close the body.
+func (c *Client) statusError(resp *http.Response, key callKey) *Error {
+	if resp.StatusCode == http.StatusTooManyRequests {
+		c.rateLimited.Add(1)
 	}
+	limit := min(c.cfg.MaxBodyBytes, maxErrorBodyBytes)
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil || int64(len(body)) > limit {
+		body = nil // status only
+	}
+	return newStatusError(resp.StatusCode, resp.Header, body, time.Now(), c.cfg.MaxRetryAfter, key.secrets...)
+}
 
-	body, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxBodyBytes+1))
+// readBody reads a 2xx body whole, at most MaxBodyBytes: more is an error
+// wrapping ErrResponseTooLarge, a failure to read it a *transportError.
+func (c *Client) readBody(body io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(body, c.cfg.MaxBodyBytes+1))
 	if err != nil {
 		return nil, &transportError{err}
 	}
-	if int64(len(body)) > c.cfg.MaxBodyBytes {
+	if int64(len(b)) > c.cfg.MaxBodyBytes {
 		return nil, fmt.Errorf("%w (limit %d bytes)", ErrResponseTooLarge, c.cfg.MaxBodyBytes)
 	}
-	return body, nil
+	return b, nil
 }
 
 // transportError marks a failure to get a complete answer: connection

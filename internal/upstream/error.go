@@ -2,9 +2,11 @@ package upstream
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"github.com/batchgate/batchgate/internal/wire"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -54,6 +56,13 @@ var (
 	// ErrInvalidBatchID reports a batch id that failed validation; the
 	// upstream was not called.
 	ErrInvalidBatchID = errors.New("invalid batch id")
+	// ErrInvalidFileID reports a file id that failed validation; the
+	// upstream was not called.
+	ErrInvalidFileID = errors.New("invalid file id")
+	// ErrInvalidFilename reports an upload's filename that UploadFile does
+	// not send (empty, not UTF-8, or holding control characters); the
+	// upstream was not called.
+	ErrInvalidFilename = errors.New("invalid upload filename")
 	// ErrMalformedResponse reports a 2xx answer whose body is not a valid
 	// batch object (bad JSON, wrong types, truncated). It is
 	// wire.ErrMalformed, which the decoder wraps.
@@ -62,7 +71,8 @@ var (
 	// configured cap.
 	ErrResponseTooLarge = errors.New("upstream: response body too large")
 	// ErrUnreachable reports a connection-level failure (refused, reset,
-	// DNS, TLS) on the last attempt.
+	// DNS, TLS, EOF mid-body) on the last attempt, or while reading the
+	// body FileContent returned.
 	ErrUnreachable = errors.New("upstream: unreachable")
 	// ErrTimeout reports that the last attempt hit the per-attempt timeout
 	// (not the caller's deadline, which surfaces as
@@ -177,4 +187,50 @@ func callerContextError(ctxErr, last error, secrets ...string) error {
 
 func isContextErr(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}
+
+// errNoEffect marks the error of a call that cannot have taken effect
+// upstream: nothing of it was sent (its connection could not be made, its
+// key was unusable, the caller's context ended before an attempt), or what
+// was sent cannot be acted on (an upload whose content failed). Classify
+// reads it for Outcome.MayHaveApplied; nothing else does.
+var errNoEffect = errors.New("upstream: the call cannot have taken effect")
+
+// noEffectError is an error marked with errNoEffect; its message is the
+// error's own.
+type noEffectError struct{ err error }
+
+func (e *noEffectError) Error() string   { return e.err.Error() }
+func (e *noEffectError) Unwrap() []error { return []error{e.err, errNoEffect} }
+
+// noEffect marks err with errNoEffect.
+func noEffect(err error) error { return &noEffectError{err} }
+
+// isConnectError reports whether err, a failed request's transport error,
+// happened while connecting, before any of the request was written: a dial
+// failure (connection refused, DNS, unreachable network; net/http reports
+// it as a *net.OpError with Op "dial", or "proxyconnect" through a proxy)
+// or a TLS certificate the client rejected. Anything else (a reset, an
+// EOF, a timeout while waiting) may have come after the request was sent.
+func isConnectError(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && (op.Op == "dial" || op.Op == "proxyconnect") {
+		return true
+	}
+	var cv *tls.CertificateVerificationError
+	return errors.As(err, &cv)
+}
+
+// errUploadContent marks the error of an upload whose content failed to
+// read: the caller's failure, which says nothing of the upstream.
+var errUploadContent = errors.New("upstream: reading the upload's content failed")
+
+// uploadContentError is the error of an upload whose content failed with
+// cause: it wraps cause, errUploadContent and errNoEffect (the upstream
+// cannot act on a truncated upload). Its message is redacted of secrets.
+func uploadContentError(cause error, secrets ...string) error {
+	return &chainError{
+		msg:  "upstream: reading the file to upload: " + redact(cause.Error(), secrets...),
+		errs: []error{cause, errUploadContent, errNoEffect},
+	}
 }

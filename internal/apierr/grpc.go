@@ -133,6 +133,8 @@ func fromCause(err error) *status.Status {
 	case errors.Is(err, upstream.ErrInvalidBatchID):
 		return Error{Code: codes.InvalidArgument, HTTPStatus: http.StatusBadRequest, Type: "invalid_request_error", ErrCode: CodeInvalidBatchID,
 			Param: "batch_id", Reason: ReasonInvalidBatchID, Message: err.Error()}.Status()
+	case errors.Is(err, upstream.ErrInvalidFileID):
+		return Invalid("file_id", CodeInvalidFileID, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return Error{Code: codes.DeadlineExceeded, HTTPStatus: http.StatusGatewayTimeout, Type: "api_error", ErrCode: CodeDeadlineExceeded,
 			Reason: ReasonUpstreamTimeout, Message: "deadline exceeded waiting for the upstream"}.Status()

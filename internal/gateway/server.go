@@ -71,6 +71,9 @@ type ServerOptions struct {
 	// MaxStreamsPerConn caps concurrent streams per gRPC connection.
 	// Default 1000.
 	MaxStreamsPerConn uint32
+	// MaxUploadBytes caps a REST upload's file (POST /v1/files). Default
+	// 200 MB.
+	MaxUploadBytes int64
 }
 
 // Server serves one BatchServiceServer over gRPC and HTTP/JSON. Create it
@@ -109,6 +112,9 @@ const maxMessageBytes = 4 << 20
 func NewServer(ctx context.Context, svcs Services, opts ServerOptions) (_ *Server, err error) {
 	if opts.MaxStreamsPerConn == 0 {
 		opts.MaxStreamsPerConn = 1000
+	}
+	if opts.MaxUploadBytes <= 0 {
+		opts.MaxUploadBytes = 200_000_000
 	}
 	s := &Server{opts: opts, log: opts.Logger, stopHealth: make(chan struct{})}
 	if s.log == nil {
@@ -166,15 +172,24 @@ func NewServer(ctx context.Context, svcs Services, opts ServerOptions) (_ *Serve
 	if err := batchv1.RegisterBatchServiceHandlerClient(ctx, gw, batches); err != nil {
 		return nil, fmt.Errorf("register REST handlers: %w", err)
 	}
+	files := batchv1.NewFileServiceClient(conn)
 	if svcs.File != nil {
-		if err := batchv1.RegisterFileServiceHandlerClient(ctx, gw, batchv1.NewFileServiceClient(conn)); err != nil {
+		if err := batchv1.RegisterFileServiceHandlerClient(ctx, gw, files); err != nil {
 			return nil, fmt.Errorf("register REST file handlers: %w", err)
 		}
+		// Raw bytes, not JSON messages (replaces the generated handler).
+		if err := rest.RegisterContentHandler(gw, files); err != nil {
+			return nil, fmt.Errorf("register REST content handler: %w", err)
+		}
 	}
-	// Replaces the generated WatchBatch handler (the last registered wins):
-	// NDJSON or SSE, and real HTTP statuses for errors before the first event.
+	// These replace the generated handlers (the last registered wins):
+	// NDJSON or SSE, and real HTTP statuses for errors before the first
+	// event or line.
 	if err := rest.RegisterWatchHandler(gw, batches); err != nil {
 		return nil, fmt.Errorf("register REST watch handler: %w", err)
+	}
+	if err := rest.RegisterResultsHandler(gw, batches); err != nil {
+		return nil, fmt.Errorf("register REST results handler: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -186,6 +201,10 @@ func NewServer(ctx context.Context, svcs Services, opts ServerOptions) (_ *Serve
 		mux.Handle("GET /metrics", opts.MetricsHandler)
 	}
 	mux.Handle("/", rest.LimitBody(headAsGet(gw), maxRequestBytes))
+	if svcs.File != nil {
+		// Uploads stream, with their own limit.
+		mux.Handle("POST "+rest.FilesPath, rest.UploadHandler(gw, files, opts.MaxUploadBytes))
+	}
 	handler := recordPattern(mux)
 	if opts.HTTPMiddleware != nil {
 		handler = opts.HTTPMiddleware(handler)
@@ -339,11 +358,15 @@ func recordPattern(mux *http.ServeMux) http.Handler {
 
 // headAsGet serves HEAD as the GET of the same path, without the body (the
 // HTTP server drops it for a HEAD request), as HTTP wants of GET routes.
-// Watch streams are left out: their headers come only with the first
-// event, and a HEAD request must not start a stream.
+// Streams (watches, results, file content) are left out: their headers
+// come only with the first event or byte, and a HEAD request must not
+// start one.
 func headAsGet(h http.Handler) http.Handler {
+	isStream := func(p string) bool {
+		return strings.HasSuffix(p, "/watch") || strings.HasSuffix(p, "/results") || strings.HasSuffix(p, "/content")
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodHead && !strings.HasSuffix(r.URL.Path, "/watch") {
+		if r.Method == http.MethodHead && !isStream(r.URL.Path) {
 			r = r.Clone(r.Context())
 			r.Method = http.MethodGet
 		}

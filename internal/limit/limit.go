@@ -80,8 +80,9 @@ func (l *Limiter) UnaryInterceptor() grpc.UnaryServerInterceptor {
 }
 
 // StreamInterceptor applies the caller's rate limit to opening a stream,
-// and counts server-streaming calls (watches) against the watcher caps for
-// as long as they are open.
+// and counts watch streams (BatchService's Watch* methods) against the
+// watcher caps for as long as they are open. Other streams (results, file
+// content, uploads) end by themselves and are not counted.
 func (l *Limiter) StreamInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		if exempt(info.FullMethod) {
@@ -91,7 +92,7 @@ func (l *Limiter) StreamInterceptor() grpc.StreamServerInterceptor {
 		if err := l.allow(caller); err != nil {
 			return err
 		}
-		if info.IsServerStream && !info.IsClientStream {
+		if isWatch(info.FullMethod) {
 			release, err := l.acquireWatcher(caller)
 			if err != nil {
 				return err
@@ -101,6 +102,11 @@ func (l *Limiter) StreamInterceptor() grpc.StreamServerInterceptor {
 		return handler(srv, ss)
 	}
 }
+
+// watchPrefix starts the full method names of the watch streams.
+const watchPrefix = "/batch.v1.BatchService/Watch"
+
+func isWatch(method string) bool { return strings.HasPrefix(method, watchPrefix) }
 
 func (l *Limiter) allow(caller string) error {
 	if l.opts.CallerRPS <= 0 {

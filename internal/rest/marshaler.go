@@ -10,28 +10,53 @@ import (
 	"github.com/batchgate/batchgate/internal/wire"
 )
 
-// Marshaler is the runtime.Marshaler of the gateway's HTTP port. A
-// *batchv1.Batch (what grpc-gateway hands over for GetBatch, whose HTTP rule
-// has response_body: batch) is written by MarshalBatch in the upstream's
-// shape; every other value goes to protojson with the proto field names.
-// Decoding is protojson's. The zero value is ready to use.
+// Marshaler is the runtime.Marshaler of the gateway's HTTP port. The
+// messages that have an upstream shape are written in it by package wire:
+// a *batchv1.Batch (what grpc-gateway hands over for the rules with
+// response_body: batch), a File, the batch and file lists and a deleted
+// file. Every other value goes to protojson with the proto field names.
+// Decoding is protojson's, ignoring unknown fields (the OpenAI SDKs may
+// send fields this gateway does not know). The zero value is ready to use.
 type Marshaler struct{}
 
 var _ runtime.Marshaler = (*Marshaler)(nil)
 
 // fallback encodes and decodes everything that is not a batch.
-var fallback = &runtime.JSONPb{MarshalOptions: protojson.MarshalOptions{UseProtoNames: true}}
+var fallback = &runtime.JSONPb{
+	MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
+	UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: true},
+}
 
-// Marshal encodes v: a *batchv1.Batch with MarshalBatch (a nil one is an
-// error), anything else with protojson.
+// Marshal encodes v: the upstream's objects with package wire (a nil batch
+// is an error), anything else with protojson.
 func (*Marshaler) Marshal(v any) ([]byte, error) {
-	if b, ok := v.(*batchv1.Batch); ok {
-		return wire.MarshalBatch(b)
+	if data, ok, err := marshalWire(v); ok {
+		return data, err
 	}
-	// WatchBatch events do not come here: RegisterWatchHandler replaces
-	// the generated handler (runtime.ForwardResponseStream) and frames
-	// them itself, as NDJSON or SSE (watch.go).
+	// WatchBatch events and result lines do not come here: their handlers
+	// replace the generated ones and frame them themselves (watch.go,
+	// lifecycle.go).
 	return fallback.Marshal(v)
+}
+
+// marshalWire encodes the messages that have an upstream shape; ok is
+// false for the others.
+func marshalWire(v any) (data []byte, ok bool, err error) {
+	switch v := v.(type) {
+	case *batchv1.Batch:
+		data, err = wire.MarshalBatch(v)
+	case *batchv1.File:
+		data, err = wire.MarshalFile(v)
+	case *batchv1.ListBatchesResponse:
+		data, err = wire.MarshalBatchList(v)
+	case *batchv1.ListFilesResponse:
+		data, err = wire.MarshalFileList(v)
+	case *batchv1.DeleteFileResponse:
+		data, err = wire.MarshalFileDeleted(v)
+	default:
+		return nil, false, nil
+	}
+	return data, true, err
 }
 
 // Unmarshal decodes data into v with protojson.
@@ -48,15 +73,14 @@ func (*Marshaler) NewDecoder(r io.Reader) runtime.Decoder {
 // followed by a newline.
 func (m *Marshaler) NewEncoder(w io.Writer) runtime.Encoder {
 	return runtime.EncoderFunc(func(v any) error {
-		b, ok := v.(*batchv1.Batch)
+		data, ok, err := marshalWire(v)
 		if !ok {
 			return fallback.NewEncoder(w).Encode(v)
 		}
-		buf, err := wire.MarshalBatch(b)
 		if err != nil {
 			return err
 		}
-		_, err = w.Write(append(buf, '\n'))
+		_, err = w.Write(append(data, '\n'))
 		return err
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc/codes"
@@ -38,7 +39,18 @@ func ServeMuxOptions() []runtime.ServeMuxOption {
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &Marshaler{}),
 		runtime.WithErrorHandler(handleError),
 		runtime.WithRoutingErrorHandler(handleRoutingError),
+		runtime.WithIncomingHeaderMatcher(headerMatcher),
 	}
+}
+
+// headerMatcher is grpc-gateway's default header matcher, plus the
+// Idempotency-Key header the OpenAI SDKs send on a create when their
+// caller sets one (service.IdempotencyHeader).
+func headerMatcher(key string) (string, bool) {
+	if strings.EqualFold(key, "Idempotency-Key") {
+		return "idempotency-key", true
+	}
+	return runtime.DefaultHeaderMatcher(key)
 }
 
 // NewServeMux returns a runtime.ServeMux with ServeMuxOptions followed by

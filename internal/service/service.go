@@ -14,7 +14,9 @@ import (
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/apierr"
+	"github.com/batchgate/batchgate/internal/callinfo"
 	"github.com/batchgate/batchgate/internal/fanout"
+	"github.com/batchgate/batchgate/internal/ownership"
 	"github.com/batchgate/batchgate/internal/upstream"
 	"github.com/batchgate/batchgate/internal/watch"
 	"github.com/batchgate/batchgate/internal/wire"
@@ -48,7 +50,26 @@ type Options struct {
 	// credential are never shared with calls made with another. Nil: every
 	// call shares the gateway's own credential ("").
 	Credential func(ctx context.Context) string
+	// Caller returns the call's caller, whose scopes decide what it may
+	// do and reach (package ownership). Nil: every call is unrestricted.
+	Caller func(ctx context.Context) callinfo.Caller
+
+	// Upstream serves the lifecycle calls (create, list, cancel, results)
+	// and FileService. Nil: they fail with UNIMPLEMENTED.
+	Upstream Upstream
+	// Poker, when set, is poked after a cancel so that the batch's
+	// watchers see it at once (the hub).
+	Poker Poker
+	// Files records who owns which file; nil: a new record of
+	// ownership.DefaultMaxFiles.
+	Files *ownership.Files
+	// MaxUploadBytes caps an uploaded file. Default 200 MB, the upstream's
+	// own limit.
+	MaxUploadBytes int64
 }
+
+// DefaultMaxUploadBytes is Options.MaxUploadBytes when it is not set.
+const DefaultMaxUploadBytes = 200_000_000
 
 // Service implements batchv1.BatchServiceServer. Create it with New; the
 // zero value is not usable.
@@ -62,11 +83,29 @@ type Service struct {
 	log        *slog.Logger
 	now        func() time.Time
 	encoded    fanout.Cache // each batch state encoded once for all its watchers
+
+	callerOf      func(ctx context.Context) callinfo.Caller
+	up            Upstream
+	poker         Poker
+	files         *ownership.Files
+	created       createdRecord
+	maxUpload     int64
+	createBackoff time.Duration
 }
 
 // New returns a Service that reads batches through hub.
 func New(hub Hub, opts Options) *Service {
-	s := &Service{hub: hub, credential: opts.Credential, heartbeat: opts.Heartbeat, maxAge: opts.MaxAge, log: opts.Logger, now: time.Now}
+	s := &Service{
+		hub: hub, credential: opts.Credential, heartbeat: opts.Heartbeat, maxAge: opts.MaxAge, log: opts.Logger, now: time.Now,
+		callerOf: opts.Caller, up: opts.Upstream, poker: opts.Poker, files: opts.Files, maxUpload: opts.MaxUploadBytes,
+		createBackoff: 250 * time.Millisecond,
+	}
+	if s.files == nil {
+		s.files = ownership.NewFiles(0)
+	}
+	if s.maxUpload <= 0 {
+		s.maxUpload = DefaultMaxUploadBytes
+	}
 	if s.credential == nil {
 		s.credential = func(context.Context) string { return "" }
 	}
@@ -90,9 +129,19 @@ func (s *Service) GetBatch(ctx context.Context, req *batchv1.GetBatchRequest) (*
 	if err := upstream.ValidateBatchID(id); err != nil {
 		return nil, apierr.FromError(err).Err()
 	}
+	c := s.caller(ctx)
+	if err := need(c, callinfo.ScopeRead); err != nil {
+		return nil, err
+	}
 	b, err := s.hub.Get(ctx, s.key(ctx, id))
 	if err != nil {
 		return nil, s.fail(ctx, "get batch", id, err)
+	}
+	if ownership.Restricted(c) {
+		if !ownership.CanSee(c, b) {
+			return nil, apierr.NotFound("batch", id).Err()
+		}
+		s.files.AddBatch(b)
 	}
 	return &batchv1.GetBatchResponse{Batch: b}, nil
 }
@@ -128,6 +177,10 @@ func (s *Service) WatchBatch(req *batchv1.WatchBatchRequest, stream batchv1.Batc
 	if err := upstream.ValidateBatchID(id); err != nil {
 		return apierr.FromError(err).Err()
 	}
+	c := s.caller(ctx)
+	if err := need(c, callinfo.ScopeRead); err != nil {
+		return err
+	}
 	sub, err := s.hub.Subscribe(ctx, s.key(ctx, id))
 	if err != nil {
 		return s.fail(ctx, "watch batch", id, err)
@@ -136,6 +189,14 @@ func (s *Service) WatchBatch(req *batchv1.WatchBatchRequest, stream batchv1.Batc
 
 	w := &watchStream{stream: stream, cache: &s.encoded}
 	last, version, at := sub.LatestAt()
+	if ownership.Restricted(c) {
+		// A batch's owner never changes (the reserved metadata is the
+		// gateway's): checking the first state is enough.
+		if !ownership.CanSee(c, last) {
+			return apierr.NotFound("batch", id).Err()
+		}
+		s.files.AddBatch(last)
+	}
 	if err := w.send(batchv1.WatchEventType_WATCH_EVENT_TYPE_SNAPSHOT, last, at); err != nil {
 		return err
 	}

@@ -40,18 +40,8 @@ type Options struct {
 	Phase time.Duration
 }
 
-// CreateRequest is the body of POST /v1/batches.
-type CreateRequest struct {
-	// InputFileID is the input JSONL file. Required.
-	InputFileID string `json:"input_file_id"`
-	// Endpoint must be SupportedEndpoint.
-	Endpoint string `json:"endpoint"`
-	// CompletionWindow must be SupportedCompletionWindow.
-	CompletionWindow string `json:"completion_window"`
-	// Metadata is optional: up to 16 pairs, keys up to 64 and values up to
-	// 512 characters.
-	Metadata map[string]string `json:"metadata,omitempty"`
-}
+// CreateRequest is the body of POST /v1/batches, wire's one shape of it.
+type CreateRequest = wire.CreateBatchRequest
 
 // Simulator is a fake upstream batch API. It is an http.Handler, safe for
 // concurrent use. Create one with New.
@@ -369,15 +359,6 @@ func (s *Simulator) viewLocked(id string, now time.Time) (view, bool) {
 	return s.viewOf(e, now), true
 }
 
-// listResponse is the body of GET /v1/batches.
-type listResponse struct {
-	Object  string            `json:"object"`
-	Data    []json.RawMessage `json:"data"`
-	FirstID *string           `json:"first_id"`
-	LastID  *string           `json:"last_id"`
-	HasMore bool              `json:"has_more"`
-}
-
 // serveList answers GET /v1/batches.
 func (s *Simulator) serveList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
@@ -425,7 +406,7 @@ func (s *Simulator) serveList(w http.ResponseWriter, r *http.Request) {
 	hasMore := end < len(order)
 	s.mu.Unlock()
 
-	resp := listResponse{Object: "list", Data: make([]json.RawMessage, 0, len(views)), HasMore: hasMore}
+	resp := wire.List[json.RawMessage]{Object: "list", Data: make([]json.RawMessage, 0, len(views)), HasMore: hasMore}
 	for i := range views {
 		data, err := encodeBatch(&views[i].b, views[i].extra)
 		if err != nil {
@@ -527,6 +508,9 @@ func validateCreate(req *CreateRequest) *apiError {
 		if len(k) > 64 || len(v) > 512 {
 			return invalid("metadata", "Invalid 'metadata': keys are at most 64 and values at most 512 characters.")
 		}
+	}
+	if oe := req.OutputExpiresAfter; oe != nil && (oe.Anchor != "created_at" || oe.Seconds < 3600 || oe.Seconds > 2592000) {
+		return invalid("output_expires_after", "Invalid 'output_expires_after': anchor must be 'created_at' and seconds between 3600 and 2592000.")
 	}
 	return nil
 }

@@ -17,10 +17,29 @@
 // answered 401 with type "invalid_request_error" and code "missing_api_key";
 // a wrong key 401 with type and code "invalid_api_key".
 //
-//	GET  /v1/batches/{id}         the batch; unknown id: 404 not_found_error
-//	GET  /v1/batches?after=&limit= list object, newest first, limit 1..100 (default 20)
-//	POST /v1/batches              create a batch (validating); body capped at 1 MiB
-//	POST /v1/batches/{id}/cancel  cancelling, then cancelled one Phase later
+//	GET    /v1/batches/{id}         the batch; unknown id: 404 not_found_error
+//	GET    /v1/batches?after=&limit= list object, newest first, limit 1..100 (default 20)
+//	POST   /v1/batches              create a batch (validating); body capped at 1 MiB
+//	POST   /v1/batches/{id}/cancel  cancelling, then cancelled one Phase later
+//	POST   /v1/files                upload a file: multipart/form-data, parts "purpose" ("batch") and "file" (with a filename)
+//	GET    /v1/files?after=&limit=&purpose=&order=  list object of files, newest first (order=asc: oldest), limit 1..10000 (default 10000)
+//	GET    /v1/files/{id}           the file object; unknown id: 404 not_found_error
+//	DELETE /v1/files/{id}           {"id","object":"file","deleted":true}
+//	GET    /v1/files/{id}/content   the file's bytes, application/octet-stream
+//
+// # Files
+//
+// Files are held in memory. An upload is read as it streams in and stored
+// with status "processed"; a purpose other than "batch" is answered 400
+// (param "purpose"), an empty file 400 (param "file"). A file larger than
+// Options.MaxFileBytes (DefaultMaxFileBytes, 200 MB) is answered 413 with
+// type "invalid_request_error" and code "file_too_large"; when the store's
+// Options.MaxStoreBytes (DefaultMaxStoreBytes, 512 MiB) has no room for it,
+// 400 with code "storage_full" (not a 5xx: retrying does not help until
+// files are deleted). No more of a file is read than its limit, so a
+// refused upload costs no more memory than an accepted one. PutFile stores
+// a file directly, of any purpose and beyond the limits; FileContent reads
+// one. Files never expire.
 //
 // Any other path is answered 404 and a known path with the wrong method 405
 // (with an Allow header). Every error body is the upstream's envelope

@@ -38,6 +38,16 @@ type Options struct {
 	// before its next run), and how long cancelling lasts; zero or
 	// negative means DefaultPhase.
 	Phase time.Duration
+	// MaxFileBytes caps a file uploaded with POST /v1/files (larger ones
+	// are answered 413, code "file_too_large"); zero or negative means
+	// DefaultMaxFileBytes.
+	MaxFileBytes int64
+	// MaxStoreBytes caps the bytes of all stored files: uploads, files
+	// stored with PutFile, and the output and error files of batches
+	// (the demo's canned files do not count). An upload that does not fit
+	// is answered 400, code "storage_full"; zero or negative means
+	// DefaultMaxStoreBytes.
+	MaxStoreBytes int64
 }
 
 // CreateRequest is the body of POST /v1/batches, wire's one shape of it.
@@ -60,6 +70,11 @@ type Simulator struct {
 	seq     uint64
 	gets    map[string]int64   // GET /v1/batches/{id} requests per id
 	faults  map[string][]Fault // queued faults per id; "" is any id
+
+	maxFile, maxStore int64
+	files             map[string]*storedFile
+	fileOrder         []*storedFile // newest first (cmpFiles)
+	storeUsed         int64         // bytes of the counted files
 }
 
 // New returns a Simulator seeded with the demo batches (see DemoBatchIDs),
@@ -72,6 +87,16 @@ func New(opts Options) *Simulator {
 		byID:   make(map[string]*entry),
 		gets:   make(map[string]int64),
 		faults: make(map[string][]Fault),
+
+		maxFile:  opts.MaxFileBytes,
+		maxStore: opts.MaxStoreBytes,
+		files:    make(map[string]*storedFile),
+	}
+	if s.maxFile <= 0 {
+		s.maxFile = DefaultMaxFileBytes
+	}
+	if s.maxStore <= 0 {
+		s.maxStore = DefaultMaxStoreBytes
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -220,6 +245,14 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	const prefix = "/v1/batches"
 	switch {
+	case path == "/v1/files" || strings.HasPrefix(path, "/v1/files/"):
+		if authErr != nil {
+			writeError(w, authErr)
+			return
+		}
+		if s.serveFiles(w, r, path[len("/v1/files"):]) {
+			return
+		}
 	case path == prefix:
 		if authErr != nil {
 			writeError(w, authErr)

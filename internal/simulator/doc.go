@@ -50,13 +50,49 @@
 // A batch made by POST /v1/batches (or Create) and the demo batch
 // "batch_demo_progress" move through their lifecycle as a pure function of
 // their creation time and Options.Now: validating for one Phase,
-// in_progress for one Phase while request_counts.completed (and, for about
-// one request in 25, request_counts.failed) rises smoothly to the total,
-// finalizing for one Phase, then completed with an output_file_id (and an
-// error_file_id when some requests failed). Timestamps appear as their phase
-// is reached. "batch_demo_validating" does the same on a ten times slower
-// clock. Batches stored with Put are static: they are returned exactly as
-// stored, until cancelled.
+// in_progress for one Phase while request_counts.completed (and
+// request_counts.failed) rises smoothly to the total, finalizing for one
+// Phase, then completed with an output_file_id (when some requests
+// succeeded) and an error_file_id (when some failed). Timestamps appear as
+// their phase is reached. "batch_demo_validating" does the same on a ten
+// times slower clock. Batches stored with Put are static: they are
+// returned exactly as stored, until cancelled.
+//
+// # Batches of uploaded files
+//
+// POST /v1/batches needs an input_file_id naming a stored file of purpose
+// "batch" (else 400 invalid_request_error, param "input_file_id"). The
+// file is read at the create: JSONL, one request
+// {"custom_id","method":"POST","url","body":{"model",...}} a line, blank
+// lines ignored, at most MaxInputLines requests, custom_ids unique, url the
+// batch's endpoint. A file that does not pass fails the batch one Phase in
+// (validating, then failed with failed_at, request_counts all zero and
+// errors.data naming each bad line, up to 100 of them, with codes such as
+// "invalid_json_line", "invalid_value" (param "url", "method" or "body"),
+// "missing_required_parameter", "duplicate_custom_id", "empty_file" and
+// "too_many_requests"). Otherwise request_counts.total is the number of
+// requests and they run in file order.
+//
+// The fail rule: a request whose custom_id begins with FailPrefix ("fail")
+// fails; every other succeeds. When the batch is terminal its output file
+// holds one result line {"id":"batch_req_<hex>","custom_id",
+// "response":{"status_code":200,"request_id","body":<a chat.completion
+// echoing the request's model>},"error":null} for each request that
+// succeeded, and its error file one with "status_code":400 and the
+// upstream's error envelope as body (code "simulated_failure") for each
+// that failed, both in input order, with purpose "batch_output",
+// created at the instant the batch became terminal, and with expires_at
+// when the create asked for output_expires_after. A batch cancelled (or
+// expired) part way has the results of the requests it ran before the
+// cancel: the first request_counts.completed+failed of the file. The
+// input file may be deleted once the batch is made.
+//
+// The results of a batch take room in the store from its create (its
+// output and error files hold at most that much); a batch whose results
+// do not fit fails validation with code "storage_full". A batch made by
+// Create with an input_file_id that names no stored batch file (as tests
+// of the watch path do) runs CreatedBatchTotal synthetic requests instead,
+// one in 25 failing; its file ids are given but not stored.
 //
 // The two moving demo batches cycle, so that whoever watches them sees a
 // whole run however long after New they start: after one Phase (of their

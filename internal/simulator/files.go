@@ -134,7 +134,9 @@ func (s *Simulator) PutFile(name, purpose string, data []byte) wire.File {
 // FileContent returns a copy of the content of file id, as
 // GET /v1/files/{id}/content serves it, and whether there is such a file.
 func (s *Simulator) FileContent(id string) ([]byte, bool) {
+	now := s.now()
 	s.mu.Lock()
+	s.settleLocked(now)
 	sf, ok := s.files[id]
 	s.mu.Unlock()
 	if !ok {
@@ -147,6 +149,7 @@ func (s *Simulator) FileContent(id string) ([]byte, bool) {
 // "/v1/files" ("" or "/..."). It reports false when the path is not one of
 // the file endpoints.
 func (s *Simulator) serveFiles(w http.ResponseWriter, r *http.Request, rest string) bool {
+	s.settle()
 	if rest == "" {
 		switch r.Method {
 		case http.MethodGet:

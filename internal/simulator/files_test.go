@@ -285,10 +285,13 @@ func TestUpload(t *testing.T) {
 	}
 }
 
-// storedBytes returns the bytes counted against Options.MaxStoreBytes.
+// storedBytes returns the bytes counted against Options.MaxStoreBytes, as
+// the next upload sees them.
 func (s *Simulator) storedBytes() int64 {
+	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.settleLocked(now)
 	return s.storeUsed
 }
 

@@ -1,6 +1,7 @@
 package simulator
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
@@ -74,7 +75,8 @@ type Simulator struct {
 	maxFile, maxStore int64
 	files             map[string]*storedFile
 	fileOrder         []*storedFile // newest first (cmpFiles)
-	storeUsed         int64         // bytes of the counted files
+	storeUsed         int64         // bytes of the counted files and of the pending batches' results
+	pending           []*entry      // file-backed batches whose output files are not stored yet
 }
 
 // New returns a Simulator seeded with the demo batches (see DemoBatchIDs),
@@ -144,8 +146,22 @@ func (s *Simulator) PutWithExtra(b wire.Batch, extra map[string]json.RawMessage)
 // Create makes a progressing batch as POST /v1/batches does, created now,
 // and returns it (status validating). Unlike the HTTP endpoint it does not
 // validate req; an empty Endpoint or CompletionWindow takes the supported
-// value.
+// value. When req.InputFileID names a stored file of purpose "batch", the
+// batch runs that file's requests, as one made by POST /v1/batches does;
+// otherwise it runs CreatedBatchTotal synthetic ones.
 func (s *Simulator) Create(req CreateRequest) wire.Batch {
+	s.mu.Lock()
+	sf, ok := s.files[req.InputFileID]
+	s.mu.Unlock()
+	if ok && sf.f.Purpose == PurposeBatch {
+		return s.create(req, sf.data)
+	}
+	return s.create(req, nil)
+}
+
+// create makes a batch of req, created now, that runs the requests of the
+// input file data, or synthetic ones when data is nil.
+func (s *Simulator) create(req CreateRequest, data []byte) wire.Batch {
 	if req.Endpoint == "" {
 		req.Endpoint = SupportedEndpoint
 	}
@@ -168,11 +184,130 @@ func (s *Simulator) Create(req CreateRequest) wire.Batch {
 		created: now,
 		total:   CreatedBatchTotal,
 	}
+	if oe := req.OutputExpiresAfter; oe != nil {
+		e.outExpiry = int64(oe.Seconds)
+	}
+	if data != nil {
+		// Read the file and write every result line now, outside the
+		// lock: the file's bytes are never modified.
+		e.fileBacked = true
+		lines, errs := readInput(data, req.Endpoint)
+		e.total = int64(len(lines))
+		if errs != nil {
+			e.invalid = &wire.BatchErrors{Object: "list", Data: errs}
+		}
+		created := now.Add(s.phase).Unix()
+		for i, in := range lines {
+			if fails(in.customID) {
+				e.fails = append(e.fails, int32(i))
+			}
+			e.results = appendResult(e.results, in, i+1, created, newResultIDs())
+		}
+	}
 	s.mu.Lock()
+	s.settleLocked(now)
+	if e.results != nil {
+		if s.storeUsed+int64(len(e.results)) > s.maxStore {
+			e.results, e.fails, e.total = nil, nil, 0
+			e.invalid = &wire.BatchErrors{Object: "list", Data: []*wire.BatchError{{
+				Code:    "storage_full",
+				Message: "The file store has no room for the batch's output and error files: delete files to make room.",
+			}}}
+		} else {
+			s.storeUsed += int64(len(e.results))
+		}
+	}
 	s.insertLocked(e)
 	b := e.view(now, s.phase)
 	s.mu.Unlock()
 	return cloneBatch(b)
+}
+
+// settleLocked stores the output and error files of the file-backed
+// batches that are terminal at now, and releases the rest of their
+// reservations (a cancelled or expired batch has run only some of its
+// requests). Their lifecycle is a function of the clock, so this runs
+// whenever files are looked at; the files are created at the instant the
+// batch became terminal, whenever that is noticed.
+func (s *Simulator) settleLocked(now time.Time) {
+	for i := 0; i < len(s.pending); {
+		e := s.pending[i]
+		b := e.view(now, s.phase)
+		if !isTerminal(b.Status) {
+			i++
+			continue
+		}
+		s.pending = slices.Delete(s.pending, i, i+1)
+		s.storeOutputLocked(e, &b)
+	}
+}
+
+// settle is settleLocked for callers that do not hold the lock.
+func (s *Simulator) settle() {
+	now := s.now()
+	s.mu.Lock()
+	s.settleLocked(now)
+	s.mu.Unlock()
+}
+
+// storeOutputLocked stores the output and error files of e, terminal as b:
+// the result lines of the requests it ran, split by outcome.
+func (s *Simulator) storeOutputLocked(e *entry, b *wire.Batch) {
+	rc := counts(b)
+	ran := int(rc.Completed + rc.Failed)
+	// Size both files first, to allocate each once.
+	var sizes [2]int // output, error
+	forEachResult(e, ran, func(line []byte, failed bool) {
+		sizes[b2i(failed)] += len(line)
+	})
+	out := [2][]byte{make([]byte, 0, sizes[0]), make([]byte, 0, sizes[1])}
+	forEachResult(e, ran, func(line []byte, failed bool) {
+		out[b2i(failed)] = append(out[b2i(failed)], line...)
+	})
+	s.storeUsed -= int64(len(e.results))
+	e.results = nil
+
+	var at time.Time
+	for _, t := range []*wire.Int{b.CompletedAt, b.ExpiredAt, b.CancelledAt} {
+		if t != nil {
+			at = time.Unix(int64(*t), 0)
+		}
+	}
+	for i, id := range []*string{b.OutputFileID, b.ErrorFileID} {
+		if id == nil || len(out[i]) == 0 {
+			continue
+		}
+		name := b.ID + [2]string{"_output.jsonl", "_error.jsonl"}[i]
+		sf := s.storeFileLocked(*id, name, PurposeBatchOutput, out[i], at, true)
+		if e.outExpiry > 0 {
+			sf.f.ExpiresAt = ptr(sf.f.CreatedAt + wire.Int(e.outExpiry))
+		}
+	}
+}
+
+// forEachResult calls f with each of the first n result lines of e (with
+// its newline) and whether that request failed.
+func forEachResult(e *entry, n int, f func(line []byte, failed bool)) {
+	rest, fi := e.results, 0
+	for i := range n {
+		j := bytes.IndexByte(rest, '\n')
+		if j < 0 {
+			return
+		}
+		failed := fi < len(e.fails) && int(e.fails[fi]) == i
+		if failed {
+			fi++
+		}
+		f(rest[:j+1], failed)
+		rest = rest[j+1:]
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // BatchRequests returns how many GET /v1/batches/{id} requests the
@@ -193,6 +328,10 @@ func (s *Simulator) TotalRequests() int64 {
 // insertLocked stores e, replacing any entry with the same id.
 func (s *Simulator) insertLocked(e *entry) {
 	if old, ok := s.byID[e.b.ID]; ok {
+		if old.results != nil {
+			s.storeUsed -= int64(len(old.results))
+			s.pending = slices.DeleteFunc(s.pending, func(p *entry) bool { return p == old })
+		}
 		if old.cycles {
 			s.cycling = slices.DeleteFunc(s.cycling, func(c *entry) bool { return c == old })
 		} else {
@@ -203,6 +342,9 @@ func (s *Simulator) insertLocked(e *entry) {
 	s.seq++
 	e.seq = s.seq
 	s.byID[e.b.ID] = e
+	if e.results != nil {
+		s.pending = append(s.pending, e)
+	}
 	if e.cycles {
 		s.cycling = append(s.cycling, e)
 		return
@@ -498,7 +640,19 @@ func (s *Simulator) serveCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	writeBatch(w, view{b: s.Create(req)})
+	s.mu.Lock()
+	sf, ok := s.files[req.InputFileID]
+	s.mu.Unlock()
+	switch {
+	case !ok:
+		writeError(w, invalidParam("input_file_id", "Invalid 'input_file_id': no file with id '"+req.InputFileID+"'."))
+		return
+	case sf.f.Purpose != PurposeBatch:
+		writeError(w, invalidParam("input_file_id", "Invalid 'input_file_id': file '"+req.InputFileID+
+			"' has purpose '"+sf.f.Purpose+"', not '"+PurposeBatch+"'."))
+		return
+	}
+	writeBatch(w, view{b: s.create(req, sf.data)})
 }
 
 // validateCreate checks a POST /v1/batches body as the upstream does.

@@ -264,9 +264,10 @@ func TestLifecycle(t *testing.T) {
 		cycles bool                // the demo's moving batches restart after 4 phases
 		start  func(e *env) string // returns the batch id, created at t0
 	}{
-		{"created over HTTP", 10 * time.Second, 1, CreatedBatchTotal, false, func(e *env) string {
+		{"created over HTTP", 10 * time.Second, 1, 100, false, func(e *env) string {
+			in := e.upload("in.jsonl", numberedInput(100, 25))
 			r := e.do("POST", "/v1/batches", testBearer,
-				`{"input_file_id":"file_in","endpoint":"/v1/chat/completions","completion_window":"24h"}`)
+				`{"input_file_id":"`+in.ID+`","endpoint":"/v1/chat/completions","completion_window":"24h"}`)
 			var b wire.Batch
 			if err := json.Unmarshal(r.body, &b); err != nil || r.status != 200 {
 				e.t.Fatalf("create: %d %s", r.status, r.body)
@@ -751,6 +752,10 @@ func TestCreate(t *testing.T) {
 		}},
 		{name: "unknown fields ignored", body: valid(`,"callback_url":"https://example.invalid/hook","x":1`), status: 200},
 		{name: "16 metadata pairs", body: valid(`,"metadata":{` + strings.Join(many[:16], ",") + `}`), status: 200},
+		{name: "unknown input file", body: `{"input_file_id":"file_nope","endpoint":"/v1/chat/completions","completion_window":"24h"}`,
+			status: 400, param: "input_file_id", code: "invalid_value"},
+		{name: "input file of another purpose", body: `{"input_file_id":"OUTPUT_FILE","endpoint":"/v1/chat/completions","completion_window":"24h"}`,
+			status: 400, param: "input_file_id", code: "invalid_value"},
 		{name: "missing input_file_id", body: `{"endpoint":"/v1/chat/completions","completion_window":"24h"}`,
 			status: 400, param: "input_file_id", code: "missing_required_parameter"},
 		{name: "bad input_file_id", body: `{"input_file_id":"../etc","endpoint":"/v1/chat/completions","completion_window":"24h"}`,
@@ -787,7 +792,10 @@ func TestCreate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, Options{})
-			r := e.do("POST", "/v1/batches", testBearer, tc.body)
+			in := e.upload("in.jsonl", numberedInput(2, 0))
+			out := e.sim.PutFile("out.jsonl", "batch_output", []byte(numberedInput(2, 0)))
+			body := strings.NewReplacer("file_abc123", in.ID, "OUTPUT_FILE", out.ID).Replace(tc.body)
+			r := e.do("POST", "/v1/batches", testBearer, body)
 			if tc.status != 200 {
 				param := checkEnvelope(t, r, tc.status, "invalid_request_error", tc.code)
 				if param != tc.param {
@@ -807,11 +815,11 @@ func TestCreate(t *testing.T) {
 			if !regexp.MustCompile(`^batch_[0-9a-f]{24}$`).MatchString(id) {
 				t.Errorf("id %q", id)
 			}
-			if m["status"] != "validating" || m["object"] != "batch" || m["input_file_id"] != "file_abc123" ||
+			if m["status"] != "validating" || m["object"] != "batch" || m["input_file_id"] != in.ID ||
 				m["created_at"] != float64(t0.Unix()) || m["expires_at"] != float64(t0.Unix()+86400) {
 				t.Errorf("created batch %s", r.body)
 			}
-			if rc, _ := m["request_counts"].(map[string]any); rc["total"] != float64(CreatedBatchTotal) {
+			if rc, _ := m["request_counts"].(map[string]any); rc["total"] != float64(2) {
 				t.Errorf("request_counts %v", m["request_counts"])
 			}
 			if tc.check != nil {
@@ -1338,6 +1346,7 @@ func TestCreateReturnsACopy(t *testing.T) {
 func TestConcurrent(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Options{Phase: time.Second})
+	in := e.upload("in.jsonl", numberedInput(10, 3))
 	const workers, perWorker = 6, 40
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -1352,7 +1361,7 @@ func TestConcurrent(t *testing.T) {
 					r, err = e.try(context.Background(), "GET", "/v1/batches?limit=5", testBearer, "")
 				case 2:
 					r, err = e.try(context.Background(), "POST", "/v1/batches", testBearer,
-						`{"input_file_id":"f","endpoint":"/v1/chat/completions","completion_window":"24h"}`)
+						`{"input_file_id":"`+in.ID+`","endpoint":"/v1/chat/completions","completion_window":"24h"}`)
 				case 3:
 					b := e.sim.Create(CreateRequest{InputFileID: "f"})
 					r, err = e.try(context.Background(), "POST", "/v1/batches/"+b.ID+"/cancel", testBearer, "")
@@ -1380,7 +1389,7 @@ func TestConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if got, want := e.sim.TotalRequests(), int64(workers*perWorker); got != want {
+	if got, want := e.sim.TotalRequests(), int64(workers*perWorker+1); got != want {
 		t.Errorf("TotalRequests() = %d, want %d", got, want)
 	}
 }

@@ -364,3 +364,17 @@ func (e *entry) progress(b *wire.Batch, start, at time.Time, phase time.Duration
 func fileID(prefix, batchID string) string {
 	return prefix + strings.TrimPrefix(batchID, "batch_")
 }
+
+// terminalAt returns when b became completed, expired or cancelled, nil
+// when it has not.
+func terminalAt(b *wire.Batch) *wire.Int {
+	switch b.Status {
+	case StatusCompleted:
+		return b.CompletedAt
+	case StatusExpired:
+		return b.ExpiredAt
+	case StatusCancelled:
+		return b.CancelledAt
+	}
+	return nil
+}

@@ -92,7 +92,22 @@
 // do not fit fails validation with code "storage_full". A batch made by
 // Create with an input_file_id that names no stored batch file (as tests
 // of the watch path do) runs CreatedBatchTotal synthetic requests instead,
-// one in 25 failing; its file ids are given but not stored.
+// "request-1" on, every 25th failing. The output and error files of such
+// batches, and of the moving demo batches, are virtual: GET
+// /v1/files/{id}, its content and DELETE serve them while the batch names
+// them, written from the batch's state (the same bytes every time within a
+// run), but they are not listed and take no room in the store.
+//
+// # Demo files
+//
+// New also seeds canned files that the static demo batches name and that
+// do not count against Options.MaxStoreBytes: DemoInputFile (the input of
+// "batch_demo_completed", so that GET /v1/files shows an uploaded file and
+// a batch can be made of it), DemoOutputFile (its output), and the partial
+// output and error files of "batch_demo_expired", DemoExpiredOutputFile
+// (whose second line is not JSON, to test result parsers) and
+// DemoExpiredErrorFile (error lines of both shapes: a 400 response, and a
+// null response with an error object).
 //
 // The two moving demo batches cycle, so that whoever watches them sees a
 // whole run however long after New they start: after one Phase (of their

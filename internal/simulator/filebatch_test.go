@@ -442,8 +442,10 @@ func TestFileBatchStore(t *testing.T) {
 		if got := e.sim.storedBytes(); got != used {
 			t.Errorf("store holds %d bytes, want %d", got, used)
 		}
-		if n := len(e.listFiles("&purpose=batch_output", 100)); n != 0 {
-			t.Errorf("%d output files", n)
+		for _, f := range e.listFiles("&purpose=batch_output", 100) {
+			if strings.HasPrefix(f.Filename, b.ID) {
+				t.Errorf("output file %+v of a replaced batch", f)
+			}
 		}
 	})
 }
@@ -539,7 +541,7 @@ func FuzzReadInput(f *testing.F) {
 				t.Fatalf("custom_id %q empty or repeated", in.customID)
 			}
 			seen[in.customID] = true
-			out := appendResult(nil, in, i+1, 1710000000, newResultIDs())
+			out := appendResult(nil, in, i+1, 1710000000, newResultIDs(), fails(in.customID))
 			if bytes.Count(out, []byte("\n")) != 1 || out[len(out)-1] != '\n' {
 				t.Fatalf("result is not one line: %q", out)
 			}

@@ -134,15 +134,108 @@ func (s *Simulator) PutFile(name, purpose string, data []byte) wire.File {
 // FileContent returns a copy of the content of file id, as
 // GET /v1/files/{id}/content serves it, and whether there is such a file.
 func (s *Simulator) FileContent(id string) ([]byte, bool) {
+	s.settle()
+	_, data, stored, ok := s.lookupFile(id)
+	if stored {
+		data = slices.Clone(data)
+	}
+	return data, ok
+}
+
+// lookupFile returns file id and its content: a stored file (whose data
+// must not be modified) or a virtual one, written for the call.
+func (s *Simulator) lookupFile(id string) (f wire.File, data []byte, stored, ok bool) {
 	now := s.now()
 	s.mu.Lock()
-	s.settleLocked(now)
-	sf, ok := s.files[id]
+	if sf, ok := s.files[id]; ok {
+		s.mu.Unlock()
+		return sf.f, sf.data, true, true
+	}
+	v, ok := s.virtualFileLocked(id, now)
 	s.mu.Unlock()
 	if !ok {
-		return nil, false
+		return wire.File{}, nil, false, false
 	}
-	return slices.Clone(sf.data), true
+	data = v.content()
+	v.f.Bytes = wire.Int(len(data))
+	return v.f, data, false, true
+}
+
+// syntheticModel is the model of synthetic requests.
+const syntheticModel = "gpt-4o-mini"
+
+// virtualFile is the output or error file of a batch of synthetic
+// requests (see Create): never stored, but written from the batch's state
+// whenever it is asked for, the same bytes every time in a run.
+type virtualFile struct {
+	f       wire.File // all but Bytes
+	seed    string    // of the result ids
+	ran     int       // requests run
+	errors  bool      // the error file, else the output file
+	created int64     // the chat completions' created
+}
+
+// virtualFileLocked returns the virtual file id at now: "file_out_x" or
+// "file_err_x" of the synthetic batch "batch_x", while the batch names it,
+// unless it was deleted in the batch's current run.
+func (s *Simulator) virtualFileLocked(id string, now time.Time) (virtualFile, bool) {
+	rest, isErr := strings.CutPrefix(id, "file_err_")
+	if !isErr {
+		var ok bool
+		if rest, ok = strings.CutPrefix(id, "file_out_"); !ok {
+			return virtualFile{}, false
+		}
+	}
+	e, ok := s.byID["batch_"+rest]
+	if !ok || e.slow == 0 || e.fileBacked {
+		return virtualFile{}, false
+	}
+	b := e.view(now, s.phase)
+	named := b.OutputFileID
+	if isErr {
+		named = b.ErrorFileID
+	}
+	at := terminalAt(&b)
+	if named == nil || *named != id || at == nil {
+		return virtualFile{}, false
+	}
+	if d, ok := s.deletedVirtual[id]; ok && d == *at {
+		return virtualFile{}, false
+	}
+	suffix := "_output.jsonl"
+	if isErr {
+		suffix = "_error.jsonl"
+	}
+	rc := counts(&b)
+	created := b.CreatedAt
+	if b.InProgressAt != nil {
+		created = b.InProgressAt
+	}
+	return virtualFile{
+		f: wire.File{
+			ID: id, Object: "file", CreatedAt: *at, Filename: b.ID + suffix,
+			Purpose: PurposeBatchOutput, Status: &fileStatus,
+		},
+		seed:    b.ID + "/" + strconv.FormatInt(e.runStart(now, s.phase).UnixNano(), 10),
+		ran:     int(rc.Completed + rc.Failed),
+		errors:  isErr,
+		created: int64(*created),
+	}, true
+}
+
+// content writes the file: the result lines of the run requests that
+// succeeded (or, for the error file, failed), in order.
+func (v *virtualFile) content() []byte {
+	out := []byte{}
+	for n := 1; n <= v.ran; n++ {
+		failed := n%failEvery == 0
+		if failed != v.errors {
+			continue
+		}
+		in := inputLine{customID: "request-" + strconv.Itoa(n), model: syntheticModel}
+		out = appendResult(out, in, n, v.created, detResultIDs(v.seed, n), failed)
+	}
+	return out
 }
 
 // serveFiles answers the requests under /v1/files; rest is the path after
@@ -196,20 +289,25 @@ func cutPath(rest string) (id, action string, hasAction bool) {
 
 // serveFileGet answers GET /v1/files/{id}.
 func (s *Simulator) serveFileGet(w http.ResponseWriter, id string) {
-	s.mu.Lock()
-	sf, ok := s.files[id]
-	s.mu.Unlock()
+	f, _, _, ok := s.lookupFile(id)
 	if !ok {
 		writeFileNotFound(w, id)
 		return
 	}
-	writeJSON(w, http.StatusOK, &sf.f)
+	writeJSON(w, http.StatusOK, &f)
 }
 
 // serveFileDelete answers DELETE /v1/files/{id}.
 func (s *Simulator) serveFileDelete(w http.ResponseWriter, id string) {
+	now := s.now()
 	s.mu.Lock()
 	ok := s.deleteFileLocked(id)
+	if !ok {
+		var v virtualFile
+		if v, ok = s.virtualFileLocked(id, now); ok {
+			s.deletedVirtual[id] = v.f.CreatedAt
+		}
+	}
 	s.mu.Unlock()
 	if !ok {
 		writeFileNotFound(w, id)
@@ -220,14 +318,12 @@ func (s *Simulator) serveFileDelete(w http.ResponseWriter, id string) {
 
 // serveFileContent answers GET /v1/files/{id}/content.
 func (s *Simulator) serveFileContent(w http.ResponseWriter, id string) {
-	s.mu.Lock()
-	sf, ok := s.files[id]
-	s.mu.Unlock()
+	_, data, _, ok := s.lookupFile(id)
 	if !ok {
 		writeFileNotFound(w, id)
 		return
 	}
-	writeContent(w, sf.data)
+	writeContent(w, data)
 }
 
 // serveFileList answers GET /v1/files.

@@ -2,6 +2,8 @@ package simulator
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"strconv"
 	"strings"
@@ -147,14 +149,21 @@ func newResultIDs() resultIDs {
 	return resultIDs{line: "batch_req_" + randomHex(12), request: "req_" + randomHex(16), completion: "chatcmpl-" + randomHex(12)}
 }
 
+// detResultIDs returns ids derived from seed and n, the same every time.
+func detResultIDs(seed string, n int) resultIDs {
+	h := sha256.Sum256([]byte(seed + "/" + strconv.Itoa(n)))
+	x := hex.EncodeToString(h[:])
+	return resultIDs{line: "batch_req_" + x[:24], request: "req_" + x[24:56], completion: "chatcmpl-" + x[40:64]}
+}
+
 // appendResult appends the result line of request n (1-based) of a batch,
 // run at created (Unix seconds), and a newline: a 200 answer with a canned
-// chat completion, or when the custom_id says so (see fails) a 400 answer
-// carrying the upstream's error envelope.
-func appendResult(dst []byte, in inputLine, n int, created int64, ids resultIDs) []byte {
+// chat completion, or when failed a 400 answer carrying the upstream's
+// error envelope.
+func appendResult(dst []byte, in inputLine, n int, created int64, ids resultIDs, failed bool) []byte {
 	resp := &wire.ResultResponse{StatusCode: 200, RequestID: ids.request}
 	var body any
-	if fails(in.customID) {
+	if failed {
 		resp.StatusCode = 400
 		code := "simulated_failure"
 		var env wire.ErrorEnvelope

@@ -74,9 +74,10 @@ type Simulator struct {
 
 	maxFile, maxStore int64
 	files             map[string]*storedFile
-	fileOrder         []*storedFile // newest first (cmpFiles)
-	storeUsed         int64         // bytes of the counted files and of the pending batches' results
-	pending           []*entry      // file-backed batches whose output files are not stored yet
+	fileOrder         []*storedFile       // newest first (cmpFiles)
+	storeUsed         int64               // bytes of the counted files and of the pending batches' results
+	pending           []*entry            // file-backed batches whose output files are not stored yet
+	deletedVirtual    map[string]wire.Int // virtual files deleted, by id: the created_at of the one deleted
 }
 
 // New returns a Simulator seeded with the demo batches (see DemoBatchIDs),
@@ -93,6 +94,8 @@ func New(opts Options) *Simulator {
 		maxFile:  opts.MaxFileBytes,
 		maxStore: opts.MaxStoreBytes,
 		files:    make(map[string]*storedFile),
+
+		deletedVirtual: make(map[string]wire.Int),
 	}
 	if s.maxFile <= 0 {
 		s.maxFile = DefaultMaxFileBytes
@@ -201,7 +204,7 @@ func (s *Simulator) create(req CreateRequest, data []byte) wire.Batch {
 			if fails(in.customID) {
 				e.fails = append(e.fails, int32(i))
 			}
-			e.results = appendResult(e.results, in, i+1, created, newResultIDs())
+			e.results = appendResult(e.results, in, i+1, created, newResultIDs(), fails(in.customID))
 		}
 	}
 	s.mu.Lock()
@@ -268,10 +271,8 @@ func (s *Simulator) storeOutputLocked(e *entry, b *wire.Batch) {
 	e.results = nil
 
 	var at time.Time
-	for _, t := range []*wire.Int{b.CompletedAt, b.ExpiredAt, b.CancelledAt} {
-		if t != nil {
-			at = time.Unix(int64(*t), 0)
-		}
+	if t := terminalAt(b); t != nil {
+		at = time.Unix(int64(*t), 0)
 	}
 	for i, id := range []*string{b.OutputFileID, b.ErrorFileID} {
 		if id == nil || len(out[i]) == 0 {

@@ -126,5 +126,11 @@
 // InjectFaults queues failures (error statuses with Retry-After, raw or
 // truncated bodies, delays, connection resets) for the next
 // GET /v1/batches/{id} requests, so that retry and error handling can be
-// tested deterministically.
+// tested deterministically; InjectCreateFaults, InjectUploadFaults and
+// InjectContentFaults do the same for POST /v1/batches, POST /v1/files and
+// GET /v1/files/{id}/content. A fault with AfterApply is applied after the
+// request took effect, in place of its answer: a create answered 500, cut
+// off by a reset, or left hanging until the client gives up, though the
+// batch was made. Creates counts the batches POST /v1/batches made, so
+// that a test can check a client did not make a second one by retrying.
 package simulator

@@ -248,7 +248,7 @@ func (s *Simulator) serveFiles(w http.ResponseWriter, r *http.Request, rest stri
 		case http.MethodGet:
 			s.serveFileList(w, r)
 		case http.MethodPost:
-			s.serveUpload(w, r)
+			s.serveWithFault(w, r, faultKey{route: routeUpload}, func(w http.ResponseWriter) { s.serveUpload(w, r) })
 		default:
 			writeMethodNotAllowed(w, "GET, POST")
 		}
@@ -273,7 +273,7 @@ func (s *Simulator) serveFiles(w http.ResponseWriter, r *http.Request, rest stri
 			writeMethodNotAllowed(w, "GET")
 			return true
 		}
-		s.serveFileContent(w, id)
+		s.serveWithFault(w, r, faultKey{routeContent, id}, func(w http.ResponseWriter) { s.serveFileContent(w, id) })
 		return true
 	}
 	return false

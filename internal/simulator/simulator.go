@@ -62,15 +62,16 @@ type Simulator struct {
 	phase  time.Duration
 	demo   []string
 
-	total atomic.Int64
+	total   atomic.Int64
+	creates atomic.Int64 // batches made by POST /v1/batches
 
 	mu      sync.Mutex
 	byID    map[string]*entry
 	order   []*entry // the entries that do not cycle, newest first (cmpOrder)
 	cycling []*entry // the entries that cycle, whose created_at moves on
 	seq     uint64
-	gets    map[string]int64   // GET /v1/batches/{id} requests per id
-	faults  map[string][]Fault // queued faults per id; "" is any id
+	gets    map[string]int64     // GET /v1/batches/{id} requests per id
+	faults  map[faultKey][]Fault // queued faults
 
 	maxFile, maxStore int64
 	files             map[string]*storedFile
@@ -89,7 +90,7 @@ func New(opts Options) *Simulator {
 		phase:  opts.Phase,
 		byID:   make(map[string]*entry),
 		gets:   make(map[string]int64),
-		faults: make(map[string][]Fault),
+		faults: make(map[faultKey][]Fault),
 
 		maxFile:  opts.MaxFileBytes,
 		maxStore: opts.MaxStoreBytes,
@@ -405,7 +406,7 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case http.MethodGet:
 			s.serveList(w, r)
 		case http.MethodPost:
-			s.serveCreate(w, r)
+			s.serveWithFault(w, r, faultKey{route: routeCreate}, func(w http.ResponseWriter) { s.serveCreate(w, r) })
 		default:
 			writeMethodNotAllowed(w, "GET, POST")
 		}
@@ -490,10 +491,10 @@ func (s *Simulator) serveGet(w http.ResponseWriter, r *http.Request, id string, 
 		writeError(w, authErr)
 		return
 	}
-	f, hasFault := s.popFaultLocked(id)
+	f, hasFault := s.popFaultLocked(faultKey{routeGet, id})
 	var v view
 	var found bool
-	if !hasFault {
+	if !hasFault || f.AfterApply {
 		v, found = s.viewLocked(id, now)
 	}
 	s.mu.Unlock()
@@ -502,10 +503,12 @@ func (s *Simulator) serveGet(w http.ResponseWriter, r *http.Request, id string, 
 		if s.applyFault(w, r, f) {
 			return
 		}
-		now = s.now()
-		s.mu.Lock()
-		v, found = s.viewLocked(id, now)
-		s.mu.Unlock()
+		if !f.AfterApply { // the answer is the batch after the delay
+			now = s.now()
+			s.mu.Lock()
+			v, found = s.viewLocked(id, now)
+			s.mu.Unlock()
+		}
 	}
 	if !found {
 		writeNotFound(w, id)
@@ -653,7 +656,9 @@ func (s *Simulator) serveCreate(w http.ResponseWriter, r *http.Request) {
 			"' has purpose '"+sf.f.Purpose+"', not '"+PurposeBatch+"'."))
 		return
 	}
-	writeBatch(w, view{b: s.create(req, sf.data)})
+	b := s.create(req, sf.data)
+	s.creates.Add(1)
+	writeBatch(w, view{b: b})
 }
 
 // validateCreate checks a POST /v1/batches body as the upstream does.

@@ -2,6 +2,7 @@ package simulator
 
 import (
 	"encoding/json"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -169,7 +170,7 @@ func (s *Simulator) seedDemoFilesLocked(now time.Time) {
 	var in, out []byte
 	for n := 1; n <= 2; n++ {
 		line, err := json.Marshal(wire.InputLine{
-			CustomID: request(n).customID, Method: "POST", URL: SupportedEndpoint,
+			CustomID: request(n).customID, Method: http.MethodPost, URL: SupportedEndpoint,
 			Body: json.RawMessage(`{"model":"` + syntheticModel + `","messages":[{"role":"user","content":"Hello world!"}],"max_tokens":1000}`),
 		})
 		if err != nil {

@@ -27,6 +27,10 @@
 //	DELETE /v1/files/{id}           {"id","object":"file","deleted":true}
 //	GET    /v1/files/{id}/content   the file's bytes, application/octet-stream
 //
+// Any other path is answered 404 and a known path with the wrong method 405
+// (with an Allow header). Every error body is the upstream's envelope
+// {"error":{"message","type","param","code"}}, with code always a string.
+//
 // # Files
 //
 // Files are held in memory. An upload is read as it streams in and stored
@@ -41,10 +45,6 @@
 // a file directly, of any purpose and beyond the limits; FileContent reads
 // one. Files never expire.
 //
-// Any other path is answered 404 and a known path with the wrong method 405
-// (with an Allow header). Every error body is the upstream's envelope
-// {"error":{"message","type","param","code"}}, with code always a string.
-//
 // # Lifecycle
 //
 // A batch made by POST /v1/batches (or Create) and the demo batch
@@ -57,6 +57,18 @@
 // their phase is reached. "batch_demo_validating" does the same on a ten
 // times slower clock. Batches stored with Put are static: they are
 // returned exactly as stored, until cancelled.
+//
+// The two moving demo batches cycle, so that whoever watches them sees a
+// whole run however long after New they start: after one Phase (of their
+// own clock) completed, a run ends and the next begins, validating again
+// with created_at (and expires_at) moved to its start and in_progress_at,
+// finalizing_at, completed_at, the request counts and the file ids starting
+// over. A cycle is four Phases: 40 s for "batch_demo_progress" and 400 s
+// for "batch_demo_validating" (non-terminal for the first 300 s of each)
+// with DefaultPhase. A cancel holds until the end of its run's cycle; the
+// next run starts afresh. Batches made by POST /v1/batches or Create never
+// cycle. The list orders the demo batches by their current created_at, so
+// a listing paged across a cycle's end may see one twice or miss it.
 //
 // # Batches of uploaded files
 //
@@ -108,18 +120,6 @@
 // (whose second line is not JSON, to test result parsers) and
 // DemoExpiredErrorFile (error lines of both shapes: a 400 response, and a
 // null response with an error object).
-//
-// The two moving demo batches cycle, so that whoever watches them sees a
-// whole run however long after New they start: after one Phase (of their
-// own clock) completed, a run ends and the next begins, validating again
-// with created_at (and expires_at) moved to its start and in_progress_at,
-// finalizing_at, completed_at, the request counts and the file ids starting
-// over. A cycle is four Phases: 40 s for "batch_demo_progress" and 400 s
-// for "batch_demo_validating" (non-terminal for the first 300 s of each)
-// with DefaultPhase. A cancel holds until the end of its run's cycle; the
-// next run starts afresh. Batches made by POST /v1/batches or Create never
-// cycle. The list orders the demo batches by their current created_at, so
-// a listing paged across a cycle's end may see one twice or miss it.
 //
 // # Faults
 //

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -551,4 +552,56 @@ func FuzzReadInput(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestConcurrentFiles mixes the file endpoints and file-backed batches
+// from several goroutines; run it with -race. The store's accounting must
+// come out exact.
+func TestConcurrentFiles(t *testing.T) {
+	t.Parallel()
+	const phase = time.Second
+	e := newEnv(t, Options{Phase: phase})
+	base := e.sim.storedBytes()
+	const workers, rounds = 4, 12
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range rounds {
+				in := e.upload(fmt.Sprintf("w%d-%d.jsonl", w, i), numberedInput(20+i, 4))
+				b := e.createFrom(in.ID, "")
+				if i%3 == 0 {
+					e.do("POST", "/v1/batches/"+b.ID+"/cancel", testBearer, "")
+				}
+				e.clock.Advance(phase / 2)
+				e.listFiles("&purpose=batch_output", 7)
+				b, _ = e.get(b.ID)
+				for _, id := range []*string{b.OutputFileID, b.ErrorFileID} {
+					if id == nil {
+						continue
+					}
+					e.content(*id)
+					if r := e.do("DELETE", "/v1/files/"+*id, testBearer, ""); r.status != 200 {
+						t.Errorf("delete %s: %d %s", *id, r.status, r.body)
+					}
+				}
+				if r := e.do("DELETE", "/v1/files/"+in.ID, testBearer, ""); r.status != 200 {
+					t.Errorf("delete %s: %d %s", in.ID, r.status, r.body)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// Let every batch end, then delete what is left: the store is empty.
+	e.clock.Advance(10 * phase)
+	for _, f := range e.listFiles("&purpose=batch_output", 100) {
+		if strings.HasPrefix(f.Filename, "batch_demo") {
+			continue
+		}
+		if r := e.do("DELETE", "/v1/files/"+f.ID, testBearer, ""); r.status != 200 {
+			t.Errorf("delete %s: %d", f.ID, r.status)
+		}
+	}
+	if got := e.sim.storedBytes(); got != base {
+		t.Errorf("store holds %d bytes, want %d", got, base)
+	}
 }

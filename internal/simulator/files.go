@@ -408,7 +408,7 @@ func (s *Simulator) serveUpload(w http.ResponseWriter, r *http.Request) {
 	)
 	for {
 		part, err := mr.NextPart()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
@@ -511,7 +511,7 @@ func readLimited(r io.Reader, limit, hint int64) (data []byte, over bool, err er
 		if int64(len(data)) > limit {
 			return nil, true, nil
 		}
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return data, false, nil
 		}
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"net/http"
 	"strconv"
 	"strings"
 
@@ -81,7 +82,7 @@ func readInput(data []byte, endpoint string) ([]inputLine, []*wire.BatchError) {
 		switch b := bytes.TrimSpace(in.Body); {
 		case in.CustomID == "":
 			fail(lineNo, "missing_required_parameter", "custom_id", "missing 'custom_id'.")
-		case in.Method != "POST":
+		case in.Method != http.MethodPost:
 			fail(lineNo, "invalid_value", "method", "'method' must be 'POST'.")
 		case in.URL != endpoint:
 			fail(lineNo, "invalid_value", "url", "'url' must be the batch's endpoint, '"+endpoint+"'.")

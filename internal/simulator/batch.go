@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"math"
 	"reflect"
 	"slices"
 	"strings"
@@ -44,11 +45,13 @@ const (
 	SupportedCompletionWindow = "24h"
 )
 
-// CreatedBatchTotal is request_counts.total of every batch made by
-// POST /v1/batches or Create (the simulator has no input files to count).
+// CreatedBatchTotal is request_counts.total of a batch made by Create with
+// an input_file_id that names no uploaded batch file: its requests are
+// synthetic.
 const CreatedBatchTotal = 100
 
-// failEvery makes one request in failEvery of a progressing batch fail.
+// failEvery makes one synthetic request in failEvery fail: the
+// failEvery-th, the 2*failEvery-th and so on.
 const failEvery = 25
 
 // completionWindow is the duration of SupportedCompletionWindow.
@@ -191,6 +194,28 @@ type entry struct {
 	// batch's cancel only holds for the run it happened in.
 	cancelled bool
 	cancelAt  time.Time
+
+	// Batches made from an uploaded input file only (fileBacked). Their
+	// requests are the file's lines; the others' are synthetic, one in
+	// failEvery failing.
+	fileBacked bool
+	fails      []int32           // indices of the failing requests, ascending
+	invalid    *wire.BatchErrors // why validation fails: the batch fails one phase in
+	// results holds every request's result line, in order, from the
+	// create until the batch is terminal and its output and error files
+	// are stored (see Simulator.settleLocked); its bytes are reserved in
+	// the store meanwhile.
+	results   []byte
+	outExpiry int64 // output_expires_after seconds; 0 for none
+}
+
+// failedAmong returns how many of the batch's first done requests fail.
+func (e *entry) failedAmong(done int64) int64 {
+	if !e.fileBacked {
+		return done / failEvery
+	}
+	n, _ := slices.BinarySearch(e.fails, int32(min(done, math.MaxInt32)))
+	return int64(n)
 }
 
 // cycleLength is how long one run of a cycling batch lasts: validating,
@@ -287,6 +312,16 @@ func (e *entry) progress(b *wire.Batch, start, at time.Time, phase time.Duration
 	if el < 0 {
 		el = 0
 	}
+	if e.invalid != nil {
+		b.RequestCounts = &wire.RequestCounts{}
+		b.Status = StatusValidating
+		if el >= p {
+			b.Status = StatusFailed
+			b.FailedAt = unixAt(start.Add(p))
+			b.Errors = e.invalid
+		}
+		return
+	}
 	var done int64
 	switch {
 	case el < p:
@@ -307,7 +342,7 @@ func (e *entry) progress(b *wire.Batch, start, at time.Time, phase time.Duration
 	if el >= 2*p {
 		b.FinalizingAt = unixAt(start.Add(2 * p))
 	}
-	failed := done / failEvery
+	failed := e.failedAmong(done)
 	b.RequestCounts = &wire.RequestCounts{Total: wire.Int(e.total), Completed: wire.Int(done - failed), Failed: wire.Int(failed)}
 	if expired {
 		b.Status = StatusExpired
@@ -328,4 +363,18 @@ func (e *entry) progress(b *wire.Batch, start, at time.Time, phase time.Duration
 // fileID derives a file id from a batch id: "batch_x" -> prefix+"x".
 func fileID(prefix, batchID string) string {
 	return prefix + strings.TrimPrefix(batchID, "batch_")
+}
+
+// terminalAt returns when b became completed, expired or cancelled, nil
+// when it has not.
+func terminalAt(b *wire.Batch) *wire.Int {
+	switch b.Status {
+	case StatusCompleted:
+		return b.CompletedAt
+	case StatusExpired:
+		return b.ExpiredAt
+	case StatusCancelled:
+		return b.CancelledAt
+	}
+	return nil
 }

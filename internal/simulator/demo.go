@@ -1,6 +1,9 @@
 package simulator
 
 import (
+	"encoding/json"
+	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/batchgate/batchgate/internal/wire"
@@ -133,4 +136,77 @@ func (s *Simulator) seedDemo(now time.Time) {
 		s.insertLocked(e)
 		s.demo = append(s.demo, e.b.ID)
 	}
+	s.seedDemoFilesLocked(now)
+}
+
+// Ids of the demo's canned files, seeded by New. They do not count against
+// Options.MaxStoreBytes.
+const (
+	// DemoInputFile is the input of DemoCompleted, purpose "batch": the two
+	// requests "request-1" and "request-2".
+	DemoInputFile = "file_abc123"
+	// DemoOutputFile is the output of DemoCompleted: the results of both
+	// requests of DemoInputFile.
+	DemoOutputFile = "file_output_xyz"
+	// DemoExpiredOutputFile is the partial output of DemoExpired: 320
+	// result lines, of requests "request-1" to "request-324" but for the
+	// four failed ones; its second line is cut short, not JSON, as a
+	// corrupted line would be.
+	DemoExpiredOutputFile = "file_out_demo_expired"
+	// DemoExpiredErrorFile is the error file of DemoExpired: the four
+	// failed requests, "request-81" and "request-162" answered 400,
+	// "request-243" and "request-324" with a null response and an error
+	// object.
+	DemoExpiredErrorFile = "file_err_demo_expired"
+)
+
+// seedDemoFilesLocked stores the demo's canned files, created relative to
+// now.
+func (s *Simulator) seedDemoFilesLocked(now time.Time) {
+	request := func(n int) inputLine { return inputLine{customID: "request-" + strconv.Itoa(n), model: syntheticModel} }
+	at := func(d time.Duration) time.Time { return now.Add(d) }
+
+	// DemoCompleted: two requests, both answered.
+	var in, out []byte
+	for n := 1; n <= 2; n++ {
+		line, err := json.Marshal(wire.InputLine{
+			CustomID: request(n).customID, Method: http.MethodPost, URL: SupportedEndpoint,
+			Body: json.RawMessage(`{"model":"` + syntheticModel + `","messages":[{"role":"user","content":"Hello world!"}],"max_tokens":1000}`),
+		})
+		if err != nil {
+			panic(err)
+		}
+		in = append(append(in, line...), '\n')
+		out = appendResult(out, request(n), n, at(-2*time.Hour+time.Minute).Unix(), detResultIDs(DemoCompleted, n), false)
+	}
+	s.storeFileLocked(DemoInputFile, "batch_input.jsonl", PurposeBatch, in, at(-2*time.Hour-time.Minute), false)
+	s.storeFileLocked(DemoOutputFile, DemoCompleted+"_output.jsonl", PurposeBatchOutput, out, at(-time.Hour), false)
+
+	// DemoExpired: 324 of 500 requests ran, four failed.
+	created := at(-26*time.Hour + 2*time.Minute).Unix()
+	failed := map[int]bool{81: true, 162: true, 243: true, 324: true}
+	out = nil
+	var errs []byte
+	for n := 1; n <= 324; n++ {
+		ids := detResultIDs(DemoExpired, n)
+		switch {
+		case n == 2:
+			line := appendResult(nil, request(n), n, created, ids, false)
+			out = append(append(out, line[:len(line)/2]...), '\n')
+		case !failed[n]:
+			out = appendResult(out, request(n), n, created, ids, false)
+		case n < 200:
+			errs = appendResult(errs, request(n), n, created, ids, true)
+		default:
+			line, err := json.Marshal(&wire.ResultLine{ID: ids.line, CustomID: request(n).customID, Error: &wire.ResultError{
+				Code: "server_error", Message: "The server had an error while processing the request.",
+			}})
+			if err != nil {
+				panic(err)
+			}
+			errs = append(append(errs, line...), '\n')
+		}
+	}
+	s.storeFileLocked(DemoExpiredOutputFile, DemoExpired+"_output.jsonl", PurposeBatchOutput, out, at(-2*time.Hour), false)
+	s.storeFileLocked(DemoExpiredErrorFile, DemoExpired+"_error.jsonl", PurposeBatchOutput, errs, at(-2*time.Hour), false)
 }

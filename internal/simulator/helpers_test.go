@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -214,4 +215,27 @@ func str[T any](p *T) string {
 	}
 	b, _ := json.Marshal(*p)
 	return string(b)
+}
+
+// numberedInput returns an input file of n requests, custom_ids
+// "request-1" to "request-n", of which every failEvery-th (none when 0)
+// fails: its custom_id is "fail-<i>".
+func numberedInput(n, failEvery int) string {
+	var b strings.Builder
+	for i := 1; i <= n; i++ {
+		id := "request-" + strconv.Itoa(i)
+		if failEvery > 0 && i%failEvery == 0 {
+			id = "fail-" + strconv.Itoa(i)
+		}
+		b.WriteString(inputLineJSON(id, "gpt-4o-mini"))
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// inputLineJSON is one valid input line.
+func inputLineJSON(customID, model string) string {
+	line, _ := json.Marshal(wire.InputLine{CustomID: customID, Method: "POST", URL: SupportedEndpoint,
+		Body: json.RawMessage(`{"model":` + strconv.Quote(model) + `,"messages":[{"role":"user","content":"Hi"}]}`)})
+	return string(line)
 }

@@ -1,6 +1,7 @@
 package simulator
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
@@ -38,20 +39,20 @@ type Options struct {
 	// before its next run), and how long cancelling lasts; zero or
 	// negative means DefaultPhase.
 	Phase time.Duration
+	// MaxFileBytes caps a file uploaded with POST /v1/files (larger ones
+	// are answered 413, code "file_too_large"); zero or negative means
+	// DefaultMaxFileBytes.
+	MaxFileBytes int64
+	// MaxStoreBytes caps the bytes of all stored files: uploads, files
+	// stored with PutFile, and the output and error files of batches
+	// (the demo's canned files do not count). An upload that does not fit
+	// is answered 400, code "storage_full"; zero or negative means
+	// DefaultMaxStoreBytes.
+	MaxStoreBytes int64
 }
 
-// CreateRequest is the body of POST /v1/batches.
-type CreateRequest struct {
-	// InputFileID is the input JSONL file. Required.
-	InputFileID string `json:"input_file_id"`
-	// Endpoint must be SupportedEndpoint.
-	Endpoint string `json:"endpoint"`
-	// CompletionWindow must be SupportedCompletionWindow.
-	CompletionWindow string `json:"completion_window"`
-	// Metadata is optional: up to 16 pairs, keys up to 64 and values up to
-	// 512 characters.
-	Metadata map[string]string `json:"metadata,omitempty"`
-}
+// CreateRequest is the body of POST /v1/batches, wire's one shape of it.
+type CreateRequest = wire.CreateBatchRequest
 
 // Simulator is a fake upstream batch API. It is an http.Handler, safe for
 // concurrent use. Create one with New.
@@ -61,15 +62,23 @@ type Simulator struct {
 	phase  time.Duration
 	demo   []string
 
-	total atomic.Int64
+	total   atomic.Int64
+	creates atomic.Int64 // batches made by POST /v1/batches
 
 	mu      sync.Mutex
 	byID    map[string]*entry
 	order   []*entry // the entries that do not cycle, newest first (cmpOrder)
 	cycling []*entry // the entries that cycle, whose created_at moves on
 	seq     uint64
-	gets    map[string]int64   // GET /v1/batches/{id} requests per id
-	faults  map[string][]Fault // queued faults per id; "" is any id
+	gets    map[string]int64     // GET /v1/batches/{id} requests per id
+	faults  map[faultKey][]Fault // queued faults
+
+	maxFile, maxStore int64
+	files             map[string]*storedFile
+	fileOrder         []*storedFile       // newest first (cmpFiles)
+	storeUsed         int64               // bytes of the counted files and of the pending batches' results
+	pending           []*entry            // file-backed batches whose output files are not stored yet
+	deletedVirtual    map[string]wire.Int // virtual files deleted, by id: the created_at of the one deleted
 }
 
 // New returns a Simulator seeded with the demo batches (see DemoBatchIDs),
@@ -81,7 +90,19 @@ func New(opts Options) *Simulator {
 		phase:  opts.Phase,
 		byID:   make(map[string]*entry),
 		gets:   make(map[string]int64),
-		faults: make(map[string][]Fault),
+		faults: make(map[faultKey][]Fault),
+
+		maxFile:  opts.MaxFileBytes,
+		maxStore: opts.MaxStoreBytes,
+		files:    make(map[string]*storedFile),
+
+		deletedVirtual: make(map[string]wire.Int),
+	}
+	if s.maxFile <= 0 {
+		s.maxFile = DefaultMaxFileBytes
+	}
+	if s.maxStore <= 0 {
+		s.maxStore = DefaultMaxStoreBytes
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -129,8 +150,22 @@ func (s *Simulator) PutWithExtra(b wire.Batch, extra map[string]json.RawMessage)
 // Create makes a progressing batch as POST /v1/batches does, created now,
 // and returns it (status validating). Unlike the HTTP endpoint it does not
 // validate req; an empty Endpoint or CompletionWindow takes the supported
-// value.
+// value. When req.InputFileID names a stored file of purpose "batch", the
+// batch runs that file's requests, as one made by POST /v1/batches does;
+// otherwise it runs CreatedBatchTotal synthetic ones.
 func (s *Simulator) Create(req CreateRequest) wire.Batch {
+	s.mu.Lock()
+	sf, ok := s.files[req.InputFileID]
+	s.mu.Unlock()
+	if ok && sf.f.Purpose == PurposeBatch {
+		return s.create(req, sf.data)
+	}
+	return s.create(req, nil)
+}
+
+// create makes a batch of req, created now, that runs the requests of the
+// input file data, or synthetic ones when data is nil.
+func (s *Simulator) create(req CreateRequest, data []byte) wire.Batch {
 	if req.Endpoint == "" {
 		req.Endpoint = SupportedEndpoint
 	}
@@ -153,11 +188,128 @@ func (s *Simulator) Create(req CreateRequest) wire.Batch {
 		created: now,
 		total:   CreatedBatchTotal,
 	}
+	if oe := req.OutputExpiresAfter; oe != nil {
+		e.outExpiry = int64(oe.Seconds)
+	}
+	if data != nil {
+		// Read the file and write every result line now, outside the
+		// lock: the file's bytes are never modified.
+		e.fileBacked = true
+		lines, errs := readInput(data, req.Endpoint)
+		e.total = int64(len(lines))
+		if errs != nil {
+			e.invalid = &wire.BatchErrors{Object: "list", Data: errs}
+		}
+		created := now.Add(s.phase).Unix()
+		for i, in := range lines {
+			if fails(in.customID) {
+				e.fails = append(e.fails, int32(i))
+			}
+			e.results = appendResult(e.results, in, i+1, created, newResultIDs(), fails(in.customID))
+		}
+	}
 	s.mu.Lock()
+	s.settleLocked(now)
+	if e.results != nil {
+		if s.storeUsed+int64(len(e.results)) > s.maxStore {
+			e.results, e.fails, e.total = nil, nil, 0
+			e.invalid = &wire.BatchErrors{Object: "list", Data: []*wire.BatchError{{
+				Code:    "storage_full",
+				Message: "The file store has no room for the batch's output and error files: delete files to make room.",
+			}}}
+		} else {
+			s.storeUsed += int64(len(e.results))
+		}
+	}
 	s.insertLocked(e)
 	b := e.view(now, s.phase)
 	s.mu.Unlock()
 	return cloneBatch(b)
+}
+
+// settleLocked stores the output and error files of the file-backed
+// batches that are terminal at now, and releases the rest of their
+// reservations (a cancelled or expired batch has run only some of its
+// requests). Their lifecycle is a function of the clock, so this runs
+// whenever files are looked at; the files are created at the instant the
+// batch became terminal, whenever that is noticed.
+func (s *Simulator) settleLocked(now time.Time) {
+	for i := 0; i < len(s.pending); {
+		e := s.pending[i]
+		b := e.view(now, s.phase)
+		if !isTerminal(b.Status) {
+			i++
+			continue
+		}
+		s.pending = slices.Delete(s.pending, i, i+1)
+		s.storeOutputLocked(e, &b)
+	}
+}
+
+// settle is settleLocked for callers that do not hold the lock.
+func (s *Simulator) settle() {
+	now := s.now()
+	s.mu.Lock()
+	s.settleLocked(now)
+	s.mu.Unlock()
+}
+
+// storeOutputLocked stores the output and error files of e, terminal as b:
+// the result lines of the requests it ran, split by outcome.
+func (s *Simulator) storeOutputLocked(e *entry, b *wire.Batch) {
+	rc := counts(b)
+	ran := int(rc.Completed + rc.Failed)
+	// Size both files first, to allocate each once.
+	var sizes [2]int // output, error
+	forEachResult(e, ran, func(line []byte, failed bool) {
+		sizes[b2i(failed)] += len(line)
+	})
+	out := [2][]byte{make([]byte, 0, sizes[0]), make([]byte, 0, sizes[1])}
+	forEachResult(e, ran, func(line []byte, failed bool) {
+		out[b2i(failed)] = append(out[b2i(failed)], line...)
+	})
+	s.storeUsed -= int64(len(e.results))
+	e.results = nil
+
+	var at time.Time
+	if t := terminalAt(b); t != nil {
+		at = time.Unix(int64(*t), 0)
+	}
+	for i, id := range []*string{b.OutputFileID, b.ErrorFileID} {
+		if id == nil || len(out[i]) == 0 {
+			continue
+		}
+		name := b.ID + [2]string{"_output.jsonl", "_error.jsonl"}[i]
+		sf := s.storeFileLocked(*id, name, PurposeBatchOutput, out[i], at, true)
+		if e.outExpiry > 0 {
+			sf.f.ExpiresAt = ptr(sf.f.CreatedAt + wire.Int(e.outExpiry))
+		}
+	}
+}
+
+// forEachResult calls f with each of the first n result lines of e (with
+// its newline) and whether that request failed.
+func forEachResult(e *entry, n int, f func(line []byte, failed bool)) {
+	rest, fi := e.results, 0
+	for i := range n {
+		j := bytes.IndexByte(rest, '\n')
+		if j < 0 {
+			return
+		}
+		failed := fi < len(e.fails) && int(e.fails[fi]) == i
+		if failed {
+			fi++
+		}
+		f(rest[:j+1], failed)
+		rest = rest[j+1:]
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // BatchRequests returns how many GET /v1/batches/{id} requests the
@@ -178,6 +330,10 @@ func (s *Simulator) TotalRequests() int64 {
 // insertLocked stores e, replacing any entry with the same id.
 func (s *Simulator) insertLocked(e *entry) {
 	if old, ok := s.byID[e.b.ID]; ok {
+		if old.results != nil {
+			s.storeUsed -= int64(len(old.results))
+			s.pending = slices.DeleteFunc(s.pending, func(p *entry) bool { return p == old })
+		}
 		if old.cycles {
 			s.cycling = slices.DeleteFunc(s.cycling, func(c *entry) bool { return c == old })
 		} else {
@@ -188,6 +344,9 @@ func (s *Simulator) insertLocked(e *entry) {
 	s.seq++
 	e.seq = s.seq
 	s.byID[e.b.ID] = e
+	if e.results != nil {
+		s.pending = append(s.pending, e)
+	}
 	if e.cycles {
 		s.cycling = append(s.cycling, e)
 		return
@@ -230,6 +389,14 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	const prefix = "/v1/batches"
 	switch {
+	case path == "/v1/files" || strings.HasPrefix(path, "/v1/files/"):
+		if authErr != nil {
+			writeError(w, authErr)
+			return
+		}
+		if s.serveFiles(w, r, path[len("/v1/files"):]) {
+			return
+		}
 	case path == prefix:
 		if authErr != nil {
 			writeError(w, authErr)
@@ -239,7 +406,7 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case http.MethodGet:
 			s.serveList(w, r)
 		case http.MethodPost:
-			s.serveCreate(w, r)
+			s.serveWithFault(w, r, faultKey{route: routeCreate}, func(w http.ResponseWriter) { s.serveCreate(w, r) })
 		default:
 			writeMethodNotAllowed(w, "GET, POST")
 		}
@@ -324,10 +491,10 @@ func (s *Simulator) serveGet(w http.ResponseWriter, r *http.Request, id string, 
 		writeError(w, authErr)
 		return
 	}
-	f, hasFault := s.popFaultLocked(id)
+	f, hasFault := s.popFaultLocked(faultKey{routeGet, id})
 	var v view
 	var found bool
-	if !hasFault {
+	if !hasFault || f.AfterApply {
 		v, found = s.viewLocked(id, now)
 	}
 	s.mu.Unlock()
@@ -336,10 +503,12 @@ func (s *Simulator) serveGet(w http.ResponseWriter, r *http.Request, id string, 
 		if s.applyFault(w, r, f) {
 			return
 		}
-		now = s.now()
-		s.mu.Lock()
-		v, found = s.viewLocked(id, now)
-		s.mu.Unlock()
+		if !f.AfterApply { // the answer is the batch after the delay
+			now = s.now()
+			s.mu.Lock()
+			v, found = s.viewLocked(id, now)
+			s.mu.Unlock()
+		}
 	}
 	if !found {
 		writeNotFound(w, id)
@@ -367,15 +536,6 @@ func (s *Simulator) viewLocked(id string, now time.Time) (view, bool) {
 		return view{}, false
 	}
 	return s.viewOf(e, now), true
-}
-
-// listResponse is the body of GET /v1/batches.
-type listResponse struct {
-	Object  string            `json:"object"`
-	Data    []json.RawMessage `json:"data"`
-	FirstID *string           `json:"first_id"`
-	LastID  *string           `json:"last_id"`
-	HasMore bool              `json:"has_more"`
 }
 
 // serveList answers GET /v1/batches.
@@ -425,7 +585,7 @@ func (s *Simulator) serveList(w http.ResponseWriter, r *http.Request) {
 	hasMore := end < len(order)
 	s.mu.Unlock()
 
-	resp := listResponse{Object: "list", Data: make([]json.RawMessage, 0, len(views)), HasMore: hasMore}
+	resp := wire.List[json.RawMessage]{Object: "list", Data: make([]json.RawMessage, 0, len(views)), HasMore: hasMore}
 	for i := range views {
 		data, err := encodeBatch(&views[i].b, views[i].extra)
 		if err != nil {
@@ -484,7 +644,21 @@ func (s *Simulator) serveCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	writeBatch(w, view{b: s.Create(req)})
+	s.mu.Lock()
+	sf, ok := s.files[req.InputFileID]
+	s.mu.Unlock()
+	switch {
+	case !ok:
+		writeError(w, invalidParam("input_file_id", "Invalid 'input_file_id': no file with id '"+req.InputFileID+"'."))
+		return
+	case sf.f.Purpose != PurposeBatch:
+		writeError(w, invalidParam("input_file_id", "Invalid 'input_file_id': file '"+req.InputFileID+
+			"' has purpose '"+sf.f.Purpose+"', not '"+PurposeBatch+"'."))
+		return
+	}
+	b := s.create(req, sf.data)
+	s.creates.Add(1)
+	writeBatch(w, view{b: b})
 }
 
 // validateCreate checks a POST /v1/batches body as the upstream does.
@@ -527,6 +701,9 @@ func validateCreate(req *CreateRequest) *apiError {
 		if len(k) > 64 || len(v) > 512 {
 			return invalid("metadata", "Invalid 'metadata': keys are at most 64 and values at most 512 characters.")
 		}
+	}
+	if oe := req.OutputExpiresAfter; oe != nil && (oe.Anchor != "created_at" || oe.Seconds < 3600 || oe.Seconds > 2592000) {
+		return invalid("output_expires_after", "Invalid 'output_expires_after': anchor must be 'created_at' and seconds between 3600 and 2592000.")
 	}
 	return nil
 }

@@ -44,6 +44,13 @@ func TestAuth(t *testing.T) {
 		{"create no key", "", "POST", "/v1/batches", `{}`, "", "missing_api_key"},
 		{"cancel wrong key", "", "POST", demo + "/cancel", "", "Bearer x", "invalid_api_key"},
 		{"unknown path no key", "", "GET", "/v1/nope", "", "", "missing_api_key"},
+		{"files no key", "", "GET", "/v1/files", "", "", "missing_api_key"},
+		{"files right key", "", "GET", "/v1/files", "", testBearer, ""},
+		{"upload wrong key", "", "POST", "/v1/files", "x", "Bearer x", "invalid_api_key"},
+		{"file wrong key", "", "GET", "/v1/files/file_x", "", "Bearer x", "invalid_api_key"},
+		{"delete file no key", "", "DELETE", "/v1/files/file_x", "", "", "missing_api_key"},
+		{"content wrong key", "", "GET", "/v1/files/file_x/content", "", "Bearer x", "invalid_api_key"},
+		{"unknown file path no key", "", "GET", "/v1/files/file_x/nope", "", "", "missing_api_key"},
 		{"wrong method no key", "", "DELETE", demo, "", "", "missing_api_key"},
 		{"any key accepted", "-", "GET", demo, "", "Bearer anything", ""},
 		{"any key still needs one", "-", "GET", demo, "", "", "missing_api_key"},
@@ -257,9 +264,10 @@ func TestLifecycle(t *testing.T) {
 		cycles bool                // the demo's moving batches restart after 4 phases
 		start  func(e *env) string // returns the batch id, created at t0
 	}{
-		{"created over HTTP", 10 * time.Second, 1, CreatedBatchTotal, false, func(e *env) string {
+		{"created over HTTP", 10 * time.Second, 1, 100, false, func(e *env) string {
+			in := e.upload("in.jsonl", numberedInput(100, 25))
 			r := e.do("POST", "/v1/batches", testBearer,
-				`{"input_file_id":"file_in","endpoint":"/v1/chat/completions","completion_window":"24h"}`)
+				`{"input_file_id":"`+in.ID+`","endpoint":"/v1/chat/completions","completion_window":"24h"}`)
 			var b wire.Batch
 			if err := json.Unmarshal(r.body, &b); err != nil || r.status != 200 {
 				e.t.Fatalf("create: %d %s", r.status, r.body)
@@ -744,6 +752,10 @@ func TestCreate(t *testing.T) {
 		}},
 		{name: "unknown fields ignored", body: valid(`,"callback_url":"https://example.invalid/hook","x":1`), status: 200},
 		{name: "16 metadata pairs", body: valid(`,"metadata":{` + strings.Join(many[:16], ",") + `}`), status: 200},
+		{name: "unknown input file", body: `{"input_file_id":"file_nope","endpoint":"/v1/chat/completions","completion_window":"24h"}`,
+			status: 400, param: "input_file_id", code: "invalid_value"},
+		{name: "input file of another purpose", body: `{"input_file_id":"OUTPUT_FILE","endpoint":"/v1/chat/completions","completion_window":"24h"}`,
+			status: 400, param: "input_file_id", code: "invalid_value"},
 		{name: "missing input_file_id", body: `{"endpoint":"/v1/chat/completions","completion_window":"24h"}`,
 			status: 400, param: "input_file_id", code: "missing_required_parameter"},
 		{name: "bad input_file_id", body: `{"input_file_id":"../etc","endpoint":"/v1/chat/completions","completion_window":"24h"}`,
@@ -762,6 +774,13 @@ func TestCreate(t *testing.T) {
 			status: 400, param: "metadata", code: "invalid_value"},
 		{name: "long metadata value", body: valid(`,"metadata":{"k":"` + strings.Repeat("v", 513) + `"}`),
 			status: 400, param: "metadata", code: "invalid_value"},
+		{name: "output_expires_after", body: valid(`,"output_expires_after":{"anchor":"created_at","seconds":3600}`), status: 200},
+		{name: "output_expires_after too short", body: valid(`,"output_expires_after":{"anchor":"created_at","seconds":3599}`),
+			status: 400, param: "output_expires_after", code: "invalid_value"},
+		{name: "output_expires_after too long", body: valid(`,"output_expires_after":{"anchor":"created_at","seconds":2592001}`),
+			status: 400, param: "output_expires_after", code: "invalid_value"},
+		{name: "output_expires_after bad anchor", body: valid(`,"output_expires_after":{"anchor":"completed_at","seconds":3600}`),
+			status: 400, param: "output_expires_after", code: "invalid_value"},
 		{name: "wrong type", body: `{"input_file_id":7}`, status: 400, param: "input_file_id", code: "invalid_type"},
 		{name: "not JSON", body: `input_file_id=f`, status: 400, code: "invalid_json"},
 		{name: "empty body", body: ``, status: 400, code: "invalid_json"},
@@ -773,7 +792,10 @@ func TestCreate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, Options{})
-			r := e.do("POST", "/v1/batches", testBearer, tc.body)
+			in := e.upload("in.jsonl", numberedInput(2, 0))
+			out := e.sim.PutFile("out.jsonl", "batch_output", []byte(numberedInput(2, 0)))
+			body := strings.NewReplacer("file_abc123", in.ID, "OUTPUT_FILE", out.ID).Replace(tc.body)
+			r := e.do("POST", "/v1/batches", testBearer, body)
 			if tc.status != 200 {
 				param := checkEnvelope(t, r, tc.status, "invalid_request_error", tc.code)
 				if param != tc.param {
@@ -793,11 +815,11 @@ func TestCreate(t *testing.T) {
 			if !regexp.MustCompile(`^batch_[0-9a-f]{24}$`).MatchString(id) {
 				t.Errorf("id %q", id)
 			}
-			if m["status"] != "validating" || m["object"] != "batch" || m["input_file_id"] != "file_abc123" ||
+			if m["status"] != "validating" || m["object"] != "batch" || m["input_file_id"] != in.ID ||
 				m["created_at"] != float64(t0.Unix()) || m["expires_at"] != float64(t0.Unix()+86400) {
 				t.Errorf("created batch %s", r.body)
 			}
-			if rc, _ := m["request_counts"].(map[string]any); rc["total"] != float64(CreatedBatchTotal) {
+			if rc, _ := m["request_counts"].(map[string]any); rc["total"] != float64(2) {
 				t.Errorf("request_counts %v", m["request_counts"])
 			}
 			if tc.check != nil {
@@ -1198,7 +1220,15 @@ func TestRouting(t *testing.T) {
 		{"GET", "/v1/batches/a/b", 404, "invalid_request_error", ""},
 		{"POST", "/v1/batches//cancel", 404, "invalid_request_error", ""},
 		{"GET", "/v1/batches/" + DemoCompleted + "/", 404, "invalid_request_error", ""},
-		{"GET", "/v1/files/file_x/content", 404, "invalid_request_error", ""},
+		{"GET", "/v1/files/file_x/content", 404, "not_found_error", ""},
+		{"GET", "/v1/files/file_x", 404, "not_found_error", ""},
+		{"GET", "/v1/files/", 404, "invalid_request_error", ""},
+		{"GET", "/v1/files/file_x/other", 404, "invalid_request_error", ""},
+		{"GET", "/v1/files/file_x/content/", 404, "invalid_request_error", ""},
+		{"GET", "/v1/filesx", 404, "invalid_request_error", ""},
+		{"PUT", "/v1/files", 405, "invalid_request_error", "GET, POST"},
+		{"POST", "/v1/files/file_x", 405, "invalid_request_error", "GET, DELETE"},
+		{"DELETE", "/v1/files/file_x/content", 405, "invalid_request_error", "GET"},
 		{"GET", "/", 404, "invalid_request_error", ""},
 		{"GET", "/v1/batch", 404, "invalid_request_error", ""},
 		{"DELETE", "/v1/batches/" + DemoCompleted, 405, "invalid_request_error", "GET"},
@@ -1316,6 +1346,7 @@ func TestCreateReturnsACopy(t *testing.T) {
 func TestConcurrent(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Options{Phase: time.Second})
+	in := e.upload("in.jsonl", numberedInput(10, 3))
 	const workers, perWorker = 6, 40
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -1330,7 +1361,7 @@ func TestConcurrent(t *testing.T) {
 					r, err = e.try(context.Background(), "GET", "/v1/batches?limit=5", testBearer, "")
 				case 2:
 					r, err = e.try(context.Background(), "POST", "/v1/batches", testBearer,
-						`{"input_file_id":"f","endpoint":"/v1/chat/completions","completion_window":"24h"}`)
+						`{"input_file_id":"`+in.ID+`","endpoint":"/v1/chat/completions","completion_window":"24h"}`)
 				case 3:
 					b := e.sim.Create(CreateRequest{InputFileID: "f"})
 					r, err = e.try(context.Background(), "POST", "/v1/batches/"+b.ID+"/cancel", testBearer, "")
@@ -1358,7 +1389,7 @@ func TestConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if got, want := e.sim.TotalRequests(), int64(workers*perWorker); got != want {
+	if got, want := e.sim.TotalRequests(), int64(workers*perWorker+1); got != want {
 		t.Errorf("TotalRequests() = %d, want %d", got, want)
 	}
 }

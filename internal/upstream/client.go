@@ -1,10 +1,18 @@
 // Package upstream is the gateway's client for the OpenAI-compatible REST
-// batch API it fronts. A Client fetches batches with bounded, jittered
-// retries, decodes them tolerantly into batchv1.Batch, and reports failures
-// as *Error (non-2xx answers) or errors wrapping the sentinels in error.go.
+// batch API it fronts, and the only code that speaks to it over HTTP. A
+// Client makes the API's calls (batches: GetBatch, CreateBatch,
+// ListBatches, CancelBatch; files: UploadFile, GetFile, ListFiles,
+// DeleteFile, FileContent), retries the ones that are safe to repeat with
+// bounded, jittered backoff, never repeats CreateBatch and UploadFile,
+// decodes answers tolerantly with package wire into the generated batchv1
+// messages, and reports failures as *Error (non-2xx answers) or errors
+// wrapping the sentinels in error.go. Classify says what a failure means,
+// including whether a call that is not safe to repeat may have taken
+// effect.
 //
-// Errors returned by this package never contain the API key or response
-// bodies.
+// Errors returned by this package never contain the API key, request
+// bodies or response bodies, and nothing is logged but one debug line per
+// retry.
 package upstream
 
 import (

@@ -64,8 +64,9 @@ var (
 	// upstream was not called.
 	ErrInvalidFilename = errors.New("invalid upload filename")
 	// ErrMalformedResponse reports a 2xx answer whose body is not a valid
-	// batch object (bad JSON, wrong types, truncated). It is
-	// wire.ErrMalformed, which the decoder wraps.
+	// answer (a batch, file, list or deletion object: bad JSON, wrong
+	// types, truncated, no id, or about another id than the one asked
+	// for). It is wire.ErrMalformed, which the decoders wrap.
 	ErrMalformedResponse = wire.ErrMalformed
 	// ErrResponseTooLarge reports an answer whose body exceeded the
 	// configured cap.

@@ -386,7 +386,7 @@ func TestSIGTERMWithLiveWatches(t *testing.T) {
 			if mode == "key" {
 				token = oldToken
 				tokens = filepath.Join(t.TempDir(), "tokens")
-				writeFile(t, tokens, "svc "+oldToken+"\n")
+				writeFile(t, tokens, "svc "+oldToken+" all\n")
 				args = append(args, "-client-tokens-file", tokens)
 			}
 			p := startGateway(t, args...)
@@ -409,7 +409,7 @@ func TestSIGTERMWithLiveWatches(t *testing.T) {
 			p.signal(t, syscall.SIGHUP)
 			if mode == "key" {
 				// The reload is seen when the new token is let in.
-				writeFile(t, tokens, "svc "+newToken+"\n")
+				writeFile(t, tokens, "svc "+newToken+" all\n")
 				p.signal(t, syscall.SIGHUP)
 				deadline := time.Now().Add(eventLimit)
 				for err := get(newToken); err != nil; err = get(newToken) {

@@ -359,7 +359,7 @@ func checkUnauthenticated(t *testing.T, o outcome, authz string) {
 // good tokens, then reloads a rewritten tokens file.
 func TestAuthKeyMode(t *testing.T) {
 	t.Parallel()
-	path := writeTokens(t, "", "# callers", "alice "+tokAlice, "bob\t"+tokBob)
+	path := writeTokens(t, "", "# callers", "alice "+tokAlice+" all", "bob\t"+tokBob+" all")
 	e := startWith(t, gatewaytest.Options{}, keyMode(path), slowPolls, quietHeartbeat)
 	id := simulator.DemoValidating // never terminal: watches stay open until closed
 
@@ -406,7 +406,7 @@ func TestAuthKeyMode(t *testing.T) {
 	})
 
 	// Rotate alice's token and drop bob.
-	writeTokens(t, path, "alice "+tokAlice2, "carol "+tokCarol)
+	writeTokens(t, path, "alice "+tokAlice2+" all", "carol "+tokCarol+" all")
 	e.GW.ReloadTokens()
 	t.Run("reloaded", func(t *testing.T) {
 		check(t, []credential{
@@ -448,7 +448,7 @@ func batchID(o outcome) string {
 // token in key mode, and a wrong token does not hurt them.
 func TestAuthExemptions(t *testing.T) {
 	t.Parallel()
-	e := startWith(t, gatewaytest.Options{}, keyMode(writeTokens(t, "", "alice "+tokAlice)))
+	e := startWith(t, gatewaytest.Options{}, keyMode(writeTokens(t, "", "alice "+tokAlice+" all")))
 	for _, authz := range []string{"", bearer(tokUnlisted)} {
 		hc := healthpb.NewHealthClient(e.Conn)
 		for _, svc := range []string{"", "batch.v1.BatchService"} {

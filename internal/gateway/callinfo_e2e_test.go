@@ -22,7 +22,7 @@ func TestCallRecordPerTransport(t *testing.T) {
 	t.Parallel()
 	var logs syncBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e := startWith(t, gatewaytest.Options{Log: log}, keyMode(writeTokens(t, "", "alice "+tokAlice, "bob "+tokBob)), fastWatch, quietHeartbeat)
+	e := startWith(t, gatewaytest.Options{Log: log}, keyMode(writeTokens(t, "", "alice "+tokAlice+" all", "bob "+tokBob+" all")), fastWatch, quietHeartbeat)
 
 	if o := grpcGet(t, e, bearer(tokAlice), simulator.DemoCompleted); !o.ok() {
 		t.Fatalf("gRPC GetBatch: %+v", o)

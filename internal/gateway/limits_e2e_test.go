@@ -24,7 +24,7 @@ import (
 
 // threeCallers is key mode with the tokens of alice, bob and carol.
 func threeCallers(t *testing.T) func(*config.Config) {
-	return keyMode(writeTokens(t, "", "alice "+tokAlice, "bob "+tokBob, "carol "+tokCarol))
+	return keyMode(writeTokens(t, "", "alice "+tokAlice+" all", "bob "+tokBob+" all", "carol "+tokCarol+" all"))
 }
 
 func retryDelay(st *status.Status) time.Duration {

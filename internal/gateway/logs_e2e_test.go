@@ -201,7 +201,7 @@ func TestLogsNoSecretsAndOneLinePerRequest(t *testing.T) {
 			mode := func(c *config.Config) { c.Auth.Mode = "passthrough" }
 			if tt.mode == "key" {
 				secrets = append(secrets, tt.bad)
-				mode = keyMode(writeTokens(t, "", "alice "+tokAlice, "bob "+tokBob))
+				mode = keyMode(writeTokens(t, "", "alice "+tokAlice+" all", "bob "+tokBob+" all"))
 			} else {
 				opts.SimAnyKey = true
 			}

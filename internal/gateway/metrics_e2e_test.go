@@ -169,7 +169,7 @@ func TestCallerLabelCap(t *testing.T) {
 	lines := make([]string, callers)
 	for i := range callers {
 		tokens[i] = fmt.Sprintf("tok-%03d-0123456789abcdef", i)
-		lines[i] = fmt.Sprintf("svc-%03d %s", i, tokens[i])
+		lines[i] = fmt.Sprintf("svc-%03d %s all", i, tokens[i])
 	}
 	tokensFile := writeTokens(t, "", lines...)
 	tests := []struct {

@@ -18,7 +18,6 @@ import (
 
 	"github.com/rs/cors"
 
-	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/auth"
 	"github.com/batchgate/batchgate/internal/limit"
 	"github.com/batchgate/batchgate/internal/telemetry"
@@ -74,14 +73,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 		}
 		cfg.Upstream.BaseURL, cfg.Upstream.APIKey = g.demo.url, g.demo.key
 	}
-	health, err := g.newUpstream(cfg.Upstream)
+	client, health, err := g.newUpstream(cfg.Upstream)
 	if err != nil {
 		return nil, err
 	}
 	g.newHub(health, cfg.Watch)
-	svc := g.newService(cfg.Service)
+	svc := g.newService(cfg.Service, client, cfg.Files)
 	chains := g.newChains(cfg.Limits, cfg.Server.CORSOrigins)
-	if g.server, err = g.newServer(ctx, cfg.Server, tlsCfg, svc, chains, health); err != nil {
+	if g.server, err = g.newServer(ctx, cfg.Server, cfg.Files, tlsCfg, svc, chains, health); err != nil {
 		return nil, err
 	}
 	log.Info("credential mode", slog.String("auth", string(g.authn.Mode())))
@@ -105,9 +104,9 @@ func (g *Gateway) newAuth(o auth.Options) error {
 }
 
 // newUpstream creates the instrumented upstream client of c and returns
-// it wrapped in the upstream's health, which readiness follows. In
+// it, and it wrapped in the upstream's health, which readiness follows. In
 // passthrough mode the client has no key of its own.
-func (g *Gateway) newUpstream(c upstream.Config) (*upstreamHealth, error) {
+func (g *Gateway) newUpstream(c upstream.Config) (*upstream.Client, *upstreamHealth, error) {
 	if g.authn.Mode() == auth.ModePassthrough {
 		c.APIKey = "" // only callers' keys go upstream
 	}
@@ -116,10 +115,10 @@ func (g *Gateway) newUpstream(c upstream.Config) (*upstreamHealth, error) {
 	c.Logger = g.log.With(slog.String("component", "upstream"))
 	client, err := upstream.New(c)
 	if err != nil {
-		return nil, fmt.Errorf("upstream: %w", err)
+		return nil, nil, fmt.Errorf("upstream: %w", err)
 	}
 	g.tel.RegisterUpstream(client.Stats)
-	return newUpstreamHealth(client), nil
+	return client, newUpstreamHealth(client), nil
 }
 
 // newHub creates the shared pollers on the upstream.
@@ -128,10 +127,17 @@ func (g *Gateway) newHub(up watch.Fetcher, c config.WatchConfig) {
 	g.tel.RegisterHub(g.hub.Stats)
 }
 
-// newService creates the BatchService on the shared pollers.
-func (g *Gateway) newService(o service.Options) *service.Service {
+// newService creates the BatchService and FileService on the shared
+// pollers and the upstream client. The caller of a call is the one
+// authentication recorded (every call has one: the chains authenticate
+// before the service runs).
+func (g *Gateway) newService(o service.Options, up service.Upstream, files config.FilesConfig) *service.Service {
 	o.Logger = g.log.With(slog.String("component", "service"))
 	o.Credential = func(ctx context.Context) string { c, _ := auth.FromContext(ctx); return c.CredentialHash }
+	o.Caller = func(ctx context.Context) auth.Caller { c, _ := auth.FromContext(ctx); return c }
+	o.Upstream = up
+	o.Poker = g.hub
+	o.MaxUploadBytes = files.MaxUploadBytes
 	return service.New(g.hub, o)
 }
 
@@ -142,8 +148,9 @@ func (g *Gateway) newChains(o limit.Options, corsOrigins string) Chains {
 }
 
 // newServer binds the servers of svc, behind the call chains.
-func (g *Gateway) newServer(ctx context.Context, c config.ServerConfig, tlsCfg *tls.Config, svc batchv1.BatchServiceServer, chains Chains, health *upstreamHealth) (*Server, error) {
-	return NewServer(ctx, Services{Batch: svc}, ServerOptions{
+func (g *Gateway) newServer(ctx context.Context, c config.ServerConfig, files config.FilesConfig, tlsCfg *tls.Config, svc *service.Service, chains Chains, health *upstreamHealth) (*Server, error) {
+	return NewServer(ctx, Services{Batch: svc, File: svc.Files()}, ServerOptions{
+		MaxUploadBytes:         files.MaxUploadBytes,
 		GRPCAddr:               c.GRPCAddr,
 		HTTPAddr:               c.HTTPAddr,
 		ShutdownTimeout:        c.ShutdownTimeout,
@@ -202,7 +209,7 @@ func corsMiddleware(origins string, h http.Handler) http.Handler {
 	}
 	return cors.New(cors.Options{
 		AllowedOrigins: list,
-		AllowedMethods: []string{http.MethodGet, http.MethodPost, http.MethodHead},
+		AllowedMethods: []string{http.MethodGet, http.MethodPost, http.MethodHead, http.MethodDelete},
 		AllowedHeaders: []string{"*"},
 		ExposedHeaders: []string{"X-Request-Id", "Retry-After"},
 		MaxAge:         600,

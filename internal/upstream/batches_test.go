@@ -153,7 +153,7 @@ func TestCreateBatchOneAttempt(t *testing.T) {
 			t.Parallel()
 			srv, count := countingServer(t, func(_ int64, w http.ResponseWriter, r *http.Request) { tt.handler(w, r) })
 			c := newTestClient(t, srv.URL, func(c *Config) {
-				c.AttemptTimeout = 100 * time.Millisecond
+				c.AttemptTimeout = 500 * time.Millisecond
 				c.MaxBodyBytes = 1024
 			})
 			w := recordWaits(c)

@@ -506,6 +506,9 @@ func contentServer(t *testing.T, n int64, chunk int, delay time.Duration) (strin
 			w.Header().Set("Content-Length", fmt.Sprint(n))
 		}
 		rc := http.NewResponseController(w)
+		if err := rc.Flush(); err != nil { // the headers at once
+			return
+		}
 		g := &genReader{n: n}
 		if n < 0 {
 			g.n = 1 << 50 // endless
@@ -539,10 +542,11 @@ func contentServer(t *testing.T, n int64, chunk int, delay time.Duration) (strin
 func TestFileContentStreamsPastLimits(t *testing.T) {
 	t.Parallel()
 	const size = 24 << 20
-	base, count, _ := contentServer(t, size, 4<<20, 40*time.Millisecond)
+	const attemptTimeout = 300 * time.Millisecond
+	base, count, _ := contentServer(t, size, 1<<20, 40*time.Millisecond) // 24 chunks: about a second
 	c := newTestClient(t, base, func(c *Config) {
 		c.MaxBodyBytes = 1024
-		c.AttemptTimeout = 100 * time.Millisecond
+		c.AttemptTimeout = attemptTimeout
 	})
 	start := time.Now()
 	rc, err := c.FileContent(context.Background(), "file_out")
@@ -560,7 +564,7 @@ func TestFileContentStreamsPastLimits(t *testing.T) {
 	if n != size || h.Sum32() != genCRC(t, size) {
 		t.Errorf("read %d bytes, crc %x", n, h.Sum32())
 	}
-	if el := time.Since(start); el < 200*time.Millisecond {
+	if el := time.Since(start); el < 2*attemptTimeout {
 		t.Errorf("the download took %v: not longer than AttemptTimeout, the test proves nothing", el)
 	}
 	if count.Load() != 1 {
@@ -604,7 +608,7 @@ func TestFileContentRetriesUntilHeaders(t *testing.T) {
 			}
 			io.WriteString(w, "ok")
 		})
-		c := newTestClient(t, srv.URL, func(c *Config) { c.AttemptTimeout = 50 * time.Millisecond })
+		c := newTestClient(t, srv.URL, func(c *Config) { c.AttemptTimeout = 250 * time.Millisecond })
 		rc, err := c.FileContent(context.Background(), "file_out")
 		if err != nil {
 			t.Fatal(err)

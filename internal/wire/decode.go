@@ -371,8 +371,8 @@ func DecodeFile(data []byte) (*batchv1.File, error) {
 // GET /v1/batches) into a batchv1.ListBatchesResponse. Each item of data
 // is decoded as DecodeBatch decodes a batch; an item without id (null
 // included) makes the whole list malformed. first_id and last_id may be
-// missing or null: then they are taken from the first and last item of
-// data (empty for an empty page), as the SDKs page. has_more missing or
+// missing, null or empty: then they are taken from the first and last item
+// of data (empty for an empty page), as the SDKs page. has_more missing or
 // null reads as false.
 //
 // Errors wrap ErrMalformed and never quote the body.

@@ -78,8 +78,9 @@
 // object always "list"; data always an array, [] when empty, each batch
 // exactly as MarshalBatch writes it and each file as MarshalFile does;
 // first_id and last_id strings, null when empty; has_more a boolean. When
-// reading, a missing or null first_id or last_id is taken from the first or
-// last item of data, and an item without id makes the list malformed.
+// reading, a missing, null or empty first_id or last_id is taken from the
+// first or last item of data, and an item without id makes the list
+// malformed.
 //
 // # The file's JSON shape
 //

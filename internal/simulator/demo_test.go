@@ -3,6 +3,7 @@ package simulator
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
 	"slices"
 	"strconv"
 	"testing"
@@ -77,7 +78,7 @@ func TestDemoFiles(t *testing.T) {
 				}
 				continue
 			}
-			if err != nil || r.Response == nil || r.Response.StatusCode != 200 || r.Error != nil || seen[r.CustomID] || !resultIDRE.MatchString(r.ID) {
+			if err != nil || r.Response == nil || r.Response.StatusCode != http.StatusOK || r.Error != nil || seen[r.CustomID] || !resultIDRE.MatchString(r.ID) {
 				t.Errorf("line %d: %v %s", i+1, err, line)
 			}
 			seen[r.CustomID] = true
@@ -89,7 +90,7 @@ func TestDemoFiles(t *testing.T) {
 		var shapes []string
 		for _, r := range errs {
 			switch {
-			case r.Response != nil && r.Response.StatusCode == 400 && r.Error == nil:
+			case r.Response != nil && r.Response.StatusCode == http.StatusBadRequest && r.Error == nil:
 				shapes = append(shapes, "400")
 			case r.Response == nil && r.Error != nil && r.Error.Code != "" && r.Error.Message != "":
 				shapes = append(shapes, "error")

@@ -115,8 +115,8 @@ func TestMayHaveAppliedOverTheWire(t *testing.T) {
 		{"connection refused", refused, nil, false, ErrUnreachable},
 		{"certificate rejected", tlsServer, nil, false, ErrUnreachable},
 		{"hang up after the request", serve(hangUp), nil, true, ErrUnreachable},
-		{"500", serve(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(500) }), nil, true, nil},
-		{"404", serve(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(404) }), nil, false, nil},
+		{"500", serve(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusInternalServerError) }), nil, true, nil},
+		{"404", serve(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNotFound) }), nil, false, nil},
 		{"malformed 2xx", serve(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "{") }), nil, true, ErrMalformedResponse},
 		{"canceled before the first attempt", serve(hangUp), func() context.Context {
 			ctx, cancel := context.WithCancel(context.Background())

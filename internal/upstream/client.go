@@ -317,7 +317,7 @@ func (c *Client) attempt(ctx context.Context, r *request, key callKey) ([]byte, 
 	if r.body != nil {
 		body = bytes.NewReader(r.body)
 	}
-	resp, err := c.send(ctx, r.method, r.url, body, jsonType, jsonType, key)
+	resp, err := c.send(ctx, r.method, r.url, body, jsonType, jsonType, key) //nolint:bodyclose // closed by drainClose below
 	if err != nil {
 		return nil, err
 	}

@@ -166,7 +166,7 @@ func (c *Client) upload(ctx context.Context, r *request, filename, purpose strin
 		pr.CloseWithError(errUploadDone)
 		<-done
 	}()
-	resp, err := c.send(ctx, r.method, r.url, pr, contentType, jsonType, key)
+	resp, err := c.send(ctx, r.method, r.url, pr, contentType, jsonType, key) //nolint:bodyclose // closed by drainClose below
 	if err != nil {
 		return nil, err
 	}

@@ -156,7 +156,7 @@ func TestEveryMethodURL(t *testing.T) {
 // sent fails every call before any request, as one that had no effect.
 func TestEveryMethodKeyControlCharsSendNothing(t *testing.T) {
 	t.Parallel()
-	srv, count := countingServer(t, func(_ int64, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(500) })
+	srv, count := countingServer(t, func(_ int64, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusInternalServerError) })
 	c := newTestClient(t, srv.URL, nil)
 	for _, m := range everyMethod() {
 		err := m.call(WithAPIKey(context.Background(), callerKey+"\r\n"), c)
@@ -176,7 +176,7 @@ func TestEveryMethodKeyControlCharsSendNothing(t *testing.T) {
 // ListFiles its after) with ValidateFileID before any request.
 func TestEveryFileMethodValidatesID(t *testing.T) {
 	t.Parallel()
-	srv, count := countingServer(t, func(_ int64, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(500) })
+	srv, count := countingServer(t, func(_ int64, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusInternalServerError) })
 	c := newTestClient(t, srv.URL, nil)
 	ctx := context.Background()
 	calls := map[string]func(id string) error{

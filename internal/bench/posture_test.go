@@ -54,7 +54,7 @@ func startBare(b *testing.B) *stack {
 // metrics, tracing off), both uncached, over gRPC and REST, in one run.
 func BenchmarkPosture(b *testing.B) {
 	tokens := filepath.Join(b.TempDir(), "tokens")
-	if err := os.WriteFile(tokens, []byte("bench "+benchToken+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(tokens, []byte("bench "+benchToken+" all\n"), 0o600); err != nil {
 		b.Fatal(err)
 	}
 	bare := startBare(b)

@@ -146,8 +146,10 @@ func serveUpload(mux *runtime.ServeMux, client batchv1.FileServiceClient, maxByt
 }
 
 // sendFile sends the upload's metadata and then the part's bytes, in
-// chunks, stopping at the first error. A handler that failed early makes
-// Send return io.EOF; its error then comes from CloseAndRecv.
+// chunks, stopping at the first error, and fails with 413 past maxBytes. A
+// handler that failed early makes Send return io.EOF; its error then comes
+// from CloseAndRecv. A part cut short (a body without its closing
+// boundary) is an error, not the end of the file.
 func sendFile(stream grpc.ClientStreamingClient[batchv1.UploadFileRequest, batchv1.File], part io.Reader, maxBytes int64) error {
 	name := ""
 	if p, ok := part.(interface{ FileName() string }); ok {
@@ -156,13 +158,17 @@ func sendFile(stream grpc.ClientStreamingClient[batchv1.UploadFileRequest, batch
 	err := stream.Send(&batchv1.UploadFileRequest{Part: &batchv1.UploadFileRequest_Metadata{
 		Metadata: &batchv1.UploadFileMetadata{Filename: name, Purpose: "batch"},
 	}})
+	var total int64
 	for err == nil {
 		buf := make([]byte, uploadChunk) // a sent message is not reused
-		n, rerr := io.ReadFull(part, buf)
+		n, rerr := readChunk(part, buf)
+		if total += int64(n); total > maxBytes {
+			return apierr.TooLarge("file", "the upload is larger than "+strconv.FormatInt(maxBytes, 10)+" bytes").Err()
+		}
 		if n > 0 {
 			err = stream.Send(&batchv1.UploadFileRequest{Part: &batchv1.UploadFileRequest_Chunk{Chunk: buf[:n]}})
 		}
-		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+		if errors.Is(rerr, io.EOF) {
 			break
 		}
 		if rerr != nil {
@@ -173,6 +179,21 @@ func sendFile(stream grpc.ClientStreamingClient[batchv1.UploadFileRequest, batch
 		_, err = stream.CloseAndRecv() // why the handler stopped
 	}
 	return err
+}
+
+// readChunk fills buf from r as io.ReadFull does, but returns r's own
+// error: io.EOF at a clean end, whatever else (io.ErrUnexpectedEOF for a
+// truncated multipart part) otherwise.
+func readChunk(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // bodyStatus is the status of a failure to read an upload body.

@@ -162,3 +162,50 @@ func FuzzDecodeResultLine(f *testing.F) {
 		}
 	})
 }
+
+// FuzzLineReader: with a limit above the input's size, the lines read are
+// the input split at "\n" (a "\r" before it dropped), so nothing is lost or
+// invented; with a small limit, no line is longer than MaxRawResult.
+func FuzzLineReader(f *testing.F) {
+	f.Add([]byte("a\nb\r\n\nc"), 4)
+	f.Add([]byte("\n\n\r\n"), 1)
+	f.Fuzz(func(t *testing.T, data []byte, max int) {
+		var lines [][]byte
+		lr := wire.NewLineReader(bytes.NewReader(data), len(data)+1)
+		for {
+			line, tooLong, err := lr.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil || tooLong {
+				t.Fatalf("err %v, tooLong %v under a limit above the input", err, tooLong)
+			}
+			lines = append(lines, bytes.Clone(line))
+		}
+		want := bytes.Split(data, []byte("\n"))
+		if len(data) > 0 && data[len(data)-1] == '\n' {
+			want = want[:len(want)-1]
+		}
+		if len(data) == 0 {
+			want = nil
+		}
+		if len(lines) != len(want) {
+			t.Fatalf("%d lines, want %d", len(lines), len(want))
+		}
+		for i := range want {
+			if !bytes.Equal(lines[i], bytes.TrimSuffix(want[i], []byte("\r"))) {
+				t.Fatalf("line %d = %q, want %q", i, lines[i], want[i])
+			}
+		}
+		small := wire.NewLineReader(bytes.NewReader(data), max%64+1)
+		for {
+			line, _, err := small.Next()
+			if err != nil {
+				break
+			}
+			if len(line) > wire.MaxRawResult {
+				t.Fatalf("a line of %d bytes", len(line))
+			}
+		}
+	})
+}

@@ -200,7 +200,7 @@ func NewServer(ctx context.Context, svcs Services, opts ServerOptions) (_ *Serve
 	if opts.MetricsHandler != nil {
 		mux.Handle("GET /metrics", opts.MetricsHandler)
 	}
-	mux.Handle("/", rest.LimitBody(headAsGet(gw), maxRequestBytes))
+	mux.Handle("/", rest.LimitBody(rest.ListLimits(headAsGet(gw)), maxRequestBytes))
 	if svcs.File != nil {
 		// Uploads stream, with their own limit.
 		mux.Handle("POST "+rest.FilesPath, rest.UploadHandler(gw, files, opts.MaxUploadBytes))

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
+
+	"github.com/batchgate/batchgate/internal/apierr"
 )
 
 // bodyLimitKey is the context key of the *limitedBody of a request.
@@ -50,4 +53,22 @@ func bodyTooLarge(r *http.Request) (int64, bool) {
 		return 0, false
 	}
 	return lb.limit, true
+}
+
+// ListLimits answers a list request whose query names limit=0 with 400, as
+// the upstream does: over gRPC a zero limit means the default (proto3 has
+// no absent int32 there), but a REST client that sends limit=0 asked for
+// something else than one that sends no limit.
+func ListLimits(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && (r.URL.Path == "/v1/batches" || r.URL.Path == FilesPath) {
+			if v, ok := r.URL.Query()["limit"]; ok && len(v) > 0 {
+				if n, err := strconv.ParseInt(v[0], 10, 64); err == nil && n <= 0 {
+					writeStatus(w, apierr.Invalid("limit", apierr.CodeInvalidValue, "limit must be a positive integer"))
+					return
+				}
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }

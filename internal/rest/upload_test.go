@@ -176,7 +176,7 @@ func FuzzUploadHandler(f *testing.F) {
 		defer resp.Body.Close()
 		got, _ := io.ReadAll(resp.Body)
 		switch {
-		case resp.StatusCode == 200:
+		case resp.StatusCode == http.StatusOK:
 			var file struct {
 				Bytes int64 `json:"bytes"`
 			}

@@ -52,7 +52,23 @@ func startWith(t *testing.T, o gatewaytest.Options, mutate ...func(*config.Confi
 	return &env{gatewaytest.Start(t, o, mutate...)}
 }
 
+// checkedClient returns an HTTP client whose responses are checked against
+// openapi/batchgate.yaml (gatewaytest.OpenAPITransport), for helpers that
+// have a URL but no env (an env's HTTP is checked the same way).
+func checkedClient(t *testing.T) *http.Client {
+	t.Helper()
+	return &http.Client{Transport: gatewaytest.OpenAPITransport(t, http.DefaultTransport)}
+}
+
+// getJSON GETs a JSON object from the gateway's HTTP port, its response
+// checked against openapi/batchgate.yaml.
 func getJSON(t *testing.T, url string, header http.Header) (int, http.Header, map[string]any) {
+	t.Helper()
+	return getJSONWith(t, checkedClient(t), url, header)
+}
+
+// getJSONWith is getJSON with client hc.
+func getJSONWith(t *testing.T, hc *http.Client, url string, header http.Header) (int, http.Header, map[string]any) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
@@ -61,7 +77,7 @@ func getJSON(t *testing.T, url string, header http.Header) (int, http.Header, ma
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
@@ -125,7 +141,8 @@ func TestGetBatchRESTMatchesUpstream(t *testing.T) {
 	for _, id := range []string{simulator.DemoCompleted, simulator.DemoFailed, simulator.DemoExpired, simulator.DemoCancelled} {
 		t.Run(id, func(t *testing.T) {
 			t.Parallel()
-			upCode, _, want := getJSON(t, e.Upstream.URL+"/v1/batches/"+id, auth)
+			// The upstream's answer is not the gateway's: not checked.
+			upCode, _, want := getJSONWith(t, http.DefaultClient, e.Upstream.URL+"/v1/batches/"+id, auth)
 			code, h, got := getJSON(t, e.BaseURL+"/v1/batches/"+id, nil)
 			if upCode != 200 || code != 200 {
 				t.Fatalf("status upstream=%d gateway=%d", upCode, code)
@@ -287,7 +304,7 @@ func TestRoutingErrorsUseEnvelope(t *testing.T) {
 		t.Fatalf("no envelope: %v", body)
 	}
 	for _, ct := range []string{"application/json", "application/x-www-form-urlencoded"} {
-		resp, err := http.Post(e.BaseURL+"/v1/batches/"+simulator.DemoCompleted, ct, strings.NewReader("{}"))
+		resp, err := e.HTTP.Post(e.BaseURL+"/v1/batches/"+simulator.DemoCompleted, ct, strings.NewReader("{}"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -309,7 +326,7 @@ func TestHealthAndReflection(t *testing.T) {
 		}
 	}
 	for _, path := range []string{"/healthz", "/readyz"} {
-		resp, err := http.Get(e.BaseURL + path)
+		resp, err := e.HTTP.Get(e.BaseURL + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -416,7 +433,7 @@ func TestHeadIsGetWithoutBody(t *testing.T) {
 		{"/v1/batches/" + simulator.DemoCompleted + "/watch", http.StatusMethodNotAllowed},
 	}
 	for _, tt := range tests {
-		resp, err := http.Head(e.BaseURL + tt.path)
+		resp, err := e.HTTP.Head(e.BaseURL + tt.path)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -24,7 +24,7 @@ import (
 // scrape fetches /metrics and parses it.
 func scrape(t *testing.T, baseURL string) map[string]*dto.MetricFamily {
 	t.Helper()
-	resp, err := http.Get(baseURL + "/metrics")
+	resp, err := checkedClient(t).Get(baseURL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	w := e.watch(t, simulator.DemoValidating)
 	w.next(t)
 	// A REST watch, which runs in process, is labelled with its caller too.
-	resp, err := http.Get(e.BaseURL + "/v1/batches/" + simulator.DemoCancelled + "/watch")
+	resp, err := e.HTTP.Get(e.BaseURL + "/v1/batches/" + simulator.DemoCancelled + "/watch")
 	if err != nil {
 		t.Fatal(err)
 	}

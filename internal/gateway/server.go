@@ -1,7 +1,8 @@
 // Package gateway assembles and serves batchgate: the gRPC server
 // (BatchService, health, reflection), the HTTP server (grpc-gateway's REST
-// mapping, /healthz, /readyz, /metrics) and, in demo mode, the embedded
-// upstream simulator. cmd/gateway only parses configuration and calls Run.
+// mapping, /healthz, /readyz, /metrics, /openapi.yaml) and, in demo mode,
+// the embedded upstream simulator. cmd/gateway only parses configuration
+// and calls Run.
 package gateway
 
 import (
@@ -30,6 +31,7 @@ import (
 	"github.com/batchgate/batchgate/internal/fanout"
 	"github.com/batchgate/batchgate/internal/inproc"
 	"github.com/batchgate/batchgate/internal/rest"
+	"github.com/batchgate/batchgate/openapi"
 )
 
 // ServerOptions configures a Server. Zero fields are off or defaulted as
@@ -197,6 +199,10 @@ func NewServer(ctx context.Context, svcs Services, opts ServerOptions) (_ *Serve
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.HandleFunc("GET /openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/yaml")
+		_, _ = w.Write(openapi.Document())
+	})
 	if opts.MetricsHandler != nil {
 		mux.Handle("GET /metrics", opts.MetricsHandler)
 	}

@@ -41,7 +41,7 @@ func restWatch(t *testing.T, e *env, id, accept string) (*http.Response, *bufio.
 	if accept != "" {
 		req.Header.Set("Accept", accept)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := e.HTTP.Do(req)
 	if err != nil {
 		t.Fatalf("watch %s: %v", id, err)
 	}
@@ -53,7 +53,7 @@ func restWatch(t *testing.T, e *env, id, accept string) (*http.Response, *bufio.
 // newline.
 func restGetRaw(t *testing.T, e *env, id string) []byte {
 	t.Helper()
-	resp, err := http.Get(e.BaseURL + "/v1/batches/" + id)
+	resp, err := e.HTTP.Get(e.BaseURL + "/v1/batches/" + id)
 	if err != nil {
 		t.Fatal(err)
 	}

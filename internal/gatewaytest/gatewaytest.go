@@ -41,7 +41,8 @@ type Options struct {
 	// Dial are the gRPC client's options. Default: plaintext.
 	Dial []grpc.DialOption
 	// HTTPClient is the client for BaseURL, which is https:// when set.
-	// Default: a plaintext client of the test's own.
+	// Default: a plaintext client of the test's own. Env.HTTP is a copy
+	// of it whose transport checks the responses (OpenAPITransport).
 	HTTPClient *http.Client
 }
 
@@ -55,7 +56,9 @@ type Env struct {
 	Conn     *grpc.ClientConn
 	Client   batchv1.BatchServiceClient
 	// HTTP is the client for BaseURL ("http://" or "https://" and the
-	// gateway's HTTP address).
+	// gateway's HTTP address). Its transport is wrapped by
+	// OpenAPITransport: a response that does not conform to
+	// openapi/batchgate.yaml fails the test.
 	HTTP    *http.Client
 	BaseURL string
 	// Stop shuts the gateway down and waits for Serve to return, failing
@@ -125,6 +128,8 @@ func Start(t testing.TB, o Options, mutate ...func(*config.Config)) *Env {
 	if hc == nil {
 		hc, scheme = &http.Client{Transport: &http.Transport{}}, "http"
 	}
+	checked := *hc
+	checked.Transport = OpenAPITransport(t, hc.Transport)
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
@@ -140,5 +145,5 @@ func Start(t testing.TB, o Options, mutate ...func(*config.Config)) *Env {
 		stop()
 	})
 	return &Env{Sim: sim, Upstream: up, GW: g, Conn: conn, Client: batchv1.NewBatchServiceClient(conn),
-		HTTP: hc, BaseURL: scheme + "://" + g.HTTPAddr().String(), Stop: stop}
+		HTTP: &checked, BaseURL: scheme + "://" + g.HTTPAddr().String(), Stop: stop}
 }

@@ -91,6 +91,9 @@ const (
 	WatchEventType_WATCH_EVENT_TYPE_CHANGE WatchEventType = 2
 	// Nothing was sent for a while; the stream is alive. Carries no batch.
 	WatchEventType_WATCH_EVENT_TYPE_HEARTBEAT WatchEventType = 3
+	// WatchBatches only: one batch can no longer be watched (see
+	// WatchBatchesResponse.error); the others go on.
+	WatchEventType_WATCH_EVENT_TYPE_ERROR WatchEventType = 4
 )
 
 // Enum value maps for WatchEventType.
@@ -100,12 +103,14 @@ var (
 		1: "WATCH_EVENT_TYPE_SNAPSHOT",
 		2: "WATCH_EVENT_TYPE_CHANGE",
 		3: "WATCH_EVENT_TYPE_HEARTBEAT",
+		4: "WATCH_EVENT_TYPE_ERROR",
 	}
 	WatchEventType_value = map[string]int32{
 		"WATCH_EVENT_TYPE_UNSPECIFIED": 0,
 		"WATCH_EVENT_TYPE_SNAPSHOT":    1,
 		"WATCH_EVENT_TYPE_CHANGE":      2,
 		"WATCH_EVENT_TYPE_HEARTBEAT":   3,
+		"WATCH_EVENT_TYPE_ERROR":       4,
 	}
 )
 
@@ -1035,7 +1040,12 @@ func (x *GetBatchResponse) GetBatch() *Batch {
 type WatchBatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The upstream batch id; the same rules as GetBatchRequest.batch_id.
-	BatchId       string `protobuf:"bytes,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	BatchId string `protobuf:"bytes,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	// The tag of the last state a reconnecting watcher saw
+	// (WatchBatchResponse.tag). When the batch is still in that state the
+	// stream starts without a snapshot (heartbeats until it changes);
+	// otherwise with the current state. Empty: start with a snapshot.
+	ResumeTag     string `protobuf:"bytes,2,opt,name=resume_tag,json=resumeTag,proto3" json:"resume_tag,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1077,6 +1087,13 @@ func (x *WatchBatchRequest) GetBatchId() string {
 	return ""
 }
 
+func (x *WatchBatchRequest) GetResumeTag() string {
+	if x != nil {
+		return x.ResumeTag
+	}
+	return ""
+}
+
 // WatchBatchResponse is one event of a WatchBatch stream.
 type WatchBatchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1095,8 +1112,13 @@ type WatchBatchResponse struct {
 	// When the gateway observed this state of the batch (for HEARTBEAT events,
 	// when the heartbeat was sent), in Unix milliseconds.
 	ObservedAtUnixMs int64 `protobuf:"varint,5,opt,name=observed_at_unix_ms,json=observedAtUnixMs,proto3" json:"observed_at_unix_ms,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// An opaque tag of this state of the batch, derived from its content
+	// only (the same on every replica and after restarts): pass it as
+	// resume_tag to resume. Set on SNAPSHOT and CHANGE events. REST sends it
+	// as the ETag of GET /v1/batches/{batch_id} and as the SSE event id.
+	Tag           string `protobuf:"bytes,6,opt,name=tag,proto3" json:"tag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WatchBatchResponse) Reset() {
@@ -1160,6 +1182,257 @@ func (x *WatchBatchResponse) GetSequence() uint64 {
 func (x *WatchBatchResponse) GetObservedAtUnixMs() int64 {
 	if x != nil {
 		return x.ObservedAtUnixMs
+	}
+	return 0
+}
+
+func (x *WatchBatchResponse) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+// WatchBatchesRequest names the batches to watch on one stream.
+type WatchBatchesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The upstream batch ids, 1 to 1,000, each with the rules of
+	// GetBatchRequest.batch_id; duplicates are folded.
+	BatchIds      []string `protobuf:"bytes,1,rep,name=batch_ids,json=batchIds,proto3" json:"batch_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchBatchesRequest) Reset() {
+	*x = WatchBatchesRequest{}
+	mi := &file_batch_v1_batch_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchBatchesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchBatchesRequest) ProtoMessage() {}
+
+func (x *WatchBatchesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_batch_v1_batch_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchBatchesRequest.ProtoReflect.Descriptor instead.
+func (*WatchBatchesRequest) Descriptor() ([]byte, []int) {
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *WatchBatchesRequest) GetBatchIds() []string {
+	if x != nil {
+		return x.BatchIds
+	}
+	return nil
+}
+
+// WatchBatchesResponse is one event of a WatchBatches stream: an event of
+// one of its batches, or a HEARTBEAT of the stream.
+type WatchBatchesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The batch the event is about; empty on HEARTBEAT events.
+	BatchId string `protobuf:"bytes,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	// What kind of event this is.
+	Type WatchEventType `protobuf:"varint,2,opt,name=type,proto3,enum=batch.v1.WatchEventType" json:"type,omitempty"`
+	// The batch as last seen, on SNAPSHOT and CHANGE events.
+	Batch *Batch `protobuf:"bytes,3,opt,name=batch,proto3" json:"batch,omitempty"`
+	// True on the last event of a batch: its terminal state, or an ERROR.
+	// The stream ends with OK once every batch has had its last event.
+	Terminal bool `protobuf:"varint,4,opt,name=terminal,proto3" json:"terminal,omitempty"`
+	// A per-stream sequence number, from 1, heartbeats included.
+	Sequence uint64 `protobuf:"varint,5,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// When the gateway observed this state (for HEARTBEAT events, when the
+	// heartbeat was sent), in Unix milliseconds.
+	ObservedAtUnixMs int64 `protobuf:"varint,6,opt,name=observed_at_unix_ms,json=observedAtUnixMs,proto3" json:"observed_at_unix_ms,omitempty"`
+	// The tag of this state of the batch, as WatchBatchResponse.tag.
+	Tag string `protobuf:"bytes,7,opt,name=tag,proto3" json:"tag,omitempty"`
+	// Why the batch is no longer watched, on ERROR events (for example an id
+	// the upstream does not know). The other batches go on.
+	Error         *WatchError `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchBatchesResponse) Reset() {
+	*x = WatchBatchesResponse{}
+	mi := &file_batch_v1_batch_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchBatchesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchBatchesResponse) ProtoMessage() {}
+
+func (x *WatchBatchesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_batch_v1_batch_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchBatchesResponse.ProtoReflect.Descriptor instead.
+func (*WatchBatchesResponse) Descriptor() ([]byte, []int) {
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *WatchBatchesResponse) GetBatchId() string {
+	if x != nil {
+		return x.BatchId
+	}
+	return ""
+}
+
+func (x *WatchBatchesResponse) GetType() WatchEventType {
+	if x != nil {
+		return x.Type
+	}
+	return WatchEventType_WATCH_EVENT_TYPE_UNSPECIFIED
+}
+
+func (x *WatchBatchesResponse) GetBatch() *Batch {
+	if x != nil {
+		return x.Batch
+	}
+	return nil
+}
+
+func (x *WatchBatchesResponse) GetTerminal() bool {
+	if x != nil {
+		return x.Terminal
+	}
+	return false
+}
+
+func (x *WatchBatchesResponse) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *WatchBatchesResponse) GetObservedAtUnixMs() int64 {
+	if x != nil {
+		return x.ObservedAtUnixMs
+	}
+	return 0
+}
+
+func (x *WatchBatchesResponse) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+func (x *WatchBatchesResponse) GetError() *WatchError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// WatchError is the error of one batch of a WatchBatches stream, in the
+// terms of the gateway's error envelope.
+type WatchError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The gRPC code the error would have had on its own, for example 5
+	// (NOT_FOUND).
+	Code int32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	// A human-readable message.
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// The envelope's type, for example `invalid_request_error`.
+	Type string `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
+	// The envelope's code, for example `not_found`.
+	ErrorCode string `protobuf:"bytes,4,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	// The HTTP status the error would have had on its own.
+	HttpStatus    int32 `protobuf:"varint,5,opt,name=http_status,json=httpStatus,proto3" json:"http_status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchError) Reset() {
+	*x = WatchError{}
+	mi := &file_batch_v1_batch_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchError) ProtoMessage() {}
+
+func (x *WatchError) ProtoReflect() protoreflect.Message {
+	mi := &file_batch_v1_batch_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchError.ProtoReflect.Descriptor instead.
+func (*WatchError) Descriptor() ([]byte, []int) {
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *WatchError) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *WatchError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *WatchError) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *WatchError) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *WatchError) GetHttpStatus() int32 {
+	if x != nil {
+		return x.HttpStatus
 	}
 	return 0
 }
@@ -1229,7 +1502,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_batch_v1_batch_proto_msgTypes[15]
+	mi := &file_batch_v1_batch_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1241,7 +1514,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_batch_v1_batch_proto_msgTypes[15]
+	mi := &file_batch_v1_batch_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1254,7 +1527,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_batch_v1_batch_proto_rawDescGZIP(), []int{15}
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Batch) GetId() string {
@@ -1433,7 +1706,7 @@ type RequestCounts struct {
 
 func (x *RequestCounts) Reset() {
 	*x = RequestCounts{}
-	mi := &file_batch_v1_batch_proto_msgTypes[16]
+	mi := &file_batch_v1_batch_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1445,7 +1718,7 @@ func (x *RequestCounts) String() string {
 func (*RequestCounts) ProtoMessage() {}
 
 func (x *RequestCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_batch_v1_batch_proto_msgTypes[16]
+	mi := &file_batch_v1_batch_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1458,7 +1731,7 @@ func (x *RequestCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestCounts.ProtoReflect.Descriptor instead.
 func (*RequestCounts) Descriptor() ([]byte, []int) {
-	return file_batch_v1_batch_proto_rawDescGZIP(), []int{16}
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RequestCounts) GetTotal() int64 {
@@ -1493,7 +1766,7 @@ type Metadata struct {
 
 func (x *Metadata) Reset() {
 	*x = Metadata{}
-	mi := &file_batch_v1_batch_proto_msgTypes[17]
+	mi := &file_batch_v1_batch_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1505,7 +1778,7 @@ func (x *Metadata) String() string {
 func (*Metadata) ProtoMessage() {}
 
 func (x *Metadata) ProtoReflect() protoreflect.Message {
-	mi := &file_batch_v1_batch_proto_msgTypes[17]
+	mi := &file_batch_v1_batch_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1518,7 +1791,7 @@ func (x *Metadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Metadata.ProtoReflect.Descriptor instead.
 func (*Metadata) Descriptor() ([]byte, []int) {
-	return file_batch_v1_batch_proto_rawDescGZIP(), []int{17}
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Metadata) GetPairs() map[string]string {
@@ -1541,7 +1814,7 @@ type BatchErrors struct {
 
 func (x *BatchErrors) Reset() {
 	*x = BatchErrors{}
-	mi := &file_batch_v1_batch_proto_msgTypes[18]
+	mi := &file_batch_v1_batch_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1553,7 +1826,7 @@ func (x *BatchErrors) String() string {
 func (*BatchErrors) ProtoMessage() {}
 
 func (x *BatchErrors) ProtoReflect() protoreflect.Message {
-	mi := &file_batch_v1_batch_proto_msgTypes[18]
+	mi := &file_batch_v1_batch_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1566,7 +1839,7 @@ func (x *BatchErrors) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchErrors.ProtoReflect.Descriptor instead.
 func (*BatchErrors) Descriptor() ([]byte, []int) {
-	return file_batch_v1_batch_proto_rawDescGZIP(), []int{18}
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *BatchErrors) GetObject() string {
@@ -1600,7 +1873,7 @@ type BatchError struct {
 
 func (x *BatchError) Reset() {
 	*x = BatchError{}
-	mi := &file_batch_v1_batch_proto_msgTypes[19]
+	mi := &file_batch_v1_batch_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1612,7 +1885,7 @@ func (x *BatchError) String() string {
 func (*BatchError) ProtoMessage() {}
 
 func (x *BatchError) ProtoReflect() protoreflect.Message {
-	mi := &file_batch_v1_batch_proto_msgTypes[19]
+	mi := &file_batch_v1_batch_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1625,7 +1898,7 @@ func (x *BatchError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchError.ProtoReflect.Descriptor instead.
 func (*BatchError) Descriptor() ([]byte, []int) {
-	return file_batch_v1_batch_proto_rawDescGZIP(), []int{19}
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *BatchError) GetCode() string {
@@ -1675,7 +1948,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_batch_v1_batch_proto_msgTypes[20]
+	mi := &file_batch_v1_batch_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1687,7 +1960,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_batch_v1_batch_proto_msgTypes[20]
+	mi := &file_batch_v1_batch_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1700,7 +1973,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_batch_v1_batch_proto_rawDescGZIP(), []int{20}
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Usage) GetInputTokens() int64 {
@@ -1749,7 +2022,7 @@ type InputTokensDetails struct {
 
 func (x *InputTokensDetails) Reset() {
 	*x = InputTokensDetails{}
-	mi := &file_batch_v1_batch_proto_msgTypes[21]
+	mi := &file_batch_v1_batch_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1761,7 +2034,7 @@ func (x *InputTokensDetails) String() string {
 func (*InputTokensDetails) ProtoMessage() {}
 
 func (x *InputTokensDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_batch_v1_batch_proto_msgTypes[21]
+	mi := &file_batch_v1_batch_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1774,7 +2047,7 @@ func (x *InputTokensDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InputTokensDetails.ProtoReflect.Descriptor instead.
 func (*InputTokensDetails) Descriptor() ([]byte, []int) {
-	return file_batch_v1_batch_proto_rawDescGZIP(), []int{21}
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *InputTokensDetails) GetCachedTokens() int64 {
@@ -1795,7 +2068,7 @@ type OutputTokensDetails struct {
 
 func (x *OutputTokensDetails) Reset() {
 	*x = OutputTokensDetails{}
-	mi := &file_batch_v1_batch_proto_msgTypes[22]
+	mi := &file_batch_v1_batch_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1807,7 +2080,7 @@ func (x *OutputTokensDetails) String() string {
 func (*OutputTokensDetails) ProtoMessage() {}
 
 func (x *OutputTokensDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_batch_v1_batch_proto_msgTypes[22]
+	mi := &file_batch_v1_batch_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1820,7 +2093,7 @@ func (x *OutputTokensDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputTokensDetails.ProtoReflect.Descriptor instead.
 func (*OutputTokensDetails) Descriptor() ([]byte, []int) {
-	return file_batch_v1_batch_proto_rawDescGZIP(), []int{22}
+	return file_batch_v1_batch_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *OutputTokensDetails) GetReasoningTokens() int64 {
@@ -1889,15 +2162,38 @@ const file_batch_v1_batch_proto_rawDesc = "" +
 	"\x0fGetBatchRequest\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\tR\abatchId\"9\n" +
 	"\x10GetBatchResponse\x12%\n" +
-	"\x05batch\x18\x01 \x01(\v2\x0f.batch.v1.BatchR\x05batch\".\n" +
+	"\x05batch\x18\x01 \x01(\v2\x0f.batch.v1.BatchR\x05batch\"M\n" +
 	"\x11WatchBatchRequest\x12\x19\n" +
-	"\bbatch_id\x18\x01 \x01(\tR\abatchId\"\xd0\x01\n" +
+	"\bbatch_id\x18\x01 \x01(\tR\abatchId\x12\x1d\n" +
+	"\n" +
+	"resume_tag\x18\x02 \x01(\tR\tresumeTag\"\xe2\x01\n" +
 	"\x12WatchBatchResponse\x12,\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x18.batch.v1.WatchEventTypeR\x04type\x12%\n" +
 	"\x05batch\x18\x02 \x01(\v2\x0f.batch.v1.BatchR\x05batch\x12\x1a\n" +
 	"\bterminal\x18\x03 \x01(\bR\bterminal\x12\x1a\n" +
 	"\bsequence\x18\x04 \x01(\x04R\bsequence\x12-\n" +
-	"\x13observed_at_unix_ms\x18\x05 \x01(\x03R\x10observedAtUnixMs\"\xc9\b\n" +
+	"\x13observed_at_unix_ms\x18\x05 \x01(\x03R\x10observedAtUnixMs\x12\x10\n" +
+	"\x03tag\x18\x06 \x01(\tR\x03tag\"2\n" +
+	"\x13WatchBatchesRequest\x12\x1b\n" +
+	"\tbatch_ids\x18\x01 \x03(\tR\bbatchIds\"\xab\x02\n" +
+	"\x14WatchBatchesResponse\x12\x19\n" +
+	"\bbatch_id\x18\x01 \x01(\tR\abatchId\x12,\n" +
+	"\x04type\x18\x02 \x01(\x0e2\x18.batch.v1.WatchEventTypeR\x04type\x12%\n" +
+	"\x05batch\x18\x03 \x01(\v2\x0f.batch.v1.BatchR\x05batch\x12\x1a\n" +
+	"\bterminal\x18\x04 \x01(\bR\bterminal\x12\x1a\n" +
+	"\bsequence\x18\x05 \x01(\x04R\bsequence\x12-\n" +
+	"\x13observed_at_unix_ms\x18\x06 \x01(\x03R\x10observedAtUnixMs\x12\x10\n" +
+	"\x03tag\x18\a \x01(\tR\x03tag\x12*\n" +
+	"\x05error\x18\b \x01(\v2\x14.batch.v1.WatchErrorR\x05error\"\x8e\x01\n" +
+	"\n" +
+	"WatchError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x12\n" +
+	"\x04type\x18\x03 \x01(\tR\x04type\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x04 \x01(\tR\terrorCode\x12\x1f\n" +
+	"\vhttp_status\x18\x05 \x01(\x05R\n" +
+	"httpStatus\"\xc9\b\n" +
 	"\x05Batch\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06object\x18\x02 \x01(\tR\x06object\x12\x1a\n" +
@@ -1976,12 +2272,13 @@ const file_batch_v1_batch_proto_rawDesc = "" +
 	"\x17RESULT_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12RESULT_KIND_OUTPUT\x10\x01\x12\x16\n" +
 	"\x12RESULT_KIND_ERRORS\x10\x02\x12\x13\n" +
-	"\x0fRESULT_KIND_ALL\x10\x03*\x8e\x01\n" +
+	"\x0fRESULT_KIND_ALL\x10\x03*\xaa\x01\n" +
 	"\x0eWatchEventType\x12 \n" +
 	"\x1cWATCH_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19WATCH_EVENT_TYPE_SNAPSHOT\x10\x01\x12\x1b\n" +
 	"\x17WATCH_EVENT_TYPE_CHANGE\x10\x02\x12\x1e\n" +
-	"\x1aWATCH_EVENT_TYPE_HEARTBEAT\x10\x03*\x8b\x02\n" +
+	"\x1aWATCH_EVENT_TYPE_HEARTBEAT\x10\x03\x12\x1a\n" +
+	"\x16WATCH_EVENT_TYPE_ERROR\x10\x04*\x8b\x02\n" +
 	"\vBatchStatus\x12\x1c\n" +
 	"\x18BATCH_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17BATCH_STATUS_VALIDATING\x10\x01\x12\x17\n" +
@@ -1991,11 +2288,12 @@ const file_batch_v1_batch_proto_rawDesc = "" +
 	"\x16BATCH_STATUS_COMPLETED\x10\x05\x12\x18\n" +
 	"\x14BATCH_STATUS_EXPIRED\x10\x06\x12\x1b\n" +
 	"\x17BATCH_STATUS_CANCELLING\x10\a\x12\x1a\n" +
-	"\x16BATCH_STATUS_CANCELLED\x10\b2\xd4\x03\n" +
+	"\x16BATCH_STATUS_CANCELLED\x10\b2\xa5\x04\n" +
 	"\fBatchService\x12A\n" +
 	"\bGetBatch\x12\x19.batch.v1.GetBatchRequest\x1a\x1a.batch.v1.GetBatchResponse\x12I\n" +
 	"\n" +
-	"WatchBatch\x12\x1b.batch.v1.WatchBatchRequest\x1a\x1c.batch.v1.WatchBatchResponse0\x01\x12J\n" +
+	"WatchBatch\x12\x1b.batch.v1.WatchBatchRequest\x1a\x1c.batch.v1.WatchBatchResponse0\x01\x12O\n" +
+	"\fWatchBatches\x12\x1d.batch.v1.WatchBatchesRequest\x1a\x1e.batch.v1.WatchBatchesResponse0\x01\x12J\n" +
 	"\vCreateBatch\x12\x1c.batch.v1.CreateBatchRequest\x1a\x1d.batch.v1.CreateBatchResponse\x12J\n" +
 	"\vListBatches\x12\x1c.batch.v1.ListBatchesRequest\x1a\x1d.batch.v1.ListBatchesResponse\x12J\n" +
 	"\vCancelBatch\x12\x1c.batch.v1.CancelBatchRequest\x1a\x1d.batch.v1.CancelBatchResponse\x12R\n" +
@@ -2014,7 +2312,7 @@ func file_batch_v1_batch_proto_rawDescGZIP() []byte {
 }
 
 var file_batch_v1_batch_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_batch_v1_batch_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_batch_v1_batch_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_batch_v1_batch_proto_goTypes = []any{
 	(ResultKind)(0),                   // 0: batch.v1.ResultKind
 	(WatchEventType)(0),               // 1: batch.v1.WatchEventType
@@ -2034,58 +2332,66 @@ var file_batch_v1_batch_proto_goTypes = []any{
 	(*GetBatchResponse)(nil),          // 15: batch.v1.GetBatchResponse
 	(*WatchBatchRequest)(nil),         // 16: batch.v1.WatchBatchRequest
 	(*WatchBatchResponse)(nil),        // 17: batch.v1.WatchBatchResponse
-	(*Batch)(nil),                     // 18: batch.v1.Batch
-	(*RequestCounts)(nil),             // 19: batch.v1.RequestCounts
-	(*Metadata)(nil),                  // 20: batch.v1.Metadata
-	(*BatchErrors)(nil),               // 21: batch.v1.BatchErrors
-	(*BatchError)(nil),                // 22: batch.v1.BatchError
-	(*Usage)(nil),                     // 23: batch.v1.Usage
-	(*InputTokensDetails)(nil),        // 24: batch.v1.InputTokensDetails
-	(*OutputTokensDetails)(nil),       // 25: batch.v1.OutputTokensDetails
-	nil,                               // 26: batch.v1.CreateBatchRequest.MetadataEntry
-	nil,                               // 27: batch.v1.Metadata.PairsEntry
-	(*structpb.Struct)(nil),           // 28: google.protobuf.Struct
+	(*WatchBatchesRequest)(nil),       // 18: batch.v1.WatchBatchesRequest
+	(*WatchBatchesResponse)(nil),      // 19: batch.v1.WatchBatchesResponse
+	(*WatchError)(nil),                // 20: batch.v1.WatchError
+	(*Batch)(nil),                     // 21: batch.v1.Batch
+	(*RequestCounts)(nil),             // 22: batch.v1.RequestCounts
+	(*Metadata)(nil),                  // 23: batch.v1.Metadata
+	(*BatchErrors)(nil),               // 24: batch.v1.BatchErrors
+	(*BatchError)(nil),                // 25: batch.v1.BatchError
+	(*Usage)(nil),                     // 26: batch.v1.Usage
+	(*InputTokensDetails)(nil),        // 27: batch.v1.InputTokensDetails
+	(*OutputTokensDetails)(nil),       // 28: batch.v1.OutputTokensDetails
+	nil,                               // 29: batch.v1.CreateBatchRequest.MetadataEntry
+	nil,                               // 30: batch.v1.Metadata.PairsEntry
+	(*structpb.Struct)(nil),           // 31: google.protobuf.Struct
 }
 var file_batch_v1_batch_proto_depIdxs = []int32{
-	26, // 0: batch.v1.CreateBatchRequest.metadata:type_name -> batch.v1.CreateBatchRequest.MetadataEntry
+	29, // 0: batch.v1.CreateBatchRequest.metadata:type_name -> batch.v1.CreateBatchRequest.MetadataEntry
 	4,  // 1: batch.v1.CreateBatchRequest.output_expires_after:type_name -> batch.v1.OutputExpiresAfter
-	18, // 2: batch.v1.CreateBatchResponse.batch:type_name -> batch.v1.Batch
-	18, // 3: batch.v1.ListBatchesResponse.batches:type_name -> batch.v1.Batch
-	18, // 4: batch.v1.CancelBatchResponse.batch:type_name -> batch.v1.Batch
+	21, // 2: batch.v1.CreateBatchResponse.batch:type_name -> batch.v1.Batch
+	21, // 3: batch.v1.ListBatchesResponse.batches:type_name -> batch.v1.Batch
+	21, // 4: batch.v1.CancelBatchResponse.batch:type_name -> batch.v1.Batch
 	0,  // 5: batch.v1.StreamBatchResultsRequest.kind:type_name -> batch.v1.ResultKind
 	0,  // 6: batch.v1.BatchResult.kind:type_name -> batch.v1.ResultKind
 	12, // 7: batch.v1.BatchResult.response:type_name -> batch.v1.BatchResponse
 	13, // 8: batch.v1.BatchResult.error:type_name -> batch.v1.BatchResultError
-	28, // 9: batch.v1.BatchResponse.body:type_name -> google.protobuf.Struct
-	18, // 10: batch.v1.GetBatchResponse.batch:type_name -> batch.v1.Batch
+	31, // 9: batch.v1.BatchResponse.body:type_name -> google.protobuf.Struct
+	21, // 10: batch.v1.GetBatchResponse.batch:type_name -> batch.v1.Batch
 	1,  // 11: batch.v1.WatchBatchResponse.type:type_name -> batch.v1.WatchEventType
-	18, // 12: batch.v1.WatchBatchResponse.batch:type_name -> batch.v1.Batch
-	2,  // 13: batch.v1.Batch.status:type_name -> batch.v1.BatchStatus
-	19, // 14: batch.v1.Batch.request_counts:type_name -> batch.v1.RequestCounts
-	20, // 15: batch.v1.Batch.metadata:type_name -> batch.v1.Metadata
-	21, // 16: batch.v1.Batch.errors:type_name -> batch.v1.BatchErrors
-	23, // 17: batch.v1.Batch.usage:type_name -> batch.v1.Usage
-	27, // 18: batch.v1.Metadata.pairs:type_name -> batch.v1.Metadata.PairsEntry
-	22, // 19: batch.v1.BatchErrors.data:type_name -> batch.v1.BatchError
-	24, // 20: batch.v1.Usage.input_tokens_details:type_name -> batch.v1.InputTokensDetails
-	25, // 21: batch.v1.Usage.output_tokens_details:type_name -> batch.v1.OutputTokensDetails
-	14, // 22: batch.v1.BatchService.GetBatch:input_type -> batch.v1.GetBatchRequest
-	16, // 23: batch.v1.BatchService.WatchBatch:input_type -> batch.v1.WatchBatchRequest
-	3,  // 24: batch.v1.BatchService.CreateBatch:input_type -> batch.v1.CreateBatchRequest
-	6,  // 25: batch.v1.BatchService.ListBatches:input_type -> batch.v1.ListBatchesRequest
-	8,  // 26: batch.v1.BatchService.CancelBatch:input_type -> batch.v1.CancelBatchRequest
-	10, // 27: batch.v1.BatchService.StreamBatchResults:input_type -> batch.v1.StreamBatchResultsRequest
-	15, // 28: batch.v1.BatchService.GetBatch:output_type -> batch.v1.GetBatchResponse
-	17, // 29: batch.v1.BatchService.WatchBatch:output_type -> batch.v1.WatchBatchResponse
-	5,  // 30: batch.v1.BatchService.CreateBatch:output_type -> batch.v1.CreateBatchResponse
-	7,  // 31: batch.v1.BatchService.ListBatches:output_type -> batch.v1.ListBatchesResponse
-	9,  // 32: batch.v1.BatchService.CancelBatch:output_type -> batch.v1.CancelBatchResponse
-	11, // 33: batch.v1.BatchService.StreamBatchResults:output_type -> batch.v1.BatchResult
-	28, // [28:34] is the sub-list for method output_type
-	22, // [22:28] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	21, // 12: batch.v1.WatchBatchResponse.batch:type_name -> batch.v1.Batch
+	1,  // 13: batch.v1.WatchBatchesResponse.type:type_name -> batch.v1.WatchEventType
+	21, // 14: batch.v1.WatchBatchesResponse.batch:type_name -> batch.v1.Batch
+	20, // 15: batch.v1.WatchBatchesResponse.error:type_name -> batch.v1.WatchError
+	2,  // 16: batch.v1.Batch.status:type_name -> batch.v1.BatchStatus
+	22, // 17: batch.v1.Batch.request_counts:type_name -> batch.v1.RequestCounts
+	23, // 18: batch.v1.Batch.metadata:type_name -> batch.v1.Metadata
+	24, // 19: batch.v1.Batch.errors:type_name -> batch.v1.BatchErrors
+	26, // 20: batch.v1.Batch.usage:type_name -> batch.v1.Usage
+	30, // 21: batch.v1.Metadata.pairs:type_name -> batch.v1.Metadata.PairsEntry
+	25, // 22: batch.v1.BatchErrors.data:type_name -> batch.v1.BatchError
+	27, // 23: batch.v1.Usage.input_tokens_details:type_name -> batch.v1.InputTokensDetails
+	28, // 24: batch.v1.Usage.output_tokens_details:type_name -> batch.v1.OutputTokensDetails
+	14, // 25: batch.v1.BatchService.GetBatch:input_type -> batch.v1.GetBatchRequest
+	16, // 26: batch.v1.BatchService.WatchBatch:input_type -> batch.v1.WatchBatchRequest
+	18, // 27: batch.v1.BatchService.WatchBatches:input_type -> batch.v1.WatchBatchesRequest
+	3,  // 28: batch.v1.BatchService.CreateBatch:input_type -> batch.v1.CreateBatchRequest
+	6,  // 29: batch.v1.BatchService.ListBatches:input_type -> batch.v1.ListBatchesRequest
+	8,  // 30: batch.v1.BatchService.CancelBatch:input_type -> batch.v1.CancelBatchRequest
+	10, // 31: batch.v1.BatchService.StreamBatchResults:input_type -> batch.v1.StreamBatchResultsRequest
+	15, // 32: batch.v1.BatchService.GetBatch:output_type -> batch.v1.GetBatchResponse
+	17, // 33: batch.v1.BatchService.WatchBatch:output_type -> batch.v1.WatchBatchResponse
+	19, // 34: batch.v1.BatchService.WatchBatches:output_type -> batch.v1.WatchBatchesResponse
+	5,  // 35: batch.v1.BatchService.CreateBatch:output_type -> batch.v1.CreateBatchResponse
+	7,  // 36: batch.v1.BatchService.ListBatches:output_type -> batch.v1.ListBatchesResponse
+	9,  // 37: batch.v1.BatchService.CancelBatch:output_type -> batch.v1.CancelBatchResponse
+	11, // 38: batch.v1.BatchService.StreamBatchResults:output_type -> batch.v1.BatchResult
+	32, // [32:39] is the sub-list for method output_type
+	25, // [25:32] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_batch_v1_batch_proto_init() }
@@ -2093,15 +2399,15 @@ func file_batch_v1_batch_proto_init() {
 	if File_batch_v1_batch_proto != nil {
 		return
 	}
-	file_batch_v1_batch_proto_msgTypes[15].OneofWrappers = []any{}
-	file_batch_v1_batch_proto_msgTypes[19].OneofWrappers = []any{}
+	file_batch_v1_batch_proto_msgTypes[18].OneofWrappers = []any{}
+	file_batch_v1_batch_proto_msgTypes[22].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_batch_v1_batch_proto_rawDesc), len(file_batch_v1_batch_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   25,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

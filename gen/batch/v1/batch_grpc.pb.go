@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	BatchService_GetBatch_FullMethodName           = "/batch.v1.BatchService/GetBatch"
 	BatchService_WatchBatch_FullMethodName         = "/batch.v1.BatchService/WatchBatch"
+	BatchService_WatchBatches_FullMethodName       = "/batch.v1.BatchService/WatchBatches"
 	BatchService_CreateBatch_FullMethodName        = "/batch.v1.BatchService/CreateBatch"
 	BatchService_ListBatches_FullMethodName        = "/batch.v1.BatchService/ListBatches"
 	BatchService_CancelBatch_FullMethodName        = "/batch.v1.BatchService/CancelBatch"
@@ -49,6 +50,12 @@ type BatchServiceClient interface {
 	// stream then ends with OK. However many callers watch a batch, the gateway
 	// polls the upstream for it once per poll interval.
 	WatchBatch(ctx context.Context, in *WatchBatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchBatchResponse], error)
+	// WatchBatches streams the events of up to 1,000 batches on one stream,
+	// sharing the pollers of WatchBatch (one upstream poll per batch however
+	// it is watched). A batch that cannot be watched (an unknown id, say)
+	// gets an ERROR event and the others go on; the stream ends with OK once
+	// every batch is terminal or has failed.
+	WatchBatches(ctx context.Context, in *WatchBatchesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchBatchesResponse], error)
 	// CreateBatch creates a batch from an uploaded input file, as the
 	// upstream's `POST /v1/batches` does. The gateway tags the batch with an
 	// idempotency key (idempotency_key, or one it makes) in reserved metadata,
@@ -115,6 +122,25 @@ func (c *batchServiceClient) WatchBatch(ctx context.Context, in *WatchBatchReque
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type BatchService_WatchBatchClient = grpc.ServerStreamingClient[WatchBatchResponse]
 
+func (c *batchServiceClient) WatchBatches(ctx context.Context, in *WatchBatchesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchBatchesResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &BatchService_ServiceDesc.Streams[1], BatchService_WatchBatches_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchBatchesRequest, WatchBatchesResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BatchService_WatchBatchesClient = grpc.ServerStreamingClient[WatchBatchesResponse]
+
 func (c *batchServiceClient) CreateBatch(ctx context.Context, in *CreateBatchRequest, opts ...grpc.CallOption) (*CreateBatchResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateBatchResponse)
@@ -147,7 +173,7 @@ func (c *batchServiceClient) CancelBatch(ctx context.Context, in *CancelBatchReq
 
 func (c *batchServiceClient) StreamBatchResults(ctx context.Context, in *StreamBatchResultsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BatchResult], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &BatchService_ServiceDesc.Streams[1], BatchService_StreamBatchResults_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &BatchService_ServiceDesc.Streams[2], BatchService_StreamBatchResults_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -186,6 +212,12 @@ type BatchServiceServer interface {
 	// stream then ends with OK. However many callers watch a batch, the gateway
 	// polls the upstream for it once per poll interval.
 	WatchBatch(*WatchBatchRequest, grpc.ServerStreamingServer[WatchBatchResponse]) error
+	// WatchBatches streams the events of up to 1,000 batches on one stream,
+	// sharing the pollers of WatchBatch (one upstream poll per batch however
+	// it is watched). A batch that cannot be watched (an unknown id, say)
+	// gets an ERROR event and the others go on; the stream ends with OK once
+	// every batch is terminal or has failed.
+	WatchBatches(*WatchBatchesRequest, grpc.ServerStreamingServer[WatchBatchesResponse]) error
 	// CreateBatch creates a batch from an uploaded input file, as the
 	// upstream's `POST /v1/batches` does. The gateway tags the batch with an
 	// idempotency key (idempotency_key, or one it makes) in reserved metadata,
@@ -228,6 +260,9 @@ func (UnimplementedBatchServiceServer) GetBatch(context.Context, *GetBatchReques
 }
 func (UnimplementedBatchServiceServer) WatchBatch(*WatchBatchRequest, grpc.ServerStreamingServer[WatchBatchResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchBatch not implemented")
+}
+func (UnimplementedBatchServiceServer) WatchBatches(*WatchBatchesRequest, grpc.ServerStreamingServer[WatchBatchesResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchBatches not implemented")
 }
 func (UnimplementedBatchServiceServer) CreateBatch(context.Context, *CreateBatchRequest) (*CreateBatchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateBatch not implemented")
@@ -290,6 +325,17 @@ func _BatchService_WatchBatch_Handler(srv interface{}, stream grpc.ServerStream)
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type BatchService_WatchBatchServer = grpc.ServerStreamingServer[WatchBatchResponse]
+
+func _BatchService_WatchBatches_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchBatchesRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(BatchServiceServer).WatchBatches(m, &grpc.GenericServerStream[WatchBatchesRequest, WatchBatchesResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BatchService_WatchBatchesServer = grpc.ServerStreamingServer[WatchBatchesResponse]
 
 func _BatchService_CreateBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateBatchRequest)
@@ -384,6 +430,11 @@ var BatchService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "WatchBatch",
 			Handler:       _BatchService_WatchBatch_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchBatches",
+			Handler:       _BatchService_WatchBatches_Handler,
 			ServerStreams: true,
 		},
 		{

@@ -190,6 +190,9 @@ func NewServer(ctx context.Context, svcs Services, opts ServerOptions) (_ *Serve
 	if err := rest.RegisterWatchHandler(gw, batches); err != nil {
 		return nil, fmt.Errorf("register REST watch handler: %w", err)
 	}
+	if err := rest.RegisterWatchBatchesHandler(gw, batches); err != nil {
+		return nil, fmt.Errorf("register REST multi-watch handler: %w", err)
+	}
 	if err := rest.RegisterResultsHandler(gw, batches); err != nil {
 		return nil, fmt.Errorf("register REST results handler: %w", err)
 	}
@@ -369,7 +372,8 @@ func recordPattern(mux *http.ServeMux) http.Handler {
 // start one.
 func headAsGet(h http.Handler) http.Handler {
 	isStream := func(p string) bool {
-		return strings.HasSuffix(p, "/watch") || strings.HasSuffix(p, "/results") || strings.HasSuffix(p, "/content")
+		return strings.HasSuffix(p, "/watch") || strings.HasSuffix(p, "/results") || strings.HasSuffix(p, "/content") ||
+			strings.HasSuffix(p, ":watch")
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodHead && !isStream(r.URL.Path) {

@@ -81,8 +81,9 @@ func (l *Limiter) UnaryInterceptor() grpc.UnaryServerInterceptor {
 
 // StreamInterceptor applies the caller's rate limit to opening a stream,
 // and counts watch streams (BatchService's Watch* methods) against the
-// watcher caps for as long as they are open. Other streams (results, file
-// content, uploads) end by themselves and are not counted.
+// watcher caps for as long as they are open: one watcher each, or as many
+// as a multi-watch's handler asks for with CountWatchers. Other streams
+// (results, file content, uploads) end by themselves and are not counted.
 func (l *Limiter) StreamInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		if exempt(info.FullMethod) {
@@ -98,6 +99,11 @@ func (l *Limiter) StreamInterceptor() grpc.StreamServerInterceptor {
 				return err
 			}
 			defer release()
+			// A multi-watch counts as many watchers as it has batches,
+			// which only its handler knows (CountWatchers).
+			w := &streamWatchers{l: l, caller: caller, n: 1}
+			defer w.release()
+			ss = watchStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), watchersKey{}, w)}
 		}
 		return handler(srv, ss)
 	}

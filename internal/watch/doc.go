@@ -58,6 +58,14 @@
 // [Subscription.Updates] returns a different channel after each change, so
 // callers call it anew on every loop iteration.
 //
+// One goroutine watching many Keys (WatchBatches) cannot select on a
+// channel per subscription. [Subscription.Notify] gives it the other
+// design, opt-in: the subscriptions share one 1-buffered channel, which
+// their pollers signal without blocking on each change and at the end,
+// and the waiter then scans its subscriptions with the non-blocking
+// Updates and Done. Only subscriptions that asked for it cost their poller
+// a send per change.
+//
 // A subscription is a small struct plus one unbuffered channel (its Done
 // channel) and a map entry in its poller: about 250 bytes per subscription
 // for 10,000 subscriptions on 100 Keys, pollers included, as measured by

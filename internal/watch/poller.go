@@ -42,6 +42,7 @@ type poller struct {
 
 	mu          sync.Mutex // guards the fields below; taken after Hub.mu
 	subs        map[*Subscription]struct{}
+	notifiers   map[*Subscription]struct{} // the subs with a Notify channel
 	ended       bool
 	err         error // why the poller ended; nil after a terminal batch
 	readyClosed bool
@@ -222,6 +223,7 @@ func (p *poller) setStateLocked(b *batchv1.Batch) {
 	if old != nil {
 		close(old.changed)
 	}
+	p.notifyLocked()
 }
 
 // endErr returns why the poller ended.
@@ -263,8 +265,10 @@ func (h *Hub) end(p *poller, final *batchv1.Batch, err error) {
 			s.err = err
 			close(s.done)
 		}
+		p.notifyLocked()
 		h.watchers.Add(-int64(len(p.subs)))
 		p.subs = nil
+		p.notifiers = nil
 		if !p.readyClosed {
 			close(p.ready)
 			p.readyClosed = true
@@ -287,6 +291,7 @@ func (p *poller) release(s *Subscription) {
 		return
 	}
 	delete(p.subs, s)
+	delete(p.notifiers, s)
 	h.watchers.Add(-1)
 	s.err = ErrClosed
 	close(s.done)

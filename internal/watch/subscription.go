@@ -17,6 +17,9 @@ type Subscription struct {
 	seen atomic.Uint64 // the version last returned by Current or Latest
 	done chan struct{}
 	err  error // written under p.mu before done is closed
+	// notify, set by Notify under p.mu, is signalled on changes and at
+	// the end.
+	notify chan<- struct{}
 }
 
 // closedCh is a channel that is always ready.

@@ -326,3 +326,43 @@ func histCount(h prometheus.Histogram) uint64 {
 	}
 	return m.GetHistogram().GetSampleCount()
 }
+
+// BenchmarkReceiverHTTPBadSignatures floods a real loopback HTTP server
+// (keep-alive clients, client and server on the same CPUs) with forged
+// deliveries and reports the requests per second it refused.
+func BenchmarkReceiverHTTPBadSignatures(b *testing.B) {
+	p := newFakePoker()
+	v, _ := NewVerifier(secretA)
+	r := NewReceiver(Options{Verifier: v, Poker: p, Metrics: NewMetrics()})
+	defer r.Close()
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	body := []byte(event("batch.completed", "batch_x"))
+	h := Headers(keyB, "msg_1", time.Now(), body)
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	b.SetParallelism(8)
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req, _ := http.NewRequest(http.MethodPost, srv.URL+Path, bytes.NewReader(body))
+			req.Header = h
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+	if p.n.Load() != 0 {
+		b.Fatal("poked")
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/batchgate/batchgate/internal/auth"
@@ -24,6 +25,7 @@ import (
 	"github.com/batchgate/batchgate/internal/service"
 	"github.com/batchgate/batchgate/internal/upstream"
 	"github.com/batchgate/batchgate/internal/watch"
+	"github.com/batchgate/batchgate/internal/webhook"
 )
 
 // Config is the whole configuration of the gateway. Load fills it; the zero
@@ -76,6 +78,20 @@ type Config struct {
 	Log LogConfig
 	// Files configures the file uploads and downloads.
 	Files FilesConfig
+	// Webhook configures the upstream webhook receiver.
+	Webhook WebhookConfig
+}
+
+// WebhookConfig configures the receiver of the upstream's webhooks, on a
+// listener of its own.
+type WebhookConfig struct {
+	// Addr is the webhook listen address (-webhook-addr, WEBHOOK_ADDR);
+	// empty: no receiver (with -demo: one on a loopback ephemeral port).
+	Addr string
+	// Secret is one or more comma-separated "whsec_" signing secrets
+	// (-webhook-secret, WEBHOOK_SECRET), any of which may have signed a
+	// delivery (rotation). Required with Addr. Never logged.
+	Secret string
 }
 
 // WatchConfig configures the shared pollers: watch.Options, of which Load
@@ -231,6 +247,8 @@ func Load(args []string, lookup func(string) (string, bool), out io.Writer) (Con
 	e.String(&cfg.Log.Format, "log-format", "LOG_FORMAT", "log format: text or json")
 	e.Duration(&cfg.Server.UpstreamUnhealthyAfter, "upstream-unhealthy-after", "UPSTREAM_UNHEALTHY_AFTER", "upstream failure without a success after which readiness is NOT_SERVING; 0: never")
 	e.Int64(&cfg.Files.MaxUploadBytes, "max-upload-bytes", "MAX_UPLOAD_BYTES", "largest file upload accepted, in bytes (the upstream's own limit)")
+	e.String(&cfg.Webhook.Addr, "webhook-addr", "WEBHOOK_ADDR", "listen address of the upstream webhook receiver (POST /v1/webhooks); empty: off")
+	e.Secret(&cfg.Webhook.Secret, "webhook-secret", "WEBHOOK_SECRET", "comma-separated whsec_ secrets that sign the upstream's webhooks (rotation); required with -webhook-addr")
 
 	if e.err != nil {
 		return Config{}, e.err
@@ -356,6 +374,21 @@ func (c Config) validate() error {
 	}
 	if c.Files.MaxUploadBytes <= 0 {
 		return errors.New("-max-upload-bytes must be positive")
+	}
+	return c.validateWebhook()
+}
+
+// validateWebhook checks that a webhook listener has well-formed secrets.
+// Its errors never repeat a secret.
+func (c Config) validateWebhook() error {
+	if c.Webhook.Addr != "" && strings.TrimSpace(c.Webhook.Secret) == "" {
+		return errors.New("-webhook-secret (WEBHOOK_SECRET) is required with -webhook-addr")
+	}
+	if strings.TrimSpace(c.Webhook.Secret) == "" {
+		return nil
+	}
+	if _, err := webhook.NewVerifier(c.Webhook.Secret); err != nil {
+		return fmt.Errorf("-webhook-secret (WEBHOOK_SECRET): %w", err)
 	}
 	return nil
 }

@@ -1,8 +1,10 @@
 package config_test
 
 import (
+	"encoding/base64"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -167,5 +169,53 @@ func TestLoadUpstreamMessages(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestWebhookConfig(t *testing.T) {
+	t.Parallel()
+	secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	other := "whsec_" + base64.StdEncoding.EncodeToString([]byte("fedcba9876543210fedcba9876543210"))
+	base := []string{"-demo"}
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		errText string
+	}{
+		{name: "off by default", args: base},
+		{name: "address and secret", args: append(base, "-webhook-addr", ":8443", "-webhook-secret", secret)},
+		{name: "from the environment, rotated", args: base, env: map[string]string{"WEBHOOK_ADDR": ":8443", "WEBHOOK_SECRET": secret + "," + other}},
+		{name: "address without secret", args: append(base, "-webhook-addr", ":8443"), errText: "-webhook-secret (WEBHOOK_SECRET) is required with -webhook-addr"},
+		{name: "malformed secret", args: append(base, "-webhook-addr", ":8443", "-webhook-secret", "whsec_not!base64-sekrit"), errText: "canonical standard base64"},
+		{name: "no prefix", args: append(base, "-webhook-addr", ":8443", "-webhook-secret", secret+",sekrit-value"), errText: "secret 2 of the list"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := config.Load(tt.args, env(tt.env), io.Discard)
+			if tt.errText != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.errText) {
+					t.Fatalf("err = %v, want %q", err, tt.errText)
+				}
+				if strings.Contains(err.Error(), "sekrit") {
+					t.Fatalf("the error repeats the secret: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(fmt.Sprint(tt.args), "8443") || tt.env != nil {
+				if c.Webhook.Addr != ":8443" || c.Webhook.Secret == "" {
+					t.Fatalf("Webhook = %+v", c.Webhook)
+				}
+			}
+		})
+	}
+	var out strings.Builder
+	_, err := config.Load([]string{"-h"}, env(map[string]string{"WEBHOOK_SECRET": secret}), &out)
+	if !errors.Is(err, flag.ErrHelp) || !strings.Contains(out.String(), "-webhook-secret") || strings.Contains(out.String(), secret[6:]) {
+		t.Fatalf("help: %v\n%s", err, out.String())
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/rs/cors"
 
+	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/auth"
 	"github.com/batchgate/batchgate/internal/limit"
 	"github.com/batchgate/batchgate/internal/telemetry"
@@ -29,6 +31,7 @@ import (
 	"github.com/batchgate/batchgate/internal/simulator"
 	"github.com/batchgate/batchgate/internal/upstream"
 	"github.com/batchgate/batchgate/internal/watch"
+	"github.com/batchgate/batchgate/internal/webhook"
 )
 
 // Gateway is a configured batchgate: its servers and, in demo mode, the
@@ -40,6 +43,13 @@ type Gateway struct {
 	tel    *telemetry.Telemetry
 	demo   *demoUpstream
 	log    *slog.Logger
+
+	// The webhook receiver, when on: its listener (bound before the demo
+	// starts, so that the simulator knows where to send), metrics and
+	// handler.
+	hookLis     net.Listener
+	hookMetrics *webhook.Metrics
+	hook        *webhook.Receiver
 }
 
 // New builds a Gateway from cfg: it starts the demo simulator when cfg.Demo
@@ -67,8 +77,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 	if g.tel, err = telemetry.New(ctx, telemetry.Options{ServiceName: "batchgate", Logger: log, CapCaller: capCaller}); err != nil {
 		return nil, err
 	}
+	secrets, demoHook, err := g.listenWebhook(ctx, cfg, tlsCfg)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Demo {
-		if g.demo, err = startDemo(ctx, log, g.authn.Mode() == auth.ModePassthrough); err != nil {
+		if g.demo, err = startDemo(ctx, log, g.authn.Mode() == auth.ModePassthrough, demoHook); err != nil {
 			return nil, err
 		}
 		cfg.Upstream.BaseURL, cfg.Upstream.APIKey = g.demo.url, g.demo.key
@@ -78,6 +92,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 		return nil, err
 	}
 	g.newHub(health, cfg.Watch)
+	if err = g.newReceiver(secrets); err != nil {
+		return nil, err
+	}
 	svc := g.newService(cfg.Service, client, cfg.Files)
 	chains := g.newChains(cfg.Limits, cfg.Server.CORSOrigins)
 	if g.server, err = g.newServer(ctx, cfg.Server, cfg.Files, tlsCfg, svc, chains, health); err != nil {
@@ -121,10 +138,86 @@ func (g *Gateway) newUpstream(c upstream.Config) (*upstream.Client, *upstreamHea
 	return client, newUpstreamHealth(client), nil
 }
 
-// newHub creates the shared pollers on the upstream.
+// newHub creates the shared pollers on the upstream. With a webhook
+// receiver, their publications end its delivery measurements.
 func (g *Gateway) newHub(up watch.Fetcher, c config.WatchConfig) {
-	g.hub = watch.New(up, hubOptions(c, g.log))
+	o := hubOptions(c, g.log)
+	if m := g.hookMetrics; m != nil {
+		o.OnPublish = func(k watch.Key, _ *batchv1.Batch, at time.Time) { m.Delivered(k.BatchID, at) }
+	}
+	g.hub = watch.New(up, o)
 	g.tel.RegisterHub(g.hub.Stats)
+}
+
+// demoWebhook is where the demo simulator sends its webhooks.
+type demoWebhook struct {
+	url, secret string
+	tls         bool
+}
+
+// listenWebhook binds the webhook receiver's listener: at
+// cfg.Webhook.Addr, or with -demo and no address on a loopback ephemeral
+// port. It returns the receiver's secrets and, with -demo, where and with
+// which (random) secret the simulator signs. Without a receiver it does
+// nothing.
+func (g *Gateway) listenWebhook(ctx context.Context, cfg config.Config, tlsCfg *tls.Config) (string, *demoWebhook, error) {
+	addr, secrets := cfg.Webhook.Addr, cfg.Webhook.Secret
+	if addr == "" && !cfg.Demo {
+		return "", nil, nil
+	}
+	var demo *demoWebhook
+	if cfg.Demo {
+		if addr == "" {
+			addr = "127.0.0.1:0"
+		}
+		var raw [32]byte
+		_, _ = rand.Read(raw[:])
+		demo = &demoWebhook{secret: webhook.SecretPrefix + base64.StdEncoding.EncodeToString(raw[:]), tls: tlsCfg != nil}
+		if strings.TrimSpace(secrets) != "" {
+			secrets += ","
+		}
+		secrets += demo.secret
+	}
+	var lc net.ListenConfig
+	lis, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return "", nil, fmt.Errorf("webhook listener: %w", err)
+	}
+	g.hookLis = lis
+	g.hookMetrics = webhook.NewMetrics()
+	for _, c := range g.hookMetrics.Collectors() {
+		if err := g.tel.Registry.Register(c); err != nil {
+			return "", nil, fmt.Errorf("webhook metrics: %w", err)
+		}
+	}
+	if demo != nil {
+		scheme := "http"
+		if demo.tls {
+			scheme = "https"
+		}
+		port := lis.Addr().(*net.TCPAddr).Port
+		demo.url = fmt.Sprintf("%s://127.0.0.1:%d%s", scheme, port, webhook.Path)
+	}
+	return secrets, demo, nil
+}
+
+// newReceiver creates the webhook receiver on the shared pollers, when its
+// listener is bound.
+func (g *Gateway) newReceiver(secrets string) error {
+	if g.hookLis == nil {
+		return nil
+	}
+	v, err := webhook.NewVerifier(secrets)
+	if err != nil {
+		return fmt.Errorf("-webhook-secret: %w", err)
+	}
+	g.hook = webhook.NewReceiver(webhook.Options{
+		Verifier: v,
+		Poker:    g.hub,
+		Metrics:  g.hookMetrics,
+		Logger:   g.log.With(slog.String("component", "webhook")),
+	})
+	return nil
 }
 
 // newService creates the BatchService and FileService on the shared
@@ -169,8 +262,18 @@ func (g *Gateway) newServer(ctx context.Context, c config.ServerConfig, files co
 		// starts, so that graceful stop only waits for unary calls; those
 		// keep their upstream calls until the servers have drained (Serve
 		// closes the hub then, within the shutdown timeout).
-		OnShutdown: g.hub.CloseWatches,
+		OnShutdown:      g.hub.CloseWatches,
+		WebhookListener: g.hookLis,
+		Webhook:         g.webhookHandler(),
 	})
+}
+
+// webhookHandler is the receiver as a handler, nil without one.
+func (g *Gateway) webhookHandler() http.Handler {
+	if g.hook == nil {
+		return nil
+	}
+	return g.hook
 }
 
 // capCaller caps the caller metric label of passthrough callers, whose
@@ -239,6 +342,10 @@ func pollContext(ctx context.Context, _ watch.Key) context.Context {
 
 // close releases what New started, for a New that failed.
 func (g *Gateway) close() {
+	if g.server == nil && g.hookLis != nil {
+		_ = g.hookLis.Close()
+	}
+	g.closeReceiver()
 	if g.hub != nil {
 		g.hub.Close()
 	}
@@ -264,6 +371,16 @@ func (g *Gateway) GRPCAddr() net.Addr { return g.server.GRPCAddr() }
 // HTTPAddr returns the bound HTTP address.
 func (g *Gateway) HTTPAddr() net.Addr { return g.server.HTTPAddr() }
 
+// WebhookAddr returns the bound webhook receiver address, nil without one.
+func (g *Gateway) WebhookAddr() net.Addr { return g.server.WebhookAddr() }
+
+// closeReceiver stops the webhook receiver's worker.
+func (g *Gateway) closeReceiver() {
+	if g.hook != nil {
+		g.hook.Close()
+	}
+}
+
 // Serve serves until ctx is done, then shuts down gracefully (see
 // Server.Serve): it ends every watch stream at once, lets unary calls in
 // flight finish within the shutdown timeout, then closes the hub
@@ -273,6 +390,7 @@ func (g *Gateway) Serve(ctx context.Context) error {
 	defer g.closeDemo()
 	defer g.shutdownTelemetry()
 	defer g.hub.Close()
+	defer g.closeReceiver()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -323,7 +441,7 @@ type demoUpstream struct {
 
 // startDemo serves the simulator on a loopback port. With anyKey it
 // accepts any bearer key (for passthrough mode), else only its own.
-func startDemo(ctx context.Context, log *slog.Logger, anyKey bool) (*demoUpstream, error) {
+func startDemo(ctx context.Context, log *slog.Logger, anyKey bool, hook *demoWebhook) (*demoUpstream, error) {
 	var lc net.ListenConfig
 	lis, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
@@ -336,7 +454,19 @@ func startDemo(ctx context.Context, log *slog.Logger, anyKey bool) (*demoUpstrea
 	if anyKey {
 		simKey = ""
 	}
-	sim := simulator.New(simulator.Options{APIKey: simKey})
+	opts := simulator.Options{APIKey: simKey}
+	if hook != nil {
+		opts.WebhookURL, opts.WebhookSecret = hook.url, hook.secret
+		if hook.tls {
+			// The gateway's own certificate, on loopback: the demo does
+			// not know which CA signed it.
+			opts.WebhookClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+				TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // demo only, to our own loopback listener
+			}}
+		}
+		log.Info("demo mode: the simulator sends signed webhooks for its batches' ends to the gateway", slog.String("webhook_url", hook.url))
+	}
+	sim := simulator.New(opts)
 	d := &demoUpstream{
 		sim: sim,
 		srv: &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second},
@@ -353,4 +483,7 @@ func startDemo(ctx context.Context, log *slog.Logger, anyKey bool) (*demoUpstrea
 	return d, nil
 }
 
-func (d *demoUpstream) close() { _ = d.srv.Close() }
+func (d *demoUpstream) close() {
+	_ = d.srv.Close()
+	d.sim.Close()
+}

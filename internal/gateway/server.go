@@ -76,6 +76,12 @@ type ServerOptions struct {
 	// MaxUploadBytes caps a REST upload's file (POST /v1/files). Default
 	// 200 MB.
 	MaxUploadBytes int64
+	// WebhookListener and Webhook, when both set, serve the upstream
+	// webhook receiver on a port of its own (over TLS when TLS is set),
+	// stopped gracefully with the HTTP server. The Server closes the
+	// listener.
+	WebhookListener net.Listener
+	Webhook         http.Handler
 }
 
 // Server serves one BatchServiceServer over gRPC and HTTP/JSON. Create it
@@ -88,6 +94,8 @@ type Server struct {
 	http       *http.Server
 	grpcLis    net.Listener
 	httpLis    net.Listener
+	hook       *http.Server // nil without a webhook receiver
+	hookLis    net.Listener
 	serving    atomic.Bool   // between the start of Serve and shutdown
 	stopHealth chan struct{} // closed at shutdown: ends health Watch streams
 }
@@ -121,6 +129,9 @@ func NewServer(ctx context.Context, svcs Services, opts ServerOptions) (_ *Serve
 	s := &Server{opts: opts, log: opts.Logger, stopHealth: make(chan struct{})}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Webhook != nil {
+		s.hookLis = opts.WebhookListener
 	}
 	defer func() {
 		if err != nil {
@@ -226,7 +237,27 @@ func NewServer(ctx context.Context, svcs Services, opts ServerOptions) (_ *Serve
 		TLSConfig:         opts.TLS.Clone(),
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	if s.hookLis != nil {
+		s.hook = &http.Server{
+			Handler:           opts.Webhook,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+			TLSConfig:         opts.TLS.Clone(),
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		}
+	}
 	return s, nil
+}
+
+// WebhookAddr returns the bound webhook receiver address, nil without one.
+func (s *Server) WebhookAddr() net.Addr {
+	if s.hookLis == nil {
+		return nil
+	}
+	return s.hookLis.Addr()
 }
 
 // GRPCAddr returns the bound gRPC address.
@@ -265,6 +296,15 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 		return ignoreClosed(s.http.Serve(s.httpLis))
 	})
+	if s.hook != nil {
+		g.Go(func() error {
+			if s.opts.TLS != nil {
+				return ignoreClosed(s.hook.ServeTLS(s.hookLis, "", ""))
+			}
+			return ignoreClosed(s.hook.Serve(s.hookLis))
+		})
+		s.log.Info("serving the webhook receiver", slog.String("webhook_addr", s.hookLis.Addr().String()), slog.Bool("tls", s.opts.TLS != nil))
+	}
 	s.serving.Store(true)
 	s.setHealth()
 	s.log.Info("serving", slog.String("grpc_addr", s.GRPCAddr().String()), slog.String("http_addr", s.HTTPAddr().String()),
@@ -320,6 +360,15 @@ func (s *Server) shutdown() {
 		}
 		return nil
 	})
+	if s.hook != nil {
+		g.Go(func() error {
+			if err := s.hook.Shutdown(ctx); err != nil {
+				s.log.Warn("webhook receiver shutdown timed out; closing connections", slog.Any("error", err))
+				_ = s.hook.Close()
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		done := make(chan struct{})
 		go func() { s.grpc.GracefulStop(); close(done) }()
@@ -337,7 +386,7 @@ func (s *Server) shutdown() {
 }
 
 func (s *Server) closeListeners() {
-	for _, l := range []net.Listener{s.grpcLis, s.httpLis} {
+	for _, l := range []net.Listener{s.grpcLis, s.httpLis, s.opts.WebhookListener} {
 		if l != nil {
 			_ = l.Close()
 		}

@@ -49,6 +49,23 @@ type Options struct {
 	// is answered 400, code "storage_full"; zero or negative means
 	// DefaultMaxStoreBytes.
 	MaxStoreBytes int64
+	// WebhookURL, when set, is where the simulator POSTs a webhook each
+	// time one of its batches becomes completed, failed, expired or
+	// cancelled, as the upstream does: a Standard Webhooks delivery
+	// signed with WebhookSecret (a "whsec_" secret; New panics on a
+	// malformed one), retried with backoff on failure a few times. The
+	// batches terminal when New returns send nothing. Call Close to stop
+	// the sender.
+	WebhookURL    string
+	WebhookSecret string
+	// WebhookClient sends the webhooks; nil: a client with a 10s timeout.
+	WebhookClient *http.Client
+	// WebhookScan is how often batches are checked for terminal
+	// transitions (on the clock of Now); zero means DefaultWebhookScan.
+	WebhookScan time.Duration
+	// WebhookRetryWait is the wait before the first retry of a failed
+	// delivery, doubling at each; zero means 200ms.
+	WebhookRetryWait time.Duration
 }
 
 // CreateRequest is the body of POST /v1/batches, wire's one shape of it.
@@ -79,6 +96,8 @@ type Simulator struct {
 	storeUsed         int64               // bytes of the counted files and of the pending batches' results
 	pending           []*entry            // file-backed batches whose output files are not stored yet
 	deletedVirtual    map[string]wire.Int // virtual files deleted, by id: the created_at of the one deleted
+
+	hooks *hooks // nil without Options.WebhookURL
 }
 
 // New returns a Simulator seeded with the demo batches (see DemoBatchIDs),
@@ -111,6 +130,7 @@ func New(opts Options) *Simulator {
 		s.phase = DefaultPhase
 	}
 	s.seedDemo(s.now())
+	s.startHooks(opts)
 	return s
 }
 

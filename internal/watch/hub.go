@@ -97,6 +97,11 @@ type Options struct {
 	// cancellation and deadline, if any, are ignored. Default: an empty
 	// context.
 	PollContext func(ctx context.Context, k Key) context.Context
+	// OnPublish, when set, is called each time a poller publishes a new
+	// state of k to its watchers (its first batch, each change, the
+	// terminal batch), at the instant the watchers were woken. It runs in
+	// the poller's goroutine, with no lock held, and must be quick.
+	OnPublish func(k Key, b *batchv1.Batch, at time.Time)
 	// Logger receives a debug line when a poller starts and stops, with
 	// the batch id (never the credential). Nil discards.
 	Logger *slog.Logger

@@ -195,25 +195,35 @@ func retryDelay(bo *backoff.ExponentialBackOff, interval time.Duration, err erro
 // poller ready.
 func (p *poller) publish(b *batchv1.Batch) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.ended {
+		p.mu.Unlock()
 		return
 	}
-	p.setStateLocked(b)
+	next := p.setStateLocked(b)
 	if !p.readyClosed {
 		close(p.ready)
 		p.readyClosed = true
+	}
+	p.mu.Unlock()
+	p.published(next)
+}
+
+// published calls Options.OnPublish for next, the state just published,
+// if any.
+func (p *poller) published(next *state) {
+	if next != nil && p.h.opts.OnPublish != nil {
+		p.h.opts.OnPublish(p.key, next.b, next.at)
 	}
 }
 
 // setStateLocked makes b the poller's state unless it equals the current
 // batch: an identical poll bumps no version and wakes nobody. A change
-// closes the previous state's channel, waking every watcher at once.
-// p.mu must be held.
-func (p *poller) setStateLocked(b *batchv1.Batch) {
+// closes the previous state's channel, waking every watcher at once. It
+// returns the new state, nil when there is none. p.mu must be held.
+func (p *poller) setStateLocked(b *batchv1.Batch) *state {
 	old := p.state.Load()
 	if old != nil && proto.Equal(old.b, b) {
-		return
+		return nil
 	}
 	next := &state{b: b, version: 1, changed: make(chan struct{}), at: time.Now()}
 	if old != nil {
@@ -224,6 +234,7 @@ func (p *poller) setStateLocked(b *batchv1.Batch) {
 		close(old.changed)
 	}
 	p.notifyLocked()
+	return next
 }
 
 // endErr returns why the poller ended.
@@ -254,10 +265,11 @@ func (h *Hub) end(p *poller, final *batchv1.Batch, err error) {
 	if h.pollers[p.key] == p {
 		delete(h.pollers, p.key)
 	}
+	var next *state
 	p.mu.Lock()
 	if !p.ended {
 		if final != nil {
-			p.setStateLocked(final)
+			next = p.setStateLocked(final)
 		}
 		p.ended = true
 		p.err = err
@@ -277,6 +289,7 @@ func (h *Hub) end(p *poller, final *batchv1.Batch, err error) {
 	p.mu.Unlock()
 	h.mu.Unlock()
 	p.cancel()
+	p.published(next)
 }
 
 // release removes s from p. When s was p's last subscriber, p stops at

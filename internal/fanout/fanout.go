@@ -166,6 +166,18 @@ const (
 // is sent from the encoding shared by all the events of that batch; any
 // other is encoded for this event when it is marshaled.
 func (c *Cache) NewEvent(msg *batchv1.WatchBatchResponse) (*Event, error) {
+	return c.newEvent(msg, false)
+}
+
+// NewTaggedEvent is NewEvent after setting msg.Tag to its batch's tag
+// (Cache.Tag; left as it is when msg has no batch), finding the batch's
+// encoding and tag with one lookup: what a watch stream sends for each
+// state, to each of its watchers.
+func (c *Cache) NewTaggedEvent(msg *batchv1.WatchBatchResponse) (*Event, error) {
+	return c.newEvent(msg, true)
+}
+
+func (c *Cache) newEvent(msg *batchv1.WatchBatchResponse, setTag bool) (*Event, error) {
 	ev := &Event{WatchBatchResponse: msg}
 	head := ev.own[:0]
 	if t := msg.GetType(); t != 0 {
@@ -180,6 +192,9 @@ func (c *Cache) NewEvent(msg *batchv1.WatchBatchResponse) (*Event, error) {
 		head = protowire.AppendTag(head, fieldBatch, protowire.BytesType)
 		head = protowire.AppendVarint(head, uint64(len(e.b)))
 		ev.batch = e
+		if setTag {
+			msg.Tag = e.tagged(b)
+		}
 	}
 	tail := head[len(head):]
 	if msg.GetTerminal() {

@@ -144,6 +144,19 @@ func TestCacheTag(t *testing.T) {
 			t.Fatal("an event encoded the batch's tag for itself")
 		}
 	}
+	for _, msg := range []*batchv1.WatchBatchResponse{{Batch: b, Sequence: 1}, {Batch: b, Tag: "stale"}} {
+		ev, err := c.NewTaggedEvent(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if msg.Tag != tag || ev.tag != tagShared {
+			t.Errorf("NewTaggedEvent: tag %q (%d), want the batch's shared %q", msg.Tag, ev.tag, tag)
+		}
+	}
+	hb := &batchv1.WatchBatchResponse{Sequence: 2}
+	if _, err := c.NewTaggedEvent(hb); err != nil || hb.Tag != "" {
+		t.Errorf("NewTaggedEvent of a heartbeat: tag %q, %v; want none", hb.Tag, err)
+	}
 	if c.Len() != 1 {
 		t.Errorf("Len = %d, want 1", c.Len())
 	}
@@ -196,7 +209,8 @@ func TestCodecFallsBack(t *testing.T) {
 // 1,000 watchers: "proto" encodes the whole event for each (what the
 // standard codec does), "cached" encodes the batch once and each event's
 // few own bytes, "cached_tag" is "cached" with the state's tag on every
-// event, looked up as the service does (Cache.Tag, computed once).
+// event, as the service sends them (NewTaggedEvent: the tag computed once
+// per state).
 func BenchmarkFanOut(b *testing.B) {
 	const watchers = 1000
 	cd := codec()
@@ -239,7 +253,7 @@ func BenchmarkFanOut(b *testing.B) {
 		for b.Loop() {
 			batch := sampleBatch("batch_bench")
 			for w := range uint64(watchers) {
-				ev, err := c.NewEvent(&batchv1.WatchBatchResponse{Type: 2, Batch: batch, Sequence: w, ObservedAtUnixMs: 1710000000123, Tag: c.Tag(batch)})
+				ev, err := c.NewTaggedEvent(&batchv1.WatchBatchResponse{Type: 2, Batch: batch, Sequence: w, ObservedAtUnixMs: 1710000000123})
 				if err != nil {
 					b.Fatal(err)
 				}

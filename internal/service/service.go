@@ -280,13 +280,12 @@ type watchStream struct {
 // is nil, there is no tag and at is the send time).
 func (w *watchStream) send(typ batchv1.WatchEventType, b *batchv1.Batch, at time.Time) error {
 	w.seq++
-	ev, err := w.cache.NewEvent(&batchv1.WatchBatchResponse{
+	ev, err := w.cache.NewTaggedEvent(&batchv1.WatchBatchResponse{
 		Type:             typ,
 		Batch:            b,
 		Terminal:         b != nil && wire.IsTerminal(b),
 		Sequence:         w.seq,
 		ObservedAtUnixMs: at.UnixMilli(),
-		Tag:              w.cache.Tag(b),
 	})
 	if err != nil {
 		return apierr.FromError(err).Err()

@@ -2,11 +2,12 @@
 // encoding of the batch, however many watchers it has.
 //
 // A Cache keeps the proto encoding of each *batchv1.Batch it is asked
-// about, for as long as the batch is reachable (the hub shares one pointer
-// per state among all its subscribers). Event wraps a WatchBatchResponse
-// with that encoding; Codec, installed on the gRPC server with
-// ServerOption, writes an Event as three buffers: its own few header
-// bytes, the shared batch bytes, and its trailing fields. Anything else is
+// about, and its tag (wire.Tag), for as long as the batch is reachable
+// (the hub shares one pointer per state among all its subscribers). Event
+// wraps a WatchBatchResponse with that encoding; Codec, installed on the
+// gRPC server with ServerOption, writes an Event as up to four buffers:
+// its own few header bytes, the shared batch bytes, its trailing fields,
+// and the tag field (shared too, when the tag is the batch's). Anything else is
 // encoded by the standard proto codec, and so is an Event on a server
 // without the Codec (an Event is a proto.Message).
 package fanout
@@ -24,6 +25,7 @@ import (
 	protobuf "google.golang.org/protobuf/proto"
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
+	"github.com/batchgate/batchgate/internal/wire"
 )
 
 // Field numbers of batch.v1.WatchBatchResponse.
@@ -33,6 +35,7 @@ const (
 	fieldTerminal   protowire.Number = 3
 	fieldSequence   protowire.Number = 4
 	fieldObservedAt protowire.Number = 5
+	fieldTag        protowire.Number = 6
 )
 
 // Cache holds one encoding of each batch it is asked about. The zero value
@@ -52,6 +55,10 @@ type encoded struct {
 	b    []byte
 	buf  mem.Buffer // b, boxed once for all the events that send it
 	err  error
+
+	tagOnce  sync.Once
+	tag      string
+	tagField mem.Buffer // field 6 of WatchBatchResponse holding tag
 }
 
 // Bytes returns the encoding of b, computing it once per batch. The
@@ -62,7 +69,22 @@ func (c *Cache) Bytes(b *batchv1.Batch) ([]byte, error) {
 	return e.b, e.err
 }
 
+// get returns b's entry with its encoding computed.
 func (c *Cache) get(b *batchv1.Batch) *encoded {
+	e := c.entry(b)
+	e.once.Do(func() {
+		if c.Encode != nil {
+			e.b, e.err = c.Encode(b)
+		} else {
+			e.b, e.err = protobuf.Marshal(b)
+		}
+		e.buf = mem.SliceBuffer(e.b)
+	})
+	return e
+}
+
+// entry returns b's entry, making it (empty) on first use.
+func (c *Cache) entry(b *batchv1.Batch) *encoded {
 	wp := weak.Make(b)
 	c.mu.Lock()
 	if c.m == nil {
@@ -75,15 +97,33 @@ func (c *Cache) get(b *batchv1.Batch) *encoded {
 		runtime.AddCleanup(b, c.forget, wp)
 	}
 	c.mu.Unlock()
-	e.once.Do(func() {
-		if c.Encode != nil {
-			e.b, e.err = c.Encode(b)
-		} else {
-			e.b, e.err = protobuf.Marshal(b)
-		}
-		e.buf = mem.SliceBuffer(e.b)
-	})
 	return e
+}
+
+// Tag returns wire.Tag(b), computing it once per batch (and the encoding
+// of the tag field that NewEvent shares among the events that carry it).
+// b must not be modified after it was first passed to Tag. A nil b has the
+// tag "".
+func (c *Cache) Tag(b *batchv1.Batch) string {
+	if b == nil {
+		return ""
+	}
+	return c.entry(b).tagged(b)
+}
+
+// tagged computes e's tag, once.
+func (e *encoded) tagged(b *batchv1.Batch) string {
+	e.tagOnce.Do(func() {
+		e.tag = wire.Tag(b)
+		e.tagField = mem.SliceBuffer(appendTagField(nil, e.tag))
+	})
+	return e.tag
+}
+
+// appendTagField appends field 6 holding tag.
+func appendTagField(dst []byte, tag string) []byte {
+	dst = protowire.AppendTag(dst, fieldTag, protowire.BytesType)
+	return protowire.AppendString(dst, tag)
 }
 
 // forget drops the encoding of a batch that was garbage collected.
@@ -105,15 +145,39 @@ func (c *Cache) Len() int {
 type Event struct {
 	*batchv1.WatchBatchResponse
 	own   [48]byte // the event's own fields: head, then tail
-	nhead int
-	ntail int
+	nhead uint8    // at most len(own): small fields keep an Event in 144 bytes
+	ntail uint8
+	tag   tagKind
 	batch *encoded
-	bufs  [3]mem.Buffer
+	bufs  [4]mem.Buffer
 }
 
+// tagKind says where an Event's tag field comes from.
+type tagKind uint8
+
+const (
+	tagNone   tagKind = iota
+	tagShared         // the batch's (encoded.tagField)
+	tagOwn            // another: encoded when the event is marshaled
+)
+
 // NewEvent returns msg as an Event, its batch encoded through c. msg must
-// not be modified afterwards.
+// not be modified afterwards. A msg.Tag that is its batch's (Cache.Tag)
+// is sent from the encoding shared by all the events of that batch; any
+// other is encoded for this event when it is marshaled.
 func (c *Cache) NewEvent(msg *batchv1.WatchBatchResponse) (*Event, error) {
+	return c.newEvent(msg, false)
+}
+
+// NewTaggedEvent is NewEvent after setting msg.Tag to its batch's tag
+// (Cache.Tag; left as it is when msg has no batch), finding the batch's
+// encoding and tag with one lookup: what a watch stream sends for each
+// state, to each of its watchers.
+func (c *Cache) NewTaggedEvent(msg *batchv1.WatchBatchResponse) (*Event, error) {
+	return c.newEvent(msg, true)
+}
+
+func (c *Cache) newEvent(msg *batchv1.WatchBatchResponse, setTag bool) (*Event, error) {
 	ev := &Event{WatchBatchResponse: msg}
 	head := ev.own[:0]
 	if t := msg.GetType(); t != 0 {
@@ -128,6 +192,9 @@ func (c *Cache) NewEvent(msg *batchv1.WatchBatchResponse) (*Event, error) {
 		head = protowire.AppendTag(head, fieldBatch, protowire.BytesType)
 		head = protowire.AppendVarint(head, uint64(len(e.b)))
 		ev.batch = e
+		if setTag {
+			msg.Tag = e.tagged(b)
+		}
 	}
 	tail := head[len(head):]
 	if msg.GetTerminal() {
@@ -143,7 +210,13 @@ func (c *Cache) NewEvent(msg *batchv1.WatchBatchResponse) (*Event, error) {
 		tail = protowire.AppendVarint(tail, uint64(at))
 	}
 	// At most 2+10 bytes of head and 2+2+10+10 of tail: both fit in own.
-	ev.nhead, ev.ntail = len(head), len(tail)
+	ev.nhead, ev.ntail = uint8(len(head)), uint8(len(tail))
+	if t := msg.GetTag(); t != "" {
+		ev.tag = tagOwn
+		if ev.batch != nil && ev.batch.tagged(msg.GetBatch()) == t {
+			ev.tag = tagShared
+		}
+	}
 	return ev, nil
 }
 
@@ -161,6 +234,13 @@ func (e *Event) buffers() mem.BufferSlice {
 	}
 	if e.ntail > 0 {
 		bs = append(bs, mem.SliceBuffer(e.own[e.nhead:e.nhead+e.ntail]))
+	}
+	// Field 6 comes last, as proto.Marshal orders it.
+	switch e.tag {
+	case tagShared:
+		bs = append(bs, e.batch.tagField)
+	case tagOwn:
+		bs = append(bs, mem.SliceBuffer(appendTagField(nil, e.GetTag())))
 	}
 	return bs
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/batchgate/batchgate/internal/gatewaytest"
 	"github.com/batchgate/batchgate/internal/simulator"
+	"github.com/batchgate/batchgate/internal/wire"
 	"github.com/batchgate/batchgate/openapi"
 )
 
@@ -182,8 +183,8 @@ func (r *recordingTB) take() []string {
 
 // TestOpenAPITransportCatchesNonconformingResponses: the checking
 // transport reports answers in the proto shape, without the envelope,
-// with a wrapped stream line or without X-Request-Id, and passes
-// conforming ones.
+// with a wrapped stream line, without X-Request-Id or without ETag, and
+// passes conforming ones (a 304 included).
 func TestOpenAPITransportCatchesNonconformingResponses(t *testing.T) {
 	t.Parallel()
 	const batch = `{"id":"b","object":"batch","endpoint":"/v1/chat/completions","status":"completed","input_file_id":"f",` +
@@ -191,6 +192,18 @@ func TestOpenAPITransportCatchesNonconformingResponses(t *testing.T) {
 	answers := map[string]func(w http.ResponseWriter){
 		"/v1/batches/good": func(w http.ResponseWriter) {
 			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("ETag", `"`+wire.TagJSON([]byte(batch))+`"`)
+			w.Header().Set("Cache-Control", "private, no-cache")
+			_, _ = io.WriteString(w, batch)
+		},
+		"/v1/batches/not_modified": func(w http.ResponseWriter) {
+			w.Header().Set("ETag", `"`+wire.TagJSON([]byte(batch))+`"`)
+			w.Header().Set("Cache-Control", "private, no-cache")
+			w.WriteHeader(http.StatusNotModified)
+		},
+		"/v1/batches/no_etag": func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Cache-Control", "private, no-cache")
 			_, _ = io.WriteString(w, batch)
 		},
 		"/v1/batches/int64_string": func(w http.ResponseWriter) {
@@ -242,6 +255,8 @@ func TestOpenAPITransportCatchesNonconformingResponses(t *testing.T) {
 		bad  bool
 	}{
 		{"/v1/batches/good", false},
+		{"/v1/batches/not_modified", false},
+		{"/v1/batches/no_etag", true},
 		{"/v1/batches/good/watch", false},
 		{"/v1/batches/int64_string", true},
 		{"/v1/batches/rpc_status", true},

@@ -185,6 +185,11 @@ func NewServer(ctx context.Context, svcs Services, opts ServerOptions) (_ *Serve
 	if err := batchv1.RegisterBatchServiceHandlerClient(ctx, gw, batches); err != nil {
 		return nil, fmt.Errorf("register REST handlers: %w", err)
 	}
+	// Replaces the generated GET /v1/batches/{batch_id}: ETag and
+	// If-None-Match.
+	if err := rest.RegisterGetBatchHandler(gw, batches); err != nil {
+		return nil, fmt.Errorf("register REST get handler: %w", err)
+	}
 	files := batchv1.NewFileServiceClient(conn)
 	if svcs.File != nil {
 		if err := batchv1.RegisterFileServiceHandlerClient(ctx, gw, files); err != nil {

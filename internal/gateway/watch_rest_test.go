@@ -152,8 +152,8 @@ func TestRESTWatchTerminalBatch(t *testing.T) {
 			t.Fatalf("status %d, headers %v", resp.StatusCode, resp.Header)
 		}
 		ev := restNextSSE(t, br)
-		if ev["id"] != "1" || ev["event"] != "snapshot" || ev["data"] != string(want) {
-			t.Errorf("event %v, want id 1, snapshot, data %s", ev, want)
+		if tag := wire.TagJSON(want); ev["id"] != tag || ev["event"] != "snapshot" || ev["data"] != string(want) {
+			t.Errorf("event %v, want id %s (the tag), snapshot, data %s", ev, tag, want)
 		}
 		if ev := restNextSSE(t, br); ev["event"] != "end" || ev["data"] != "{}" {
 			t.Errorf("event %v, want end", ev)

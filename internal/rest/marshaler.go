@@ -43,6 +43,8 @@ func (*Marshaler) Marshal(v any) ([]byte, error) {
 // false for the others.
 func marshalWire(v any) (data []byte, ok bool, err error) {
 	switch v := v.(type) {
+	case *encodedBatch:
+		data = v.json
 	case *batchv1.Batch:
 		data, err = wire.MarshalBatch(v)
 	case *batchv1.File:

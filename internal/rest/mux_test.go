@@ -17,6 +17,7 @@ import (
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/apierr"
+	"github.com/batchgate/batchgate/internal/inproc"
 	"github.com/batchgate/batchgate/internal/upstream"
 	"github.com/batchgate/batchgate/internal/wire"
 )
@@ -33,15 +34,27 @@ func (f *fakeService) GetBatch(context.Context, *batchv1.GetBatchRequest) (*batc
 }
 
 // serve runs one request through NewServeMux with the generated handlers
-// registered for svc.
+// registered for svc, and RegisterGetBatchHandler in front of svc in
+// process (as the gateway has it).
 func serve(t *testing.T, svc batchv1.BatchServiceServer, method, target string) *httptest.ResponseRecorder {
+	t.Helper()
+	return serveRequest(t, svc, httptest.NewRequest(method, target, nil))
+}
+
+// serveRequest is serve for a request of the test's making.
+func serveRequest(t *testing.T, svc batchv1.BatchServiceServer, req *http.Request) *httptest.ResponseRecorder {
 	t.Helper()
 	mux := NewServeMux()
 	if err := batchv1.RegisterBatchServiceHandlerServer(t.Context(), mux, svc); err != nil {
 		t.Fatal(err)
 	}
+	conn := inproc.New(nil, nil)
+	batchv1.RegisterBatchServiceServer(conn, svc)
+	if err := RegisterGetBatchHandler(mux, batchv1.NewBatchServiceClient(conn)); err != nil {
+		t.Fatal(err)
+	}
 	rec := httptest.NewRecorder()
-	mux.ServeHTTP(rec, httptest.NewRequest(method, target, nil))
+	mux.ServeHTTP(rec, req)
 	return rec
 }
 

@@ -52,6 +52,9 @@ type WatchEventJSON struct {
 	// ObservedAtMS is when the gateway saw this state of the batch (for a
 	// heartbeat, when it was sent), in Unix milliseconds.
 	ObservedAtMS int64 `json:"observed_at_ms"`
+	// Tag is the state's tag (wire.Tag), the ETag GET sends for it: pass
+	// it as resume_tag to resume. Omitted on heartbeats.
+	Tag string `json:"tag,omitempty"`
 	// Batch is the batch in the upstream's shape, exactly as
 	// GET /v1/batches/{batch_id} returns it (wire.MarshalBatch); omitted on
 	// heartbeats.
@@ -92,10 +95,19 @@ type WatchErrorJSON struct {
 //   - as Server-Sent Events (text/event-stream) when Accept lists
 //     text/event-stream at least as preferred as application/x-ndjson and
 //     application/json, as a browser's EventSource does. Each event is
-//     "id: <sequence>", "event: snapshot|change|heartbeat" and a data line:
-//     the bare batch in the upstream's shape, or for an event without a
-//     batch (heartbeats) its WatchEventJSON. A response that ends normally,
-//     after the terminal event, ends with "event: end" and "data: {}".
+//     "id: <tag>" (snapshots and changes only: heartbeats have no id line,
+//     so EventSource keeps the last one), "event:
+//     snapshot|change|heartbeat" and a data line: the bare batch in the
+//     upstream's shape, or for an event without a batch (heartbeats) its
+//     WatchEventJSON. A response that ends normally, after the terminal
+//     event, ends with "event: end" and "data: {}".
+//
+// A reconnecting client resumes with the tag of the last state it saw:
+// the Last-Event-ID header (EventSource sends it by itself) or the
+// resume_tag query parameter, passed as WatchBatchRequest.resume_tag. A
+// resumed watch whose batch is still in that state starts with a
+// heartbeat instead of the snapshot; if that state is terminal the
+// response ends at once, empty (NDJSON) or with just the end event (SSE).
 //
 // An error after the first event ends the response with a last event: an
 // NDJSON WatchErrorJSON line, or an SSE "event: error" whose data is the
@@ -125,7 +137,8 @@ func serveWatch(mux *runtime.ServeMux, client batchv1.BatchServiceClient, w http
 		writeStatus(w, apierr.FromError(err))
 		return
 	}
-	call, err := client.WatchBatch(ctx, &batchv1.WatchBatchRequest{BatchId: params["batch_id"]})
+	req := &batchv1.WatchBatchRequest{BatchId: params["batch_id"], ResumeTag: resumeTag(r)}
+	call, err := client.WatchBatch(ctx, req)
 	if err != nil {
 		writeStatus(w, apierr.FromError(err))
 		return
@@ -137,7 +150,10 @@ func serveWatch(mux *runtime.ServeMux, client batchv1.BatchServiceClient, w http
 	stream := &watchStream{s: call}
 	defer stream.end(cancel)
 	ev, err := stream.Recv()
-	if err != nil {
+	// A resumed watch of a terminal batch in the state the client has
+	// ends at once with no event: an ordinary, empty, ended response.
+	resumedEnd := errors.Is(err, io.EOF) && req.GetResumeTag() != ""
+	if err != nil && !resumedEnd {
 		if r.Context().Err() != nil {
 			return // the client is gone; nobody reads an answer
 		}
@@ -157,6 +173,11 @@ func serveWatch(mux *runtime.ServeMux, client batchv1.BatchServiceClient, w http
 	h.Add("Vary", "Accept")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
+	if resumedEnd {
+		ww.end()
+		_ = ww.flush(w, rc)
+		return
+	}
 	for {
 		if err := ww.event(ev); err != nil {
 			ww.fail(apierr.FromError(err))
@@ -180,6 +201,20 @@ func serveWatch(mux *runtime.ServeMux, client batchv1.BatchServiceClient, w http
 			return
 		}
 	}
+}
+
+// ResumeTagParam is the query parameter that resumes a watch: the tag of
+// the last state the client saw. The Last-Event-ID header, which
+// EventSource sends by itself when it reconnects, wins over it.
+const ResumeTagParam = "resume_tag"
+
+// resumeTag returns the tag a watch request resumes from: its
+// Last-Event-ID header, or else its resume_tag query parameter, or "".
+func resumeTag(r *http.Request) string {
+	if id := strings.TrimSpace(r.Header.Get("Last-Event-ID")); id != "" {
+		return id
+	}
+	return r.URL.Query().Get(ResumeTagParam)
 }
 
 // watchStream is the WatchBatch stream of one response; it notes when the
@@ -288,6 +323,7 @@ func (ww *watchWriter) event(ev *batchv1.WatchBatchResponse) error {
 		Sequence:     ev.GetSequence(),
 		Terminal:     ev.GetTerminal(),
 		ObservedAtMS: ev.GetObservedAtUnixMs(),
+		Tag:          ev.GetTag(),
 	}
 	if b := ev.GetBatch(); b != nil {
 		data, err := batchJSON.Bytes(b)
@@ -312,12 +348,24 @@ func (ww *watchWriter) event(ev *batchv1.WatchBatchResponse) error {
 			return err
 		}
 	}
-	ww.buf.WriteString("id: ")
-	ww.buf.WriteString(strconv.FormatUint(e.Sequence, 10))
-	ww.buf.WriteString("\nevent: ")
+	if validEventID(e.Tag) {
+		// Without an id line (heartbeats) EventSource keeps the last one,
+		// which it sends back as Last-Event-ID when it reconnects.
+		ww.buf.WriteString("id: ")
+		ww.buf.WriteString(e.Tag)
+		ww.buf.WriteByte('\n')
+	}
+	ww.buf.WriteString("event: ")
 	ww.buf.WriteString(e.Type)
 	ww.sseData(data)
 	return nil
+}
+
+// validEventID reports whether id can be an SSE id line: not empty, and
+// without the line breaks and NUL that would end or void it (a wire.Tag
+// never has them).
+func validEventID(id string) bool {
+	return id != "" && !strings.ContainsAny(id, "\r\n\x00")
 }
 
 // sseData appends the data line of an SSE event and the blank line that

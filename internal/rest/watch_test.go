@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 
@@ -169,13 +170,14 @@ func (s *script) ack() { s.acks <- struct{}{} }
 // watchEvents returns a snapshot of an in_progress batch with huge
 // integers, a heartbeat, and a terminal change to a failed batch whose
 // strings hold "<", ">" and "&", with the gateway JSON GET returns for
-// each batch.
+// each batch. The snapshot and the change carry their tags.
 func watchEvents(t *testing.T) (evs []*batchv1.WatchBatchResponse, snapshotJSON, changeJSON string) {
 	t.Helper()
+	huge, html := decodeGolden(t, "huge_integers"), decodeGolden(t, "unicode_html")
 	evs = []*batchv1.WatchBatchResponse{
-		{Type: batchv1.WatchEventType_WATCH_EVENT_TYPE_SNAPSHOT, Batch: decodeGolden(t, "huge_integers"), Sequence: 1, ObservedAtUnixMs: 1710000000123},
+		{Type: batchv1.WatchEventType_WATCH_EVENT_TYPE_SNAPSHOT, Batch: huge, Sequence: 1, ObservedAtUnixMs: 1710000000123, Tag: wire.Tag(huge)},
 		{Type: batchv1.WatchEventType_WATCH_EVENT_TYPE_HEARTBEAT, Sequence: 2, ObservedAtUnixMs: 1710000015123},
-		{Type: batchv1.WatchEventType_WATCH_EVENT_TYPE_CHANGE, Batch: decodeGolden(t, "unicode_html"), Terminal: true, Sequence: 3, ObservedAtUnixMs: 1710000020456},
+		{Type: batchv1.WatchEventType_WATCH_EVENT_TYPE_CHANGE, Batch: html, Terminal: true, Sequence: 3, ObservedAtUnixMs: 1710000020456, Tag: wire.Tag(html)},
 	}
 	return evs, compact(t, readGolden(t, "huge_integers", "gateway")), compact(t, readGolden(t, "unicode_html", "gateway"))
 }
@@ -220,17 +222,24 @@ func object(t *testing.T, data []byte, keys ...string) map[string]json.RawMessag
 }
 
 // checkEvent checks an event object (an NDJSON line, or the data of an SSE
-// heartbeat): its keys, and its numbers written as JSON numbers.
-func checkEvent(t *testing.T, data []byte, typ, seq, terminal, observed, batch string) {
+// heartbeat): its keys, and its numbers written as JSON numbers. tag and
+// batch are absent when empty.
+func checkEvent(t *testing.T, data []byte, typ, seq, terminal, observed, tag, batch string) {
 	t.Helper()
 	keys := []string{"type", "sequence", "terminal", "observed_at_ms"}
 	if batch != "" {
 		keys = append(keys, "batch")
 	}
+	if tag != "" {
+		keys = append(keys, "tag")
+	}
 	m := object(t, data, keys...)
 	want := map[string]string{"type": `"` + typ + `"`, "sequence": seq, "terminal": terminal, "observed_at_ms": observed}
 	if batch != "" {
 		want["batch"] = batch
+	}
+	if tag != "" {
+		want["tag"] = `"` + tag + `"`
 	}
 	for k, v := range want {
 		if string(m[k]) != v {
@@ -272,11 +281,11 @@ func TestWatchNDJSON(t *testing.T) {
 			}
 			br := bufio.NewReader(resp.Body)
 
-			checkEvent(t, readLine(t, br), "snapshot", "1", "false", "1710000000123", snapshot)
+			checkEvent(t, readLine(t, br), "snapshot", "1", "false", "1710000000123", evs[0].Tag, snapshot)
 			s.ack()
-			checkEvent(t, readLine(t, br), "heartbeat", "2", "false", "1710000015123", "")
+			checkEvent(t, readLine(t, br), "heartbeat", "2", "false", "1710000015123", "", "")
 			s.ack()
-			checkEvent(t, readLine(t, br), "change", "3", "true", "1710000020456", change)
+			checkEvent(t, readLine(t, br), "change", "3", "true", "1710000020456", evs[2].Tag, change)
 			s.ack()
 			expectEOF(t, br)
 		})
@@ -379,17 +388,17 @@ func TestWatchSSE(t *testing.T) {
 			}
 			br := bufio.NewReader(resp.Body)
 
-			if ev := nextSSE(t, br); ev != (sseEvent{id: "1", hasID: true, event: "snapshot", data: snapshot}) {
+			if ev := nextSSE(t, br); ev != (sseEvent{id: evs[0].Tag, hasID: true, event: "snapshot", data: snapshot}) {
 				t.Errorf("first event %+v, want the snapshot's batch as GET returns it: %s", ev, snapshot)
 			}
 			s.ack()
 			ev := nextSSE(t, br)
-			if ev.id != "2" || ev.event != "heartbeat" || ev.retry != "" {
-				t.Errorf("second event %+v, want a heartbeat with id 2", ev)
+			if ev.hasID || ev.event != "heartbeat" || ev.retry != "" {
+				t.Errorf("second event %+v, want a heartbeat without id", ev)
 			}
-			checkEvent(t, []byte(ev.data), "heartbeat", "2", "false", "1710000015123", "")
+			checkEvent(t, []byte(ev.data), "heartbeat", "2", "false", "1710000015123", "", "")
 			s.ack()
-			if ev := nextSSE(t, br); ev != (sseEvent{id: "3", hasID: true, event: "change", data: change}) {
+			if ev := nextSSE(t, br); ev != (sseEvent{id: evs[2].Tag, hasID: true, event: "change", data: change}) {
 				t.Errorf("third event %+v, want the change's batch as GET returns it: %s", ev, change)
 			}
 			s.ack()
@@ -522,7 +531,7 @@ func TestWatchErrorAfterFirstEvent(t *testing.T) {
 				}
 				br := bufio.NewReader(resp.Body)
 				if accept == "" {
-					checkEvent(t, readLine(t, br), "snapshot", "1", "false", "1710000000123", snapshot)
+					checkEvent(t, readLine(t, br), "snapshot", "1", "false", "1710000000123", evs[0].Tag, snapshot)
 					s.ack()
 					line := readLine(t, br)
 					keys := []string{"type", "error", "http_status"}
@@ -543,7 +552,7 @@ func TestWatchErrorAfterFirstEvent(t *testing.T) {
 					expectEOF(t, br)
 					return
 				}
-				if ev := nextSSE(t, br); ev != (sseEvent{id: "1", hasID: true, event: "snapshot", data: snapshot}) {
+				if ev := nextSSE(t, br); ev != (sseEvent{id: evs[0].Tag, hasID: true, event: "snapshot", data: snapshot}) {
 					t.Errorf("first event %+v", ev)
 				}
 				s.ack()
@@ -768,5 +777,115 @@ func TestWatchWaitsForTheCallToEnd(t *testing.T) {
 	case <-c.released:
 	default:
 		t.Error("ServeHTTP returned before the watch's end bookkeeping was done")
+	}
+}
+
+// TestWatchResumeTag: the tag a watch resumes from is the Last-Event-ID
+// header (what EventSource sends when it reconnects), else the resume_tag
+// query parameter, whatever the framing.
+func TestWatchResumeTag(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, query, lastEventID, accept, want string
+	}{
+		{name: "none", want: ""},
+		{name: "query", query: "?resume_tag=bt1_q", want: "bt1_q"},
+		{name: "query over SSE", query: "?resume_tag=bt1_q", accept: ContentTypeSSE, want: "bt1_q"},
+		{name: "Last-Event-ID", lastEventID: "bt1_h", accept: ContentTypeSSE, want: "bt1_h"},
+		{name: "Last-Event-ID over NDJSON", lastEventID: "bt1_h", want: "bt1_h"},
+		{name: "Last-Event-ID wins", query: "?resume_tag=bt1_old", lastEventID: "bt1_new", accept: ContentTypeSSE, want: "bt1_new"},
+		{name: "blank Last-Event-ID", query: "?resume_tag=bt1_q", lastEventID: " ", want: "bt1_q"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			evs, _, _ := watchEvents(t)
+			s := newScript(nil, evs[2])
+			ts := startWatch(t, s.run)
+			ctx, _ := guardCtx(t)
+			h := http.Header{}
+			if tt.lastEventID != "" {
+				h.Set("Last-Event-ID", tt.lastEventID)
+			}
+			resp := openWatch(ctx, t, ts, "/v1/batches/batch_huge01/watch"+tt.query, tt.accept, h)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			if req := <-s.seen; req.GetResumeTag() != tt.want {
+				t.Errorf("resume_tag %q, want %q", req.GetResumeTag(), tt.want)
+			}
+			s.ack()
+			_, _ = io.Copy(io.Discard, resp.Body)
+		})
+	}
+}
+
+// TestWatchResumedHeartbeatFirst: a resumed watch whose first event is a
+// heartbeat (the batch is still in the client's state) streams it at once,
+// with no SSE id, so that EventSource keeps the id it resumed from.
+func TestWatchResumedHeartbeatFirst(t *testing.T) {
+	t.Parallel()
+	evs, _, change := watchEvents(t)
+	hb := &batchv1.WatchBatchResponse{Type: batchv1.WatchEventType_WATCH_EVENT_TYPE_HEARTBEAT, Sequence: 1, ObservedAtUnixMs: 1710000015000}
+	next := proto.Clone(evs[2]).(*batchv1.WatchBatchResponse)
+	next.Sequence = 2
+	s := newScript(nil, hb, next)
+	ts := startWatch(t, s.run)
+	ctx, _ := guardCtx(t)
+	resp := openWatch(ctx, t, ts, "/v1/batches/batch_huge01/watch", ContentTypeSSE, http.Header{"Last-Event-ID": {evs[0].Tag}})
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != ContentTypeSSE {
+		t.Fatalf("status %d, %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	br := bufio.NewReader(resp.Body)
+	ev := nextSSE(t, br)
+	if ev.hasID || ev.event != "heartbeat" {
+		t.Errorf("first event %+v, want a heartbeat without id", ev)
+	}
+	checkEvent(t, []byte(ev.data), "heartbeat", "1", "false", "1710000015000", "", "")
+	s.ack()
+	if ev := nextSSE(t, br); ev != (sseEvent{id: evs[2].Tag, hasID: true, event: "change", data: change}) {
+		t.Errorf("second event %+v, want the change with its tag as id", ev)
+	}
+	s.ack()
+	if ev := nextSSE(t, br); ev.event != "end" {
+		t.Errorf("last event %+v, want end", ev)
+	}
+}
+
+// TestWatchResumedTerminal: a resumed watch that ends before any event
+// (the terminal state the client has) is a 200 that ends at once: empty
+// for NDJSON, just the end event for SSE. Without a resume tag such an end
+// is still an internal error.
+func TestWatchResumedTerminal(t *testing.T) {
+	t.Parallel()
+	for _, accept := range []string{"", ContentTypeSSE} {
+		t.Run("Accept="+accept, func(t *testing.T) {
+			t.Parallel()
+			s := newScript(nil)
+			ts := startWatch(t, s.run)
+			ctx, _ := guardCtx(t)
+			resp := openWatch(ctx, t, ts, "/v1/batches/batch_huge01/watch?resume_tag=bt1_x", accept, nil)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := ""
+			if accept == ContentTypeSSE {
+				want = "event: end\ndata: {}\n\n"
+			}
+			if string(body) != want {
+				t.Errorf("body %q, want %q", body, want)
+			}
+
+			s = newScript(nil)
+			ts = startWatch(t, s.run)
+			resp = openWatch(ctx, t, ts, "/v1/batches/batch_huge01/watch", accept, nil)
+			if resp.StatusCode != http.StatusInternalServerError {
+				t.Errorf("without a resume tag: status %d, want 500", resp.StatusCode)
+			}
+		})
 	}
 }

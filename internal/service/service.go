@@ -82,7 +82,7 @@ type Service struct {
 	maxAge     time.Duration
 	log        *slog.Logger
 	now        func() time.Time
-	encoded    fanout.Cache // each batch state encoded once for all its watchers
+	encoded    fanout.Cache // each batch state encoded and tagged once for all its watchers
 
 	callerOf      func(ctx context.Context) callinfo.Caller
 	up            Upstream
@@ -168,6 +168,18 @@ func (s *Service) fail(ctx context.Context, op, id string, err error) error {
 // WatchBatch streams the batch: a SNAPSHOT at once, a CHANGE whenever a
 // poll finds the batch different from the last one sent, a HEARTBEAT after
 // Heartbeat of silence, and OK after the event carrying a terminal batch.
+// Every SNAPSHOT and CHANGE carries the state's tag (wire.Tag, computed
+// once per state for all its watchers).
+//
+// A request whose resume_tag is the tag of the current state resumes: the
+// caller already has that state, so there is no SNAPSHOT. The stream then
+// starts with a HEARTBEAT at once (so the caller knows it is live and up
+// to date: a REST response gets its headers) and goes on as usual with
+// heartbeats and CHANGEs. If that state is terminal, nothing new can come:
+// the stream ends with OK at once, with no event at all. Any other
+// resume_tag (stale, unknown, malformed) is ignored and the stream starts
+// with the SNAPSHOT.
+//
 // It fails with the mapped upstream error when the first fetch fails or
 // when the poller gives up (permanent error, failure budget), and with
 // UNAVAILABLE at the stream's maximum age or on shutdown.
@@ -197,11 +209,21 @@ func (s *Service) WatchBatch(req *batchv1.WatchBatchRequest, stream batchv1.Batc
 		}
 		s.files.AddBatch(last)
 	}
-	if err := w.send(batchv1.WatchEventType_WATCH_EVENT_TYPE_SNAPSHOT, last, at); err != nil {
-		return err
-	}
-	if wire.IsTerminal(last) {
-		return nil
+	if rt := req.GetResumeTag(); rt != "" && rt == s.encoded.Tag(last) {
+		// The caller has this state already.
+		if wire.IsTerminal(last) {
+			return nil
+		}
+		if err := w.send(batchv1.WatchEventType_WATCH_EVENT_TYPE_HEARTBEAT, nil, s.now()); err != nil {
+			return err
+		}
+	} else {
+		if err := w.send(batchv1.WatchEventType_WATCH_EVENT_TYPE_SNAPSHOT, last, at); err != nil {
+			return err
+		}
+		if wire.IsTerminal(last) {
+			return nil
+		}
 	}
 
 	heartbeat := time.NewTimer(s.heartbeat)
@@ -254,11 +276,11 @@ type watchStream struct {
 	seq    uint64
 }
 
-// send sends one event: b as observed at (for heartbeats, b is nil and at
-// is the send time).
+// send sends one event: b as observed at, with its tag (for heartbeats, b
+// is nil, there is no tag and at is the send time).
 func (w *watchStream) send(typ batchv1.WatchEventType, b *batchv1.Batch, at time.Time) error {
 	w.seq++
-	ev, err := w.cache.NewEvent(&batchv1.WatchBatchResponse{
+	ev, err := w.cache.NewTaggedEvent(&batchv1.WatchBatchResponse{
 		Type:             typ,
 		Batch:            b,
 		Terminal:         b != nil && wire.IsTerminal(b),

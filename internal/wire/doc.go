@@ -20,6 +20,9 @@
 //   - MarshalBatch (and FromProto), MarshalFile, MarshalBatchList,
 //     MarshalFileList and MarshalFileDeleted write a message back in the
 //     upstream's canonical shape (encode.go).
+//   - Tag (and TagJSON) name a batch's state by a hash of its canonical
+//     JSON: the WatchBatch event tag, the REST ETag and SSE event id
+//     (tag.go).
 //   - StatusFromString, StatusString and IsTerminal are the only mapping
 //     between status strings and batchv1.BatchStatus, derived from the
 //     generated enum names (status.go).

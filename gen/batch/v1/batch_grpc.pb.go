@@ -47,8 +47,12 @@ type BatchServiceClient interface {
 	// status. The first event is a snapshot of the current batch; after it an
 	// event is sent only when the batch changed, plus heartbeats while nothing
 	// changes. The event carrying a terminal status is marked terminal and the
-	// stream then ends with OK. However many callers watch a batch, the gateway
-	// polls the upstream for it once per poll interval.
+	// stream then ends with OK. Each snapshot and change carries the state's
+	// tag; a caller reconnecting with resume_tag set to the last tag it got
+	// gets no snapshot while the batch is still in that state (a heartbeat at
+	// once instead, or, if that state is terminal, an OK end with no event).
+	// However many callers watch a batch, the gateway polls the upstream for
+	// it once per poll interval.
 	WatchBatch(ctx context.Context, in *WatchBatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchBatchResponse], error)
 	// WatchBatches streams the events of up to 1,000 batches on one stream,
 	// sharing the pollers of WatchBatch (one upstream poll per batch however
@@ -209,8 +213,12 @@ type BatchServiceServer interface {
 	// status. The first event is a snapshot of the current batch; after it an
 	// event is sent only when the batch changed, plus heartbeats while nothing
 	// changes. The event carrying a terminal status is marked terminal and the
-	// stream then ends with OK. However many callers watch a batch, the gateway
-	// polls the upstream for it once per poll interval.
+	// stream then ends with OK. Each snapshot and change carries the state's
+	// tag; a caller reconnecting with resume_tag set to the last tag it got
+	// gets no snapshot while the batch is still in that state (a heartbeat at
+	// once instead, or, if that state is terminal, an OK end with no event).
+	// However many callers watch a batch, the gateway polls the upstream for
+	// it once per poll interval.
 	WatchBatch(*WatchBatchRequest, grpc.ServerStreamingServer[WatchBatchResponse]) error
 	// WatchBatches streams the events of up to 1,000 batches on one stream,
 	// sharing the pollers of WatchBatch (one upstream poll per batch however

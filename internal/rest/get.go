@@ -1,0 +1,123 @@
+package rest
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+
+	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
+	"github.com/batchgate/batchgate/internal/wire"
+)
+
+// GetBatchPath is the HTTP rule of GetBatch (proto/gateway.yaml).
+const GetBatchPath = "/v1/batches/{batch_id}"
+
+// GetBatchCacheControl is the Cache-Control of GET /v1/batches/{batch_id}:
+// any cache must revalidate (with If-None-Match) before it reuses an
+// answer, and only the caller's own may keep one (the answer depends on
+// the caller's credential).
+const GetBatchCacheControl = "private, no-cache"
+
+// RegisterGetBatchHandler serves GET /v1/batches/{batch_id} on mux by
+// calling client.GetBatch, in place of grpc-gateway's generated handler
+// (register it after batchv1.RegisterBatchServiceHandlerClient: the
+// handler registered last for a pattern wins). The answer is the generated
+// handler's — the bare batch as wire.MarshalBatch writes it, through
+// runtime.ForwardResponseMessage, errors through the mux's error handler —
+// plus conditional reads:
+//
+//   - every 200 carries ETag: "<tag>", the state's wire.Tag (a strong
+//     entity-tag: the tag is a hash of exactly the bytes of the body), and
+//     Cache-Control: private, no-cache;
+//   - a request whose If-None-Match matches it (the same tag, W/ or not,
+//     anywhere in a list, or "*") is answered 304 Not Modified with no
+//     body, and the same ETag and Cache-Control.
+//
+// The batch is still fetched as for any GET (through the hub's cache and
+// shared calls): If-None-Match saves the body, not the upstream call.
+func RegisterGetBatchHandler(mux *runtime.ServeMux, client batchv1.BatchServiceClient) error {
+	if mux == nil || client == nil {
+		return errors.New("rest: RegisterGetBatchHandler needs a mux and a client")
+	}
+	return mux.HandlePath(http.MethodGet, GetBatchPath, func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+		serveGetBatch(mux, client, w, r, params)
+	})
+}
+
+func serveGetBatch(mux *runtime.ServeMux, client batchv1.BatchServiceClient, w http.ResponseWriter, r *http.Request, params map[string]string) {
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	_, outbound := runtime.MarshalerForRequest(mux, r)
+	ctx, err := runtime.AnnotateContext(ctx, mux, r, batchv1.BatchService_GetBatch_FullMethodName, runtime.WithHTTPPathPattern(GetBatchPath))
+	if err != nil {
+		runtime.HTTPError(ctx, mux, outbound, w, r, err)
+		return
+	}
+	if r.Body != nil {
+		_, _ = io.Copy(io.Discard, r.Body) // as the generated handler does
+	}
+	var md runtime.ServerMetadata
+	resp, err := client.GetBatch(ctx, &batchv1.GetBatchRequest{BatchId: params["batch_id"]}, grpc.Header(&md.HeaderMD), grpc.Trailer(&md.TrailerMD))
+	ctx = runtime.NewServerMetadataContext(ctx, md)
+	if err != nil {
+		runtime.HTTPError(ctx, mux, outbound, w, r, err)
+		return
+	}
+	data, err := wire.MarshalBatch(resp.GetBatch())
+	if err != nil {
+		runtime.HTTPError(ctx, mux, outbound, w, r, err)
+		return
+	}
+	tag := wire.TagJSON(data)
+	h := w.Header()
+	h.Set("ETag", `"`+tag+`"`)
+	h.Set("Cache-Control", GetBatchCacheControl)
+	for _, v := range r.Header.Values("If-None-Match") {
+		if noneMatchHas(v, tag) {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+	}
+	runtime.ForwardResponseMessage(ctx, mux, outbound, w, r, &encodedBatch{Batch: resp.GetBatch(), json: data}, mux.GetForwardResponseOptions()...)
+}
+
+// encodedBatch is a batch with its wire JSON already written, so that the
+// Marshaler does not write it again.
+type encodedBatch struct {
+	*batchv1.Batch
+	json []byte
+}
+
+// noneMatchHas reports whether the If-None-Match field value v matches
+// the opaque tag by RFC 9110's weak comparison: v is "*", or a list of
+// entity-tags (`"x"` or `W/"x"`, separated by commas and spaces) one of
+// which is tag. Reading stops at anything malformed (what came before
+// still counts).
+func noneMatchHas(v, tag string) bool {
+	for {
+		v = strings.TrimLeft(v, " \t,")
+		if v == "" {
+			return false
+		}
+		if v[0] == '*' {
+			return true
+		}
+		v = strings.TrimPrefix(v, "W/")
+		if v == "" || v[0] != '"' {
+			return false
+		}
+		end := strings.IndexByte(v[1:], '"')
+		if end < 0 {
+			return false
+		}
+		if v[1:1+end] == tag {
+			return true
+		}
+		v = v[end+2:]
+	}
+}

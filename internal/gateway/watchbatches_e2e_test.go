@@ -22,6 +22,7 @@ import (
 	"github.com/batchgate/batchgate/internal/gatewaytest"
 	"github.com/batchgate/batchgate/internal/simulator"
 	"github.com/batchgate/batchgate/internal/testutil"
+	"github.com/batchgate/batchgate/internal/wire"
 )
 
 // multiBatches creates, on e's simulator, one batch that is already
@@ -79,6 +80,8 @@ func TestWatchBatchesGRPC(t *testing.T) {
 	for _, id := range []string{a, b} {
 		if ev := first[id]; ev.GetType() != batchv1.WatchEventType_WATCH_EVENT_TYPE_SNAPSHOT || ev.GetTerminal() || ev.GetBatch().GetId() != id {
 			t.Errorf("%s: first event %v", id, ev)
+		} else if tag := wire.Tag(ev.GetBatch()); ev.GetTag() != tag {
+			t.Errorf("%s: tag %q, want the state's %q", id, ev.GetTag(), tag)
 		}
 	}
 	if ev := first[done]; ev.GetType() != batchv1.WatchEventType_WATCH_EVENT_TYPE_SNAPSHOT || !ev.GetTerminal() ||

@@ -42,6 +42,9 @@ type WatchBatchesEventJSON struct {
 	// Batch is the batch in the upstream's shape (wire.MarshalBatch), on
 	// snapshot and change events.
 	Batch json.RawMessage `json:"batch,omitempty"`
+	// Tag is the state's tag (wire.Tag), as the single watch's; on
+	// snapshot and change events.
+	Tag string `json:"tag,omitempty"`
 	// Error is, on error events, the inside of the error envelope the
 	// batch would have had on its own (GET /v1/batches/{batch_id}).
 	Error *wire.ErrorObject `json:"error,omitempty"`
@@ -202,6 +205,7 @@ func (ww *watchWriter) multiEvent(ev *batchv1.WatchBatchesResponse) error {
 		Sequence:     ev.GetSequence(),
 		Terminal:     ev.GetTerminal(),
 		ObservedAtMS: ev.GetObservedAtUnixMs(),
+		Tag:          ev.GetTag(),
 	}
 	if b := ev.GetBatch(); b != nil {
 		data, err := batchJSON.Bytes(b)

@@ -245,8 +245,18 @@ func (s *Service) WatchBatch(req *batchv1.WatchBatchRequest, stream batchv1.Batc
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
 		}
-		// A change, or the end of the subscription: send the newest batch
-		// first if it was not sent yet (the terminal one, typically).
+		// A change, or the end of the subscription. Done is looked at
+		// before the newest batch is read: a subscription ends only after
+		// its last batch was published, so once done is seen, LatestAt is
+		// final and the terminal batch cannot slip in between.
+		done := false
+		select {
+		case <-sub.Done():
+			done = true
+		default:
+		}
+		// Send the newest batch first if it was not sent yet (the terminal
+		// one, typically).
 		if b, v, at := sub.LatestAt(); v != version {
 			last, version = b, v
 			if err := w.send(batchv1.WatchEventType_WATCH_EVENT_TYPE_CHANGE, last, at); err != nil {
@@ -257,14 +267,12 @@ func (s *Service) WatchBatch(req *batchv1.WatchBatchRequest, stream batchv1.Batc
 				return nil
 			}
 		}
-		select {
-		case <-sub.Done():
+		if done {
 			if err := sub.Err(); err != nil {
 				return s.fail(ctx, "watch batch", id, err)
 			}
 			// Ended without an error: the terminal batch was sent above.
 			return nil
-		default:
 		}
 	}
 }

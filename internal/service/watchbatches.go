@@ -310,7 +310,7 @@ func (m *multiWatch) sendBatch(e *multiEntry, typ batchv1.WatchEventType, b *bat
 	if terminal {
 		m.end(e)
 	}
-	return m.send(&batchv1.WatchBatchesResponse{BatchId: e.id, Type: typ, Batch: b, Terminal: terminal}, at)
+	return m.send(&batchv1.WatchBatchesResponse{BatchId: e.id, Type: typ, Batch: b, Terminal: terminal, Tag: m.s.encoded.Tag(b)}, at)
 }
 
 // batchError sends the ERROR event of e, whose watch failed with err, and

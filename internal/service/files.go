@@ -195,42 +195,16 @@ func (f *Files) ListFiles(ctx context.Context, req *batchv1.ListFilesRequest) (*
 	if limit == 0 {
 		limit = maxListLimit
 	}
-	out := &batchv1.ListFilesResponse{}
-	after := req.GetAfter()
-	for range maxScanPages {
-		page, err := s.up.ListFiles(ctx, after, maxListLimit, req.GetPurpose())
-		if err != nil {
-			return nil, s.fail(ctx, "list files", "", err)
-		}
-		fs := page.GetFiles()
-		for _, file := range fs {
-			if !s.files.CanSee(c, file.GetId()) {
-				continue
-			}
-			if len(out.Files) == limit {
-				out.HasMore = true
-				return finishFiles(out), nil
-			}
-			out.Files = append(out.Files, file)
-		}
-		if !page.GetHasMore() || len(fs) == 0 {
-			return finishFiles(out), nil
-		}
-		after = fs[len(fs)-1].GetId()
+	p, err := filterPages(ctx, req.GetAfter(), limit,
+		func(file *batchv1.File) bool { return s.files.CanSee(c, file.GetId()) },
+		func(ctx context.Context, after string) ([]*batchv1.File, bool, error) {
+			page, err := s.up.ListFiles(ctx, after, maxListLimit, req.GetPurpose())
+			return page.GetFiles(), page.GetHasMore(), err
+		})
+	if err != nil {
+		return nil, s.fail(ctx, "list files", "", err)
 	}
-	out.HasMore = true
-	finishFiles(out)
-	if len(out.Files) == 0 {
-		out.LastId = after
-	}
-	return out, nil
-}
-
-func finishFiles(p *batchv1.ListFilesResponse) *batchv1.ListFilesResponse {
-	if n := len(p.Files); n > 0 {
-		p.FirstId, p.LastId = p.Files[0].GetId(), p.Files[n-1].GetId()
-	}
-	return p
+	return &batchv1.ListFilesResponse{Files: p.items, FirstId: p.firstID, LastId: p.lastID, HasMore: p.hasMore}, nil
 }
 
 // DeleteFile deletes a file the caller may reach.

@@ -279,9 +279,9 @@ func (s *Service) findCreated(ctx context.Context, owner, key string, since time
 }
 
 // ListBatches returns one page of batches. Unrestricted callers get the
-// upstream's page; the others a page of their own batches, gathered from
-// as many upstream pages as it takes (at most maxScanPages a call), with
-// has_more and last_id such that paging by after stays exact.
+// upstream's page; the others a page of their own batches, gathered by
+// filterPages from as many upstream pages as it takes, with has_more and
+// last_id such that paging by after stays exact.
 func (s *Service) ListBatches(ctx context.Context, req *batchv1.ListBatchesRequest) (*batchv1.ListBatchesResponse, error) {
 	if err := s.lifecycle(); err != nil {
 		return nil, err
@@ -306,47 +306,22 @@ func (s *Service) ListBatches(ctx context.Context, req *batchv1.ListBatchesReque
 		}
 		return page, nil
 	}
-	out := &batchv1.ListBatchesResponse{}
-	after := req.GetAfter()
-	for range maxScanPages {
-		page, err := s.up.ListBatches(ctx, after, maxListLimit)
-		if err != nil {
-			return nil, s.fail(ctx, "list batches", "", err)
-		}
-		bs := page.GetBatches()
-		for _, b := range bs {
+	p, err := filterPages(ctx, req.GetAfter(), limit,
+		func(b *batchv1.Batch) bool {
 			if !ownership.CanSee(c, b) {
-				continue
+				return false
 			}
-			if len(out.Batches) == limit {
-				// One more of the caller's own: there is a next page.
-				out.HasMore = true
-				return finishPage(out), nil
-			}
-			out.Batches = append(out.Batches, b)
 			s.files.AddBatch(b)
-		}
-		if !page.GetHasMore() || len(bs) == 0 {
-			return finishPage(out), nil
-		}
-		after = bs[len(bs)-1].GetId()
+			return true
+		},
+		func(ctx context.Context, after string) ([]*batchv1.Batch, bool, error) {
+			page, err := s.up.ListBatches(ctx, after, maxListLimit)
+			return page.GetBatches(), page.GetHasMore(), err
+		})
+	if err != nil {
+		return nil, s.fail(ctx, "list batches", "", err)
 	}
-	// The scan bound: more may follow. An empty page still says where the
-	// scan stopped, so that gRPC and plain REST clients can go on.
-	out.HasMore = true
-	finishPage(out)
-	if len(out.Batches) == 0 {
-		out.LastId = after
-	}
-	return out, nil
-}
-
-// finishPage sets first_id and last_id from the page's batches.
-func finishPage(p *batchv1.ListBatchesResponse) *batchv1.ListBatchesResponse {
-	if n := len(p.Batches); n > 0 {
-		p.FirstId, p.LastId = p.Batches[0].GetId(), p.Batches[n-1].GetId()
-	}
-	return p
+	return &batchv1.ListBatchesResponse{Batches: p.items, FirstId: p.firstID, LastId: p.lastID, HasMore: p.hasMore}, nil
 }
 
 // listLimit checks a page size: 0 is the default, else 1 to max.

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
@@ -147,7 +146,7 @@ func serveWatch(mux *runtime.ServeMux, client batchv1.BatchServiceClient, w http
 	// an in-process WatchBatch (the gateway's) releases its watcher slot
 	// and finishes its bookkeeping only when its handler returns, and
 	// http.Server.Shutdown waits for HTTP handlers, not for that.
-	stream := &watchStream{s: call}
+	stream := &endingStream[batchv1.WatchBatchResponse]{s: call}
 	defer stream.end(cancel)
 	ev, err := stream.Recv()
 	// A resumed watch of a terminal batch in the state the client has
@@ -165,6 +164,17 @@ func serveWatch(mux *runtime.ServeMux, client batchv1.BatchServiceClient, w http
 	}
 
 	ww := newWatchWriter(wantsSSE(r.Header))
+	if resumedEnd {
+		ev = nil // nothing to send: the response just ends
+	}
+	streamEvents(w, r, ww, ev, stream.Recv, ww.event)
+}
+
+// streamEvents writes a watch response: its headers, then first (unless
+// nil) and every later event recv returns, each appended by write and
+// flushed; at io.EOF the end marker, at another error the error event
+// (unless the client is gone). It returns when the response is done.
+func streamEvents[T any](w http.ResponseWriter, r *http.Request, ww *watchWriter, first *T, recv func() (*T, error), write func(*T) error) {
 	h := w.Header()
 	h.Set("Content-Type", ww.contentType())
 	h.Set("Cache-Control", "no-cache")
@@ -173,13 +183,13 @@ func serveWatch(mux *runtime.ServeMux, client batchv1.BatchServiceClient, w http
 	h.Add("Vary", "Accept")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
-	if resumedEnd {
+	if first == nil {
 		ww.end()
 		_ = ww.flush(w, rc)
 		return
 	}
-	for {
-		if err := ww.event(ev); err != nil {
+	for ev := first; ; {
+		if err := write(ev); err != nil {
 			ww.fail(apierr.FromError(err))
 			_ = ww.flush(w, rc)
 			return
@@ -187,7 +197,8 @@ func serveWatch(mux *runtime.ServeMux, client batchv1.BatchServiceClient, w http
 		if err := ww.flush(w, rc); err != nil {
 			return
 		}
-		ev, err = stream.Recv()
+		var err error
+		ev, err = recv()
 		if errors.Is(err, io.EOF) {
 			ww.end()
 			_ = ww.flush(w, rc)
@@ -215,34 +226,6 @@ func resumeTag(r *http.Request) string {
 		return id
 	}
 	return r.URL.Query().Get(ResumeTagParam)
-}
-
-// watchStream is the WatchBatch stream of one response; it notes when the
-// call has ended (Recv returned an error).
-type watchStream struct {
-	s     grpc.ServerStreamingClient[batchv1.WatchBatchResponse]
-	ended bool
-}
-
-// Recv returns the next event.
-func (ws *watchStream) Recv() (*batchv1.WatchBatchResponse, error) {
-	ev, err := ws.s.Recv()
-	if err != nil {
-		ws.ended = true
-	}
-	return ev, err
-}
-
-// end cancels the call, if it has not ended, and waits for its end:
-// events still in flight are dropped.
-func (ws *watchStream) end(cancel context.CancelFunc) {
-	if ws.ended {
-		return
-	}
-	cancel()
-	for !ws.ended {
-		_, _ = ws.Recv()
-	}
 }
 
 // wantsSSE reports whether the Accept header asks for Server-Sent Events:

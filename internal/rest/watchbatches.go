@@ -128,41 +128,12 @@ func serveWatchBatches(mux *runtime.ServeMux, client batchv1.BatchServiceClient,
 	}
 
 	ww := newWatchWriter(wantsSSE(r.Header))
-	h := w.Header()
-	h.Set("Content-Type", ww.contentType())
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Add("Vary", "Accept")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	for {
-		if err := ww.multiEvent(ev); err != nil {
-			ww.fail(apierr.FromError(err))
-			_ = ww.flush(w, rc)
-			return
-		}
-		if err := ww.flush(w, rc); err != nil {
-			return
-		}
-		ev, err = stream.Recv()
-		if errors.Is(err, io.EOF) {
-			ww.end()
-			_ = ww.flush(w, rc)
-			return
-		}
-		if err != nil {
-			if r.Context().Err() == nil {
-				ww.fail(apierr.FromError(err))
-				_ = ww.flush(w, rc)
-			}
-			return
-		}
-	}
+	streamEvents(w, r, ww, ev, stream.Recv, ww.multiEvent)
 }
 
-// endingStream is watchStream for any server-streaming call: it notes when
-// the call has ended (Recv returned an error).
+// endingStream is the server stream of one watch response; it notes when
+// the call has ended (Recv returned an error), so that end can make sure
+// the call is over before the handler returns.
 type endingStream[T any] struct {
 	s     grpc.ServerStreamingClient[T]
 	ended bool

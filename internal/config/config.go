@@ -1,6 +1,7 @@
-// Package config reads the gateway's configuration from command-line flags,
-// with environment variables as fallbacks, through a lookup function so that
-// tests can inject an environment.
+// Package config reads the gateway's configuration (and cmd/simulator's,
+// LoadSimulator) from command-line flags, with environment variables as
+// fallbacks, through a lookup function so that tests can inject an
+// environment.
 //
 // Config nests one struct per concern. Where a package has its own
 // configuration struct (upstream.Config, auth.Options, watch.Options,

@@ -1,6 +1,7 @@
-// Package config reads the gateway's configuration from command-line flags,
-// with environment variables as fallbacks, through a lookup function so that
-// tests can inject an environment.
+// Package config reads the gateway's configuration (and cmd/simulator's,
+// LoadSimulator) from command-line flags, with environment variables as
+// fallbacks, through a lookup function so that tests can inject an
+// environment.
 //
 // Config nests one struct per concern. Where a package has its own
 // configuration struct (upstream.Config, auth.Options, watch.Options,
@@ -124,6 +125,11 @@ type ServerConfig struct {
 	// ShutdownTimeout bounds graceful shutdown (-shutdown-timeout,
 	// SHUTDOWN_TIMEOUT).
 	ShutdownTimeout time.Duration
+	// ShutdownDelay is how long, once shutdown starts (SIGTERM), the
+	// gateway goes on serving with readiness already NOT_SERVING before it
+	// closes its listeners, so that load balancers stop sending new calls
+	// first (-shutdown-delay, SHUTDOWN_DELAY); 0: no delay.
+	ShutdownDelay time.Duration
 	// TLSCert and TLSKey turn on TLS on both ports (-tls-cert, TLS_CERT,
 	// -tls-key, TLS_KEY).
 	TLSCert, TLSKey string
@@ -227,6 +233,7 @@ func Load(args []string, lookup func(string) (string, bool), out io.Writer) (Con
 	e.String(&cfg.Server.HTTPAddr, "http-addr", "HTTP_ADDR", "HTTP/JSON listen address")
 	e.Bool(&cfg.Demo, "demo", "DEMO", "start the embedded upstream simulator and front it")
 	e.Duration(&cfg.Server.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", "how long graceful shutdown may take")
+	e.Duration(&cfg.Server.ShutdownDelay, "shutdown-delay", "SHUTDOWN_DELAY", "after SIGTERM, how long to keep serving with readiness NOT_SERVING before closing the listeners")
 	e.Level(&cfg.Log.Level, "log-level", "LOG_LEVEL", "minimum log level: debug, info, warn or error")
 	e.Duration(&cfg.Watch.PollInterval, "poll-interval", "POLL_INTERVAL", "how often a watched batch is polled upstream (1s with -demo unless set)")
 	e.Duration(&cfg.Watch.FreshFor, "cache-ttl", "CACHE_TTL", "how long a fetched batch answers GetBatch; 0: the poll interval, negative: no cache")
@@ -362,6 +369,9 @@ func (c Config) validate() error {
 	}
 	if c.Server.ShutdownTimeout <= 0 {
 		return errors.New("-shutdown-timeout must be positive")
+	}
+	if c.Server.ShutdownDelay < 0 {
+		return errors.New("-shutdown-delay must not be negative")
 	}
 	if c.Watch.PollInterval < 100*time.Millisecond {
 		return errors.New("-poll-interval must be at least 100ms")

@@ -75,6 +75,14 @@ func TestLoad(t *testing.T) {
 		{name: "zero upload limit", args: []string{"-demo", "-max-upload-bytes", "0"}, errText: "-max-upload-bytes must be positive"},
 		{name: "negative upload limit", args: []string{"-demo", "-max-upload-bytes", "-1"}, errText: "-max-upload-bytes must be positive"},
 		{name: "bad upload limit in env", env: map[string]string{"DEMO": "1", "MAX_UPLOAD_BYTES": "200MB"}, errText: "MAX_UPLOAD_BYTES"},
+		{name: "shutdown delay default", args: []string{"-demo"},
+			want: func(c config.Config) bool { return c.Server.ShutdownDelay == 0 }},
+		{name: "shutdown delay from the environment", args: []string{"-demo"}, env: map[string]string{"SHUTDOWN_DELAY": "5s"},
+			want: func(c config.Config) bool { return c.Server.ShutdownDelay == 5*time.Second }},
+		{name: "shutdown delay flag wins", args: []string{"-demo", "-shutdown-delay", "250ms"}, env: map[string]string{"SHUTDOWN_DELAY": "5s"},
+			want: func(c config.Config) bool { return c.Server.ShutdownDelay == 250*time.Millisecond }},
+		{name: "negative shutdown delay", args: []string{"-demo", "-shutdown-delay", "-1s"}, errText: "-shutdown-delay must not be negative"},
+		{name: "bad shutdown delay in env", env: map[string]string{"DEMO": "1", "SHUTDOWN_DELAY": "soon"}, errText: "SHUTDOWN_DELAY"},
 		{name: "help", args: []string{"-h"}, wantErr: flag.ErrHelp},
 	}
 	for _, tt := range tests {

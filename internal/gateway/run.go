@@ -247,6 +247,7 @@ func (g *Gateway) newServer(ctx context.Context, c config.ServerConfig, files co
 		GRPCAddr:               c.GRPCAddr,
 		HTTPAddr:               c.HTTPAddr,
 		ShutdownTimeout:        c.ShutdownTimeout,
+		ShutdownDelay:          c.ShutdownDelay,
 		Logger:                 g.log,
 		TLS:                    tlsCfg,
 		MaxStreamsPerConn:      uint32(c.MaxStreamsPerConn),
@@ -382,7 +383,8 @@ func (g *Gateway) closeReceiver() {
 }
 
 // Serve serves until ctx is done, then shuts down gracefully (see
-// Server.Serve): it ends every watch stream at once, lets unary calls in
+// Server.Serve): readiness reports NOT_SERVING at once; after the shutdown
+// delay (-shutdown-delay) it ends every watch stream, lets unary calls in
 // flight finish within the shutdown timeout, then closes the hub
 // (cancelling what is left) and stops the demo simulator.
 // While it serves, SIGHUP reloads the client tokens file.

@@ -42,11 +42,16 @@ type ServerOptions struct {
 	// ShutdownTimeout bounds graceful shutdown; after it, connections are
 	// closed hard.
 	ShutdownTimeout time.Duration
+	// ShutdownDelay is how long a shutdown caused by Serve's context
+	// (SIGTERM) serves on with readiness already NOT_SERVING before the
+	// servers stop accepting, so that load balancers take the server out
+	// of rotation first. Zero: no delay. A server failure stops at once.
+	ShutdownDelay time.Duration
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger
 	// OnShutdown, when set, runs once shutdown starts, after readiness has
-	// flipped to NOT_SERVING and before the servers stop: the place to end
-	// long-lived streams.
+	// flipped to NOT_SERVING and the ShutdownDelay has passed, and before
+	// the servers stop: the place to end long-lived streams.
 	OnShutdown func()
 	// TLS, when set, serves both ports over TLS (with client certificates
 	// if it asks for them). Nil: plaintext.
@@ -288,9 +293,9 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 }
 
 // Serve serves until ctx is done or a server fails, then shuts down: it
-// reports NOT_SERVING on health and /readyz, runs OnShutdown, stops
-// accepting, lets calls in flight finish for up to ShutdownTimeout, then
-// closes what is left. It returns nil after a shutdown caused by ctx, or
+// reports NOT_SERVING on health and /readyz, serves on for ShutdownDelay
+// (when ctx is done), runs OnShutdown, stops accepting, lets calls in
+// flight finish for up to ShutdownTimeout, then closes what is left. It returns nil after a shutdown caused by ctx, or
 // the first server error.
 func (s *Server) Serve(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
@@ -327,7 +332,8 @@ func (s *Server) Serve(ctx context.Context) error {
 			case <-t.C:
 				s.setHealth()
 			case <-gctx.Done():
-				s.shutdown()
+				// ctx done: a signal, drain first; else a server failed.
+				s.shutdown(ctx.Err() != nil)
 				return nil
 			}
 		}
@@ -346,9 +352,17 @@ func (s *Server) setHealth() {
 	s.health.SetServingStatus(batchv1.BatchService_ServiceDesc.ServiceName, st)
 }
 
-func (s *Server) shutdown() {
+// shutdown stops the servers gracefully; with drain, after the
+// ShutdownDelay, during which readiness is already NOT_SERVING but every
+// listener still accepts and calls run as usual.
+func (s *Server) shutdown(drain bool) {
 	s.serving.Store(false)
 	s.health.Shutdown() // NOT_SERVING to every Check and Watch
+	if d := s.opts.ShutdownDelay; drain && d > 0 {
+		s.log.Info("draining: readiness is NOT_SERVING; serving on for the shutdown delay before closing the listeners",
+			slog.Duration("delay", d))
+		time.Sleep(d)
+	}
 	close(s.stopHealth)
 	s.log.Info("shutting down", slog.Duration("timeout", s.opts.ShutdownTimeout))
 	if s.opts.OnShutdown != nil {

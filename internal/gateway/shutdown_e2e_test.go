@@ -3,17 +3,20 @@ package gateway_test
 import (
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/apierr"
 	"github.com/batchgate/batchgate/internal/config"
 	"github.com/batchgate/batchgate/internal/gatewaytest"
+	"github.com/batchgate/batchgate/internal/simulator"
 	"github.com/batchgate/batchgate/internal/wire"
 )
 
@@ -113,5 +116,74 @@ func TestShutdownFinishesGetBatchInFlight(t *testing.T) {
 			}
 			<-stopped
 		})
+	}
+}
+
+// TestShutdownDelayDrains: with -shutdown-delay, shutdown reports not
+// ready at once (/readyz 503, gRPC health NOT_SERVING) while the gateway
+// still serves calls, over new connections too, for the whole delay; then
+// the listeners close.
+func TestShutdownDelayDrains(t *testing.T) {
+	t.Parallel()
+	const delay = 1500 * time.Millisecond
+	e := start(t, slowPolls, quietHeartbeat, func(c *config.Config) { c.Server.ShutdownDelay = delay })
+	// A client of its own, without kept-alive connections: every request
+	// dials the listener anew.
+	fresh := &http.Client{Transport: gatewaytest.OpenAPITransport(t, &http.Transport{DisableKeepAlives: true})}
+	readyz := func() int {
+		resp, err := fresh.Get(e.BaseURL + "/readyz")
+		if err != nil {
+			t.Fatalf("/readyz during the shutdown delay: %v", err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := readyz(); code != http.StatusOK {
+		t.Fatalf("/readyz before shutdown: %d", code)
+	}
+	httpAddr := e.GW.HTTPAddr().String()
+
+	began := time.Now()
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); e.Stop() }()
+	for readyz() != http.StatusServiceUnavailable {
+		if time.Since(began) > delay/2 {
+			t.Fatal("/readyz still ready well into the shutdown delay")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	hresp, err := healthpb.NewHealthClient(e.Conn).Check(t.Context(), &healthpb.HealthCheckRequest{})
+	if err != nil || hresp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("gRPC health during the shutdown delay: %v, %v; want NOT_SERVING", hresp, err)
+	}
+	resp, err := e.Client.GetBatch(t.Context(), &batchv1.GetBatchRequest{BatchId: simulator.DemoCompleted})
+	if err != nil || resp.GetBatch().GetId() != simulator.DemoCompleted {
+		t.Errorf("gRPC GetBatch during the shutdown delay: %v, %v", resp, err)
+	}
+	rresp, err := fresh.Get(e.BaseURL + "/v1/batches/" + simulator.DemoCompleted)
+	if err != nil {
+		t.Fatalf("REST GetBatch during the shutdown delay: %v", err)
+	}
+	rresp.Body.Close()
+	if rresp.StatusCode != http.StatusOK {
+		t.Errorf("REST GetBatch during the shutdown delay: %d", rresp.StatusCode)
+	}
+	select {
+	case <-stopped:
+		t.Fatalf("the gateway stopped %v after shutdown began, before the %v delay", time.Since(began), delay)
+	default:
+	}
+
+	select {
+	case <-stopped:
+	case <-time.After(delay + waitLimit):
+		t.Fatal("the gateway did not stop after the shutdown delay")
+	}
+	if took := time.Since(began); took < delay {
+		t.Errorf("shutdown took %v, less than the %v delay", took, delay)
+	}
+	if c, err := net.DialTimeout("tcp", httpAddr, time.Second); err == nil {
+		c.Close()
+		t.Error("the HTTP listener still accepts after shutdown")
 	}
 }

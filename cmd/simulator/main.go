@@ -88,7 +88,9 @@ func serve(ctx context.Context, cfg config.SimulatorConfig, log *slog.Logger) er
 		log.Warn("shutdown timed out; closing connections", slog.Any("error", err))
 		_ = srv.Close()
 	}
-	<-served
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serving: %w", err)
+	}
 	log.Info("stopped")
 	return nil
 }

@@ -55,7 +55,8 @@ func SimulatorDefaults() SimulatorConfig {
 	}
 }
 
-// ErrNoSimulatorKey: neither -api-key nor -any-key.
+// ErrNoSimulatorKey is the error of a simulator configured with neither
+// -api-key nor -any-key.
 var ErrNoSimulatorKey = errors.New("-api-key (SIMULATOR_API_KEY) is required, or -any-key (SIMULATOR_ANY_KEY) to accept any bearer key")
 
 // LoadSimulator is Load for cmd/simulator: it parses args (without the

@@ -81,6 +81,24 @@ type Config struct {
 	Files FilesConfig
 	// Webhook configures the upstream webhook receiver.
 	Webhook WebhookConfig
+	// Cluster configures the replicas' shared leases and states (off
+	// without a NATS URL).
+	Cluster ClusterConfig
+}
+
+// ClusterConfig configures the cluster of replicas that share one poller
+// per batch and credential through NATS JetStream. Without NATSURL each
+// replica polls on its own.
+type ClusterConfig struct {
+	// NATSURL is the NATS server URL, or several comma-separated
+	// (-cluster-nats-url, CLUSTER_NATS_URL); tls:// for TLS. Empty: off.
+	NATSURL string
+	// NATSCreds is a NATS credentials file (-cluster-nats-creds,
+	// CLUSTER_NATS_CREDS); empty: none.
+	NATSCreds string
+	// Bucket names the JetStream key-value bucket of leases and states and
+	// prefixes the poke subjects (-cluster-bucket, CLUSTER_BUCKET).
+	Bucket string
 }
 
 // WebhookConfig configures the receiver of the upstream's webhooks, on a
@@ -198,6 +216,7 @@ func Defaults() Config {
 		Files: FilesConfig{
 			MaxUploadBytes: 200_000_000,
 		},
+		Cluster: ClusterConfig{Bucket: "batchgate"},
 	}
 }
 
@@ -256,6 +275,10 @@ func Load(args []string, lookup func(string) (string, bool), out io.Writer) (Con
 	e.Int64(&cfg.Files.MaxUploadBytes, "max-upload-bytes", "MAX_UPLOAD_BYTES", "largest file upload accepted, in bytes (the upstream's own limit)")
 	e.String(&cfg.Webhook.Addr, "webhook-addr", "WEBHOOK_ADDR", "listen address of the upstream webhook receiver (POST /v1/webhooks); empty: off")
 	e.Secret(&cfg.Webhook.Secret, "webhook-secret", "WEBHOOK_SECRET", "comma-separated whsec_ secrets that sign the upstream's webhooks (rotation); required with -webhook-addr")
+
+	e.String(&cfg.Cluster.NATSURL, "cluster-nats-url", "CLUSTER_NATS_URL", "NATS URL(s), comma-separated, shared by the replicas for one poll per batch cluster-wide; empty: each replica polls on its own")
+	e.String(&cfg.Cluster.NATSCreds, "cluster-nats-creds", "CLUSTER_NATS_CREDS", "NATS credentials file for -cluster-nats-url")
+	e.String(&cfg.Cluster.Bucket, "cluster-bucket", "CLUSTER_BUCKET", "JetStream key-value bucket of the replicas' leases and states")
 
 	if e.err != nil {
 		return Config{}, e.err
@@ -385,7 +408,27 @@ func (c Config) validate() error {
 	if c.Files.MaxUploadBytes <= 0 {
 		return errors.New("-max-upload-bytes must be positive")
 	}
+	if err := c.validateCluster(); err != nil {
+		return err
+	}
 	return c.validateWebhook()
+}
+
+// validateCluster checks the bucket name, which NATS restricts, when the
+// cluster is on.
+func (c Config) validateCluster() error {
+	if c.Cluster.NATSURL == "" {
+		return nil
+	}
+	b := c.Cluster.Bucket
+	ok := b != ""
+	for _, r := range b {
+		ok = ok && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
+	}
+	if !ok {
+		return fmt.Errorf("-cluster-bucket must be letters, digits, _ and -, not %q", b)
+	}
+	return nil
 }
 
 // validateWebhook checks that a webhook listener has well-formed secrets.

@@ -227,3 +227,40 @@ func TestWebhookConfig(t *testing.T) {
 		t.Fatalf("help: %v\n%s", err, out.String())
 	}
 }
+
+func TestClusterConfig(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    config.ClusterConfig
+		errText string
+	}{
+		{name: "off by default", args: []string{"-demo"}, want: config.ClusterConfig{Bucket: "batchgate"}},
+		{name: "flags", args: []string{"-demo", "-cluster-nats-url", "nats://n:4222", "-cluster-nats-creds", "/etc/nats.creds", "-cluster-bucket", "bg-1"},
+			want: config.ClusterConfig{NATSURL: "nats://n:4222", NATSCreds: "/etc/nats.creds", Bucket: "bg-1"}},
+		{name: "environment", args: []string{"-demo"}, env: map[string]string{"CLUSTER_NATS_URL": "tls://n:4222", "CLUSTER_NATS_CREDS": "c", "CLUSTER_BUCKET": "b"},
+			want: config.ClusterConfig{NATSURL: "tls://n:4222", NATSCreds: "c", Bucket: "b"}},
+		{name: "bad bucket", args: []string{"-demo", "-cluster-nats-url", "nats://n", "-cluster-bucket", "a.b"}, errText: "-cluster-bucket"},
+		{name: "bad bucket unused without url", args: []string{"-demo", "-cluster-bucket", "a.b"}, want: config.ClusterConfig{Bucket: "a.b"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := config.Load(tt.args, env(tt.env), io.Discard)
+			if tt.errText != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.errText) {
+					t.Fatalf("err = %v, want %q", err, tt.errText)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Cluster != tt.want {
+				t.Fatalf("Cluster = %+v, want %+v", c.Cluster, tt.want)
+			}
+		})
+	}
+}

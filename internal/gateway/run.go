@@ -17,10 +17,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/cors"
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/auth"
+	"github.com/batchgate/batchgate/internal/cluster"
 	"github.com/batchgate/batchgate/internal/limit"
 	"github.com/batchgate/batchgate/internal/telemetry"
 
@@ -39,10 +41,13 @@ import (
 type Gateway struct {
 	server *Server
 	hub    *watch.Hub
-	authn  *auth.Authenticator
-	tel    *telemetry.Telemetry
-	demo   *demoUpstream
-	log    *slog.Logger
+	// cluster shares the hub's pollers with the other replicas; nil
+	// without -cluster-nats-url.
+	cluster *cluster.Cluster
+	authn   *auth.Authenticator
+	tel     *telemetry.Telemetry
+	demo    *demoUpstream
+	log     *slog.Logger
 
 	// The webhook receiver, when on: its listener (bound before the demo
 	// starts, so that the simulator knows where to send), metrics and
@@ -89,6 +94,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Gateway, 
 	}
 	client, health, err := g.newUpstream(cfg.Upstream)
 	if err != nil {
+		return nil, err
+	}
+	if err = g.newCluster(cfg.Cluster, cfg.Watch.PollInterval); err != nil {
 		return nil, err
 	}
 	g.newHub(health, cfg.Watch)
@@ -145,8 +153,77 @@ func (g *Gateway) newHub(up watch.Fetcher, c config.WatchConfig) {
 	if m := g.hookMetrics; m != nil {
 		o.OnPublish = func(k watch.Key, _ *batchv1.Batch, at time.Time) { m.Delivered(k.BatchID, at) }
 	}
+	if g.cluster != nil {
+		o.Coordinator = g.cluster
+	}
 	g.hub = watch.New(up, o)
 	g.tel.RegisterHub(g.hub.Stats)
+	if g.cluster != nil {
+		g.cluster.OnPoke(func(id string) { g.hub.PokeLocal(id) })
+	}
+}
+
+// newCluster connects to NATS when c has a URL, so that the replicas poll
+// each batch once between them (see internal/cluster), and registers its
+// metrics. An unreachable NATS is no error: the hub polls alone until it
+// is reachable.
+func (g *Gateway) newCluster(c config.ClusterConfig, interval time.Duration) error {
+	if c.NATSURL == "" {
+		return nil
+	}
+	cl, err := cluster.New(cluster.Options{
+		URL:          c.NATSURL,
+		CredsFile:    c.NATSCreds,
+		Bucket:       c.Bucket,
+		PollInterval: interval,
+		Logger:       g.log.With(slog.String("component", "cluster")),
+	})
+	if err != nil {
+		return err
+	}
+	g.cluster = cl
+	for _, m := range clusterMetrics(cl) {
+		if err := g.tel.Registry.Register(m); err != nil {
+			return fmt.Errorf("cluster metrics: %w", err)
+		}
+	}
+	g.log.Info("cluster on", slog.String("bucket", c.Bucket), slog.String("replica", cl.ReplicaID()))
+	return nil
+}
+
+// clusterMetrics are the cluster's gauges and counters, read at scrape
+// time.
+func clusterMetrics(cl *cluster.Cluster) []prometheus.Collector {
+	gauge := func(name, help string, v func(cluster.Stats) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "batchgate_cluster_" + name, Help: help}, func() float64 { return v(cl.Stats()) })
+	}
+	counter := func(name, help string, v func(cluster.Stats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "batchgate_cluster_" + name, Help: help}, func() float64 { return float64(v(cl.Stats())) })
+	}
+	return []prometheus.Collector{
+		gauge("shared", "1 while the replica shares leases through NATS, 0 while it polls alone (NATS unavailable).", func(s cluster.Stats) float64 {
+			if s.Shared {
+				return 1
+			}
+			return 0
+		}),
+		gauge("leases", "Leases this replica holds: batches it polls for the cluster.", func(s cluster.Stats) float64 { return float64(s.Leases) }),
+		counter("leases_acquired_total", "Leases taken.", func(s cluster.Stats) uint64 { return s.Acquired }),
+		counter("leases_lost_total", "Leases found taken by another replica at renewal.", func(s cluster.Stats) uint64 { return s.Lost }),
+		counter("unavailable_total", "Lease requests refused because NATS was unavailable (polls made alone).", func(s cluster.Stats) uint64 { return s.Unavailable }),
+		counter("states_written_total", "Shared batch states written.", func(s cluster.Stats) uint64 { return s.StatesWritten }),
+		counter("states_received_total", "Shared batch states received for local watchers.", func(s cluster.Stats) uint64 { return s.StatesReceived }),
+		counter("pokes_sent_total", "Pokes published to the other replicas.", func(s cluster.Stats) uint64 { return s.PokesSent }),
+		counter("pokes_received_total", "Pokes received from the other replicas.", func(s cluster.Stats) uint64 { return s.PokesReceived }),
+		counter("errors_total", "Failed NATS operations.", func(s cluster.Stats) uint64 { return s.Errors }),
+	}
+}
+
+// closeCluster releases the cluster's leases and connection, after the hub.
+func (g *Gateway) closeCluster() {
+	if g.cluster != nil {
+		g.cluster.Close()
+	}
 }
 
 // demoWebhook is where the demo simulator sends its webhooks.
@@ -259,6 +336,7 @@ func (g *Gateway) newServer(ctx context.Context, c config.ServerConfig, files co
 		HTTPMiddleware:         chains.HTTP,
 		MetricsHandler:         g.tel.MetricsHandler(),
 		Ready:                  func() bool { return health.healthy(c.UpstreamUnhealthyAfter) },
+		ReadyDetail:            g.readyDetail(),
 		// Watch streams end (UNAVAILABLE, reconnect) as soon as shutdown
 		// starts, so that graceful stop only waits for unary calls; those
 		// keep their upstream calls until the servers have drained (Serve
@@ -267,6 +345,15 @@ func (g *Gateway) newServer(ctx context.Context, c config.ServerConfig, files co
 		WebhookListener: g.hookLis,
 		Webhook:         g.webhookHandler(),
 	})
+}
+
+// readyDetail is the cluster's state for /readyz, nil without a cluster.
+// It never makes the gateway unready: without NATS it polls alone.
+func (g *Gateway) readyDetail() func() string {
+	if g.cluster == nil {
+		return nil
+	}
+	return g.cluster.Status
 }
 
 // webhookHandler is the receiver as a handler, nil without one.
@@ -350,6 +437,7 @@ func (g *Gateway) close() {
 	if g.hub != nil {
 		g.hub.Close()
 	}
+	g.closeCluster()
 	g.shutdownTelemetry()
 	g.closeDemo()
 }
@@ -391,6 +479,7 @@ func (g *Gateway) closeReceiver() {
 func (g *Gateway) Serve(ctx context.Context) error {
 	defer g.closeDemo()
 	defer g.shutdownTelemetry()
+	defer g.closeCluster()
 	defer g.hub.Close()
 	defer g.closeReceiver()
 	hup := make(chan os.Signal, 1)

@@ -75,6 +75,9 @@ type ServerOptions struct {
 	// Ready, when set, is consulted by /readyz and gRPC health while
 	// serving: false reports NOT_SERVING (an upstream that keeps failing).
 	Ready func() bool
+	// ReadyDetail, when set, adds a line to /readyz's answer (the
+	// cluster's state); it never changes readiness.
+	ReadyDetail func() string
 	// MaxStreamsPerConn caps concurrent streams per gRPC connection.
 	// Default 1000.
 	MaxStreamsPerConn uint32
@@ -290,6 +293,9 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	_, _ = w.Write([]byte("ready\n"))
+	if s.opts.ReadyDetail != nil {
+		_, _ = w.Write([]byte(s.opts.ReadyDetail() + "\n"))
+	}
 }
 
 // Serve serves until ctx is done or a server fails, then shuts down: it

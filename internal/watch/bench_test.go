@@ -89,7 +89,7 @@ func BenchmarkPublish(b *testing.B) {
 	bs := []*batchv1.Batch{running("batch_pub", 1), running("batch_pub", 2)}
 	i := 0
 	for b.Loop() {
-		p.publish(bs[i%2])
+		p.publish(bs[i%2], time.Now())
 		i++
 	}
 }

@@ -102,6 +102,12 @@ type Options struct {
 	// terminal batch), at the instant the watchers were woken. It runs in
 	// the poller's goroutine, with no lock held, and must be quick.
 	OnPublish func(k Key, b *batchv1.Batch, at time.Time)
+	// Coordinator, when set, shares the pollers with other replicas: one
+	// replica polls each Key, the others follow its states (published to
+	// their watchers as their own polls would be, OnPublish included), Get
+	// is answered from a fresh shared state, and PokeBatch reaches the
+	// replica that polls. Nil: the hub polls every watched Key itself.
+	Coordinator Coordinator
 	// Logger receives a debug line when a poller starts and stops, with
 	// the batch id (never the credential). Nil discards.
 	Logger *slog.Logger
@@ -157,6 +163,12 @@ type Stats struct {
 	// CacheHits is the number of Get and Subscribe calls answered from a
 	// result the hub already had, without waiting for an upstream call.
 	CacheHits uint64
+	// SharedHits is the number of Get calls answered from the
+	// Coordinator's shared state, without an upstream call.
+	SharedHits uint64
+	// Followed is the number of shared states, polled by another
+	// replica, that pollers took from the Coordinator.
+	Followed uint64
 }
 
 // Hub runs shared pollers and answers Get and Subscribe for batches. Create
@@ -185,9 +197,13 @@ type Hub struct {
 	pollers       map[Key]*poller
 	cache         map[Key]cacheEntry
 	nextSweep     int // sweep the cache when it reaches this size
+	// poked is when each batch was last poked, with a Coordinator: a
+	// shared state observed before that does not answer Get.
+	poked map[string]time.Time
 
 	watchers, pollersRunning          atomic.Int64
 	polls, gets, coalesced, cacheHits atomic.Uint64
+	sharedHits, followed              atomic.Uint64
 }
 
 // cacheEntry is a successful fetch: the batch and when the fetch started.
@@ -277,6 +293,16 @@ func (h *Hub) sharedGet(ctx context.Context, k Key) (*batchv1.Batch, error) {
 	defer cancel()
 	defer context.AfterFunc(h.ctx, cancel)()
 
+	if c := h.opts.Coordinator; c != nil && h.opts.FreshFor > 0 {
+		h.mu.Lock()
+		poked := h.poked[k.BatchID]
+		h.mu.Unlock()
+		if b, at, ok := c.Shared(ctx, k); ok && time.Since(at) < h.opts.FreshFor && at.After(poked) {
+			h.sharedHits.Add(1)
+			h.remember(k, b, at)
+			return b, nil
+		}
+	}
 	start := time.Now()
 	b, err := h.fetch(ctx, k, &h.gets)
 	if err != nil {
@@ -454,11 +480,35 @@ func (h *Hub) Poke(k Key) {
 }
 
 // PokeBatch is Poke for every Key of a batch, whatever its credential: what
-// an upstream webhook ("batch X changed", no credential) calls. It returns
-// how many pollers it poked.
+// an upstream webhook ("batch X changed", no credential) calls. With a
+// Coordinator it also pokes the replicas that poll the batch. It returns
+// how many local pollers it poked.
 func (h *Hub) PokeBatch(batchID string) int {
+	if c := h.opts.Coordinator; c != nil {
+		c.Poke(batchID)
+	}
+	return h.PokeLocal(batchID)
+}
+
+// PokeLocal is PokeBatch for this hub only: what a Coordinator calls when
+// another replica pokes a batch.
+func (h *Hub) PokeLocal(batchID string) int {
 	var ps []*poller
 	h.mu.Lock()
+	if h.opts.Coordinator != nil && !h.closed {
+		now := time.Now()
+		if h.poked == nil {
+			h.poked = make(map[string]time.Time)
+		}
+		if len(h.poked) >= minSweep {
+			for id, at := range h.poked {
+				if now.Sub(at) >= h.opts.FreshFor {
+					delete(h.poked, id)
+				}
+			}
+		}
+		h.poked[batchID] = now
+	}
 	for k, p := range h.pollers {
 		if k.BatchID == batchID {
 			ps = append(ps, p)
@@ -529,12 +579,14 @@ func (h *Hub) Close() {
 // fields are not one consistent snapshot.
 func (h *Hub) Stats() Stats {
 	return Stats{
-		Watchers:  h.watchers.Load(),
-		Pollers:   h.pollersRunning.Load(),
-		Polls:     h.polls.Load(),
-		Gets:      h.gets.Load(),
-		Coalesced: h.coalesced.Load(),
-		CacheHits: h.cacheHits.Load(),
+		Watchers:   h.watchers.Load(),
+		Pollers:    h.pollersRunning.Load(),
+		Polls:      h.polls.Load(),
+		Gets:       h.gets.Load(),
+		Coalesced:  h.coalesced.Load(),
+		CacheHits:  h.cacheHits.Load(),
+		SharedHits: h.sharedHits.Load(),
+		Followed:   h.followed.Load(),
 	}
 }
 

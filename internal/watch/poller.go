@@ -112,6 +112,20 @@ func (p *poller) run(first time.Duration) {
 	bo.Reset()
 	var failingSince time.Time
 
+	// With a Coordinator, the poller follows k's shared state for as
+	// long as it runs (ignored while this replica holds the lease), and
+	// gives the lease up when it stops.
+	coord := h.opts.Coordinator
+	var in *inbox
+	var followed <-chan struct{} // nil without a Coordinator: never ready
+	if coord != nil {
+		in = newInbox()
+		followed = in.sig
+		defer coord.Follow(p.key, in.put)()
+		defer coord.Release(p.key) // before the Follow stops
+	}
+	holding := false // this replica holds k's lease
+
 	timer := time.NewTimer(first)
 	defer timer.Stop()
 	for {
@@ -120,6 +134,43 @@ func (p *poller) run(first time.Duration) {
 			return
 		case <-timer.C:
 		case <-p.poke:
+		case <-followed:
+			b, at, free := in.take()
+			if !holding && b != nil && p.follow(b, at) {
+				reason = "terminal (shared)"
+				return
+			}
+			if holding || !free {
+				continue
+			}
+			// The lease came free: try to take it over at once.
+		}
+		shared := false // this poll's result goes to the Coordinator
+		if coord != nil {
+			held, err := coord.Acquire(p.ctx, p.key)
+			if p.ctx.Err() != nil {
+				return
+			}
+			switch {
+			case err != nil:
+				holding = false // the cluster is unavailable: poll by ourselves
+			case held:
+				holding, shared = true, true
+			default:
+				// Another replica polls: take its newest state, if ours is
+				// older, and look at the lease again in an interval.
+				holding = false
+				failingSince = time.Time{}
+				bo.Reset()
+				if b, at, ok := coord.Shared(p.ctx, p.key); ok {
+					if cur := p.state.Load(); (cur == nil || at.After(cur.at)) && p.follow(b, at) {
+						reason = "terminal (shared)"
+						return
+					}
+				}
+				timer.Reset(jitter(h.opts.PollInterval, h.opts.Jitter))
+				continue
+			}
 		}
 		start := time.Now()
 		polls++
@@ -133,12 +184,19 @@ func (p *poller) run(first time.Duration) {
 			failingSince = time.Time{}
 			bo.Reset()
 			h.remember(p.key, b, start)
+			at := time.Now()
 			if wire.IsTerminal(b) {
 				reason = "terminal"
-				h.finishTerminal(p, b)
+				h.end(p, b, at, nil)
+				if shared {
+					coord.Publish(p.key, b, at)
+				}
 				return
 			}
-			p.publish(b)
+			p.publish(b, at)
+			if shared {
+				coord.Publish(p.key, b, at)
+			}
 			wait = jitter(h.opts.PollInterval, h.opts.Jitter)
 		case p.state.Load() == nil:
 			reason = "first fetch failed"
@@ -161,6 +219,22 @@ func (p *poller) run(first time.Duration) {
 		}
 		timer.Reset(wait)
 	}
+}
+
+// follow publishes b, k's shared state as observed at at by the replica
+// that polls k, as a poll result: cached for Get, and published to the
+// watchers (the subscriptions end if b is terminal). It reports whether
+// b was terminal.
+func (p *poller) follow(b *batchv1.Batch, at time.Time) bool {
+	h := p.h
+	h.followed.Add(1)
+	h.remember(p.key, b, at)
+	if wire.IsTerminal(b) {
+		h.end(p, b, at, nil)
+		return true
+	}
+	p.publish(b, at)
+	return false
 }
 
 // tracerName names the tracer of poll spans.
@@ -191,15 +265,15 @@ func retryDelay(bo *backoff.ExponentialBackOff, interval time.Duration, err erro
 	return max(min(bo.NextBackOff(), interval), retryAfter(err))
 }
 
-// publish makes b the poller's state (see setStateLocked) and marks the
-// poller ready.
-func (p *poller) publish(b *batchv1.Batch) {
+// publish makes b, observed at at, the poller's state (see
+// setStateLocked) and marks the poller ready.
+func (p *poller) publish(b *batchv1.Batch, at time.Time) {
 	p.mu.Lock()
 	if p.ended {
 		p.mu.Unlock()
 		return
 	}
-	next := p.setStateLocked(b)
+	next := p.setStateLocked(b, at)
 	if !p.readyClosed {
 		close(p.ready)
 		p.readyClosed = true
@@ -219,13 +293,14 @@ func (p *poller) published(next *state) {
 // setStateLocked makes b the poller's state unless it equals the current
 // batch: an identical poll bumps no version and wakes nobody. A change
 // closes the previous state's channel, waking every watcher at once. It
-// returns the new state, nil when there is none. p.mu must be held.
-func (p *poller) setStateLocked(b *batchv1.Batch) *state {
+// returns the new state, observed at at, nil when there is none. p.mu
+// must be held.
+func (p *poller) setStateLocked(b *batchv1.Batch, at time.Time) *state {
 	old := p.state.Load()
 	if old != nil && proto.Equal(old.b, b) {
 		return nil
 	}
-	next := &state{b: b, version: 1, changed: make(chan struct{}), at: time.Now()}
+	next := &state{b: b, version: 1, changed: make(chan struct{}), at: at}
 	if old != nil {
 		next.version = old.version + 1
 	}
@@ -248,19 +323,14 @@ func (p *poller) endErr() error {
 // leaves the hub's map and its goroutine and in-flight fetch are
 // cancelled. Idempotent; the first call wins.
 func (h *Hub) finish(p *poller, err error) {
-	h.end(p, nil, err)
+	h.end(p, nil, time.Time{}, err)
 }
 
-// finishTerminal publishes the terminal batch b and ends p's subscriptions
-// with a nil Err in one step, so that nobody sees b without also seeing
-// its subscription done.
-func (h *Hub) finishTerminal(p *poller, b *batchv1.Batch) {
-	h.end(p, b, nil)
-}
-
-// end implements finish and finishTerminal: final, when not nil, is
-// published before the subscriptions end and before p is marked ready.
-func (h *Hub) end(p *poller, final *batchv1.Batch, err error) {
+// end implements finish and, with the terminal batch final observed at
+// at, the end after a terminal batch: final, when not nil, is published
+// before the subscriptions end and before p is marked ready, in one step,
+// so that nobody sees it without also seeing its subscription done.
+func (h *Hub) end(p *poller, final *batchv1.Batch, at time.Time, err error) {
 	h.mu.Lock()
 	if h.pollers[p.key] == p {
 		delete(h.pollers, p.key)
@@ -269,7 +339,7 @@ func (h *Hub) end(p *poller, final *batchv1.Batch, err error) {
 	p.mu.Lock()
 	if !p.ended {
 		if final != nil {
-			next = p.setStateLocked(final)
+			next = p.setStateLocked(final, at)
 		}
 		p.ended = true
 		p.err = err

@@ -1,0 +1,687 @@
+// Package cluster lets the gateway's replicas act as one: it implements
+// watch.Coordinator on NATS JetStream, so that one replica polls each batch
+// (per credential) for the whole cluster and the others follow the states
+// it publishes.
+//
+// One key-value bucket (Options.Bucket) holds two kinds of keys:
+//
+//   - lease.<cred>.<batch>: the replica id of the lease holder, the one
+//     replica that polls the batch upstream. Taken with Create
+//     (create-if-absent) with a per-key TTL of LeaseTTL, renewed by
+//     compare-and-set on its revision before each poll, deleted when its
+//     poller stops (and so at shutdown). A lease whose holder died expires
+//     after LeaseTTL; its delete marker wakes the followers, which take it
+//     over at once.
+//   - state.<cred>.<batch>: the batch's canonical JSON
+//     (wire.MarshalBatch) and when the holder observed it, written by the
+//     holder after every poll, with a per-key TTL of StateTTL.
+//
+// <cred> is the watch.Key's credential identifier, which is already an
+// HMAC of the caller's key ("_" for the gateway's own key), never the key;
+// <batch> is the batch id. Anything outside the characters NATS keys allow
+// is base64url-encoded behind a "=". Nothing secret is stored in NATS.
+//
+// Pokes travel on the core NATS subject <bucket>.poke.<batch>: every
+// replica publishes there the pokes it gets (webhooks, cancels) and
+// subscribes to the others', poking its own pollers, of which the lease
+// holder's polls at once.
+//
+// NATS trouble never stops service: while NATS is unreachable, or the
+// bucket cannot be set up, every Coordinator call fails fast and the hub's
+// pollers poll by themselves; once NATS is back, they return to leases.
+// Per-key TTLs need nats-server 2.11 or later.
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
+	"github.com/batchgate/batchgate/internal/watch"
+	"github.com/batchgate/batchgate/internal/wire"
+)
+
+// ErrUnavailable is returned by Acquire while NATS or the bucket is not
+// available: the caller polls by itself.
+var ErrUnavailable = errors.New("cluster: NATS unavailable")
+
+// Options configures a Cluster.
+type Options struct {
+	// URL is the NATS server URL, or several comma-separated. Required.
+	URL string
+	// CredsFile is a NATS credentials file; empty: none.
+	CredsFile string
+	// Bucket names the key-value bucket and prefixes the poke subjects.
+	// Default "batchgate".
+	Bucket string
+	// PollInterval is the hub's poll interval, from which the TTLs
+	// follow. Default 30s.
+	PollInterval time.Duration
+	// LeaseTTL is how long a lease lives without renewal. Default twice
+	// PollInterval. NATS counts TTLs in whole seconds, from 1s.
+	LeaseTTL time.Duration
+	// StateTTL is how long a shared state lives without a new poll.
+	// Default twice LeaseTTL.
+	StateTTL time.Duration
+	// OpTimeout bounds each NATS operation. Default 2s.
+	OpTimeout time.Duration
+	// ReconnectWait is the wait between attempts to reach NATS. Default 1s.
+	ReconnectWait time.Duration
+	// ReplicaID names this replica in leases. Default: random.
+	ReplicaID string
+	// Logger receives the cluster's state changes. Nil discards.
+	Logger *slog.Logger
+	// NATSOptions are appended to the connection's options.
+	NATSOptions []nats.Option
+}
+
+// withDefaults returns o with zero fields replaced by their defaults.
+func (o Options) withDefaults() Options {
+	if o.Bucket == "" {
+		o.Bucket = "batchgate"
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = 30 * time.Second
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = 2 * o.PollInterval
+	}
+	o.LeaseTTL = wholeSeconds(o.LeaseTTL)
+	if o.StateTTL <= 0 {
+		o.StateTTL = 2 * o.LeaseTTL
+	}
+	o.StateTTL = wholeSeconds(o.StateTTL)
+	if o.OpTimeout <= 0 {
+		o.OpTimeout = 2 * time.Second
+	}
+	if o.ReconnectWait <= 0 {
+		o.ReconnectWait = time.Second
+	}
+	if o.ReplicaID == "" {
+		var raw [8]byte
+		_, _ = rand.Read(raw[:])
+		o.ReplicaID = hex.EncodeToString(raw[:])
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// wholeSeconds rounds d up to whole seconds, at least one: NATS's TTL unit.
+func wholeSeconds(d time.Duration) time.Duration {
+	return max(time.Second, (d + time.Second - 1).Truncate(time.Second))
+}
+
+// Stats are counters of a Cluster. Shared and Leases are current values;
+// the others are totals since New.
+type Stats struct {
+	// Shared reports whether the replica uses the cluster's leases now
+	// (false: NATS unavailable, every poller polls by itself).
+	Shared bool
+	// Leases is the number of leases this replica holds.
+	Leases int64
+	// Acquired counts leases taken (created or taken over), Lost leases
+	// found taken by another replica at renewal.
+	Acquired, Lost uint64
+	// Unavailable counts Acquire calls refused because NATS was
+	// unavailable (each one a poll made alone).
+	Unavailable uint64
+	// StatesWritten and StatesReceived count shared states written by
+	// this replica and received for its followers.
+	StatesWritten, StatesReceived uint64
+	// PokesSent and PokesReceived count pokes published to and received
+	// from other replicas.
+	PokesSent, PokesReceived uint64
+	// Errors counts failed NATS operations.
+	Errors uint64
+}
+
+// Cluster is a watch.Coordinator on NATS JetStream. Create it with New and
+// release it with Close, after the hub it coordinates.
+type Cluster struct {
+	o      Options
+	log    *slog.Logger
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	prefix string // "$KV.<bucket>.": the subjects of the bucket's keys
+	poke   string // "<bucket>.poke."
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed sync.Once
+	wake   chan struct{} // 1-buffered: the connection changed
+
+	kv atomic.Pointer[kvHandle] // nil while unavailable
+
+	mu      sync.Mutex
+	leases  map[string]uint64 // lease key held → its revision
+	follows map[string]map[*follower]struct{}
+	onPoke  func(batchID string)
+
+	acquired, lost, unavailable, written, received atomic.Uint64
+	pokesSent, pokesReceived, errs                 atomic.Uint64
+}
+
+// kvHandle is the bucket while it is available.
+type kvHandle struct{ kv jetstream.KeyValue }
+
+// follower is one Follow registration.
+type follower struct {
+	fn func(*batchv1.Batch, time.Time)
+}
+
+var _ watch.Coordinator = (*Cluster)(nil)
+
+// New connects to NATS and returns the Cluster. An unreachable NATS is not
+// an error: the Cluster keeps trying in the background and, until it
+// succeeds, its hub polls by itself. New fails only for bad options (no
+// URL, an unreadable credentials file).
+func New(o Options) (*Cluster, error) {
+	if o.URL == "" {
+		return nil, errors.New("cluster: no NATS URL")
+	}
+	o = o.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Cluster{
+		o:       o,
+		log:     o.Logger,
+		prefix:  "$KV." + o.Bucket + ".",
+		poke:    o.Bucket + ".poke.",
+		ctx:     ctx,
+		cancel:  cancel,
+		wake:    make(chan struct{}, 1),
+		leases:  make(map[string]uint64),
+		follows: make(map[string]map[*follower]struct{}),
+	}
+	wake := func(*nats.Conn) { signal(c.wake) }
+	opts := []nats.Option{
+		nats.Name("batchgate " + o.ReplicaID),
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(o.ReconnectWait),
+		nats.ConnectHandler(wake),
+		nats.ReconnectHandler(wake),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, _ error) { wake(nc) }),
+	}
+	if o.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(o.CredsFile))
+	}
+	opts = append(opts, o.NATSOptions...)
+	nc, err := nats.Connect(o.URL, opts...)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	c.nc = nc
+	if c.js, err = jetstream.New(nc); err != nil {
+		nc.Close()
+		cancel()
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	if _, err = nc.Subscribe(c.poke+"*", c.gotPoke); err != nil {
+		nc.Close()
+		cancel()
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	c.wg.Add(1)
+	go c.maintain()
+	return c, nil
+}
+
+// OnPoke sets what a poke from another replica calls, typically the hub's
+// PokeLocal. Set it before the first poke matters.
+func (c *Cluster) OnPoke(fn func(batchID string)) {
+	c.mu.Lock()
+	c.onPoke = fn
+	c.mu.Unlock()
+}
+
+// ReplicaID returns the id this replica holds leases under.
+func (c *Cluster) ReplicaID() string { return c.o.ReplicaID }
+
+// Close releases the leases still held, stops following and closes the
+// NATS connection. Close the hub first: its pollers release their leases
+// as they stop. Close is idempotent.
+func (c *Cluster) Close() {
+	c.closed.Do(c.close)
+}
+
+func (c *Cluster) close() {
+	c.mu.Lock()
+	held := c.leases
+	c.leases = make(map[string]uint64)
+	c.mu.Unlock()
+	if h := c.kv.Load(); h != nil {
+		for key, rev := range held {
+			c.deleteLease(h, key, rev)
+		}
+	}
+	c.cancel()
+	c.wg.Wait()
+	c.nc.Close()
+}
+
+// Stats returns the cluster's counters.
+func (c *Cluster) Stats() Stats {
+	c.mu.Lock()
+	n := len(c.leases)
+	c.mu.Unlock()
+	return Stats{
+		Shared:         c.kv.Load() != nil,
+		Leases:         int64(n),
+		Acquired:       c.acquired.Load(),
+		Lost:           c.lost.Load(),
+		Unavailable:    c.unavailable.Load(),
+		StatesWritten:  c.written.Load(),
+		StatesReceived: c.received.Load(),
+		PokesSent:      c.pokesSent.Load(),
+		PokesReceived:  c.pokesReceived.Load(),
+		Errors:         c.errs.Load(),
+	}
+}
+
+// Status describes the cluster for readiness detail: whether leases are
+// shared, and how many this replica holds.
+func (c *Cluster) Status() string {
+	s := c.Stats()
+	if !s.Shared {
+		return "cluster: NATS unavailable, polling alone"
+	}
+	return fmt.Sprintf("cluster: sharing leases as %s (%d held)", c.o.ReplicaID, s.Leases)
+}
+
+// maintain sets the bucket and its watcher up whenever NATS is connected
+// and drops them when it is not, until Close. After a reconnect it sets
+// them up anew: the server may have restarted.
+func (c *Cluster) maintain() {
+	defer c.wg.Done()
+	var w jetstream.KeyWatcher
+	var done chan struct{} // closed when w's dispatcher has returned
+	var setupAt uint64     // the connection's reconnect count at the last setup
+	stop := func() {
+		if w != nil {
+			_ = w.Stop()
+			<-done
+			w = nil
+		}
+	}
+	defer stop()
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			c.kv.Store(nil)
+			return
+		case <-c.wake:
+		case <-retry.C:
+		}
+		if !c.nc.IsConnected() {
+			if c.kv.Swap(nil) != nil {
+				c.log.Warn("cluster: NATS unreachable; every poller polls by itself until it is back")
+			}
+			stop()
+			continue
+		}
+		reconnects := c.nc.Stats().Reconnects
+		if c.kv.Load() != nil && reconnects == setupAt {
+			continue
+		}
+		c.kv.Store(nil)
+		stop()
+		h, nw, err := c.setup()
+		if err != nil {
+			c.errs.Add(1)
+			c.log.Warn("cluster: setting up the bucket failed; polling alone, retrying", slog.Any("error", err))
+			retry.Reset(c.o.ReconnectWait)
+			continue
+		}
+		setupAt = reconnects
+		w = nw
+		done = make(chan struct{})
+		go c.dispatch(w, done)
+		c.kv.Store(h)
+		c.log.Info("cluster: sharing leases through NATS", slog.String("replica", c.o.ReplicaID), slog.String("bucket", c.o.Bucket))
+	}
+}
+
+// setup creates (or updates) the bucket and starts watching it.
+func (c *Cluster) setup() (*kvHandle, jetstream.KeyWatcher, error) {
+	ctx, cancel := context.WithTimeout(c.ctx, c.o.OpTimeout)
+	defer cancel()
+	kv, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:         c.o.Bucket,
+		Description:    "batchgate leases and shared batch states",
+		History:        1,
+		Storage:        jetstream.FileStorage,
+		LimitMarkerTTL: max(time.Minute, c.o.LeaseTTL),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := kv.WatchAll(c.ctx, jetstream.UpdatesOnly())
+	if err != nil {
+		return nil, nil, err
+	}
+	return &kvHandle{kv: kv}, w, nil
+}
+
+// dispatch hands the bucket's changes to the followers of their Keys.
+func (c *Cluster) dispatch(w jetstream.KeyWatcher, done chan struct{}) {
+	defer close(done)
+	for e := range w.Updates() {
+		if e == nil {
+			continue
+		}
+		key := e.Key()
+		switch {
+		case strings.HasPrefix(key, "lease."):
+			if op := e.Operation(); op == jetstream.KeyValueDelete || op == jetstream.KeyValuePurge {
+				c.notify(key[len("lease."):], nil, time.Time{})
+			}
+		case strings.HasPrefix(key, "state.") && e.Operation() == jetstream.KeyValuePut:
+			id := key[len("state."):]
+			if !c.followed(id) {
+				continue
+			}
+			b, at, err := decodeState(e.Value())
+			if err != nil {
+				c.errs.Add(1)
+				c.log.Warn("cluster: undecodable shared state", slog.Any("error", err))
+				continue
+			}
+			c.received.Add(1)
+			c.notify(id, b, at)
+		}
+	}
+}
+
+// followed reports whether any poller follows id ("<cred>.<batch>").
+func (c *Cluster) followed(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.follows[id]) > 0
+}
+
+// notify calls the followers of id.
+func (c *Cluster) notify(id string, b *batchv1.Batch, at time.Time) {
+	c.mu.Lock()
+	fs := make([]*follower, 0, len(c.follows[id]))
+	for f := range c.follows[id] {
+		fs = append(fs, f)
+	}
+	c.mu.Unlock()
+	for _, f := range fs {
+		f.fn(b, at)
+	}
+}
+
+// handle returns the bucket, nil when unavailable.
+func (c *Cluster) handle() *kvHandle {
+	if !c.nc.IsConnected() {
+		return nil
+	}
+	return c.kv.Load()
+}
+
+// Acquire implements watch.Coordinator: it renews this replica's lease of
+// k, or takes it if it is free.
+func (c *Cluster) Acquire(ctx context.Context, k watch.Key) (bool, error) {
+	h := c.handle()
+	if h == nil {
+		c.unavailable.Add(1)
+		return false, ErrUnavailable
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.o.OpTimeout)
+	defer cancel()
+	key := "lease." + id(k)
+	c.mu.Lock()
+	rev, held := c.leases[key]
+	c.mu.Unlock()
+	if held {
+		pa, err := c.js.PublishMsg(ctx, &nats.Msg{Subject: c.prefix + key, Data: []byte(c.o.ReplicaID)},
+			jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(c.o.LeaseTTL))
+		if err == nil {
+			c.setLease(key, pa.Sequence)
+			return true, nil
+		}
+		var api *jetstream.APIError
+		if !errors.As(err, &api) {
+			c.errs.Add(1)
+			return false, err
+		}
+		// Changed under us: expired, and perhaps taken by another replica.
+		c.dropLease(key)
+		c.lost.Add(1)
+	}
+	rev, err := h.kv.Create(ctx, key, []byte(c.o.ReplicaID), jetstream.KeyTTL(c.o.LeaseTTL))
+	switch {
+	case err == nil:
+		c.setLease(key, rev)
+		c.acquired.Add(1)
+		return true, nil
+	case errors.Is(err, jetstream.ErrKeyExists):
+		return false, nil
+	default:
+		c.errs.Add(1)
+		return false, err
+	}
+}
+
+func (c *Cluster) setLease(key string, rev uint64) {
+	c.mu.Lock()
+	c.leases[key] = rev
+	c.mu.Unlock()
+}
+
+func (c *Cluster) dropLease(key string) {
+	c.mu.Lock()
+	delete(c.leases, key)
+	c.mu.Unlock()
+}
+
+// Release implements watch.Coordinator: it deletes k's lease if this
+// replica holds it.
+func (c *Cluster) Release(k watch.Key) {
+	key := "lease." + id(k)
+	c.mu.Lock()
+	rev, held := c.leases[key]
+	delete(c.leases, key)
+	c.mu.Unlock()
+	if !held {
+		return
+	}
+	if h := c.handle(); h != nil {
+		c.deleteLease(h, key, rev)
+	}
+}
+
+// deleteLease deletes a lease, unless it has changed since rev.
+func (c *Cluster) deleteLease(h *kvHandle, key string, rev uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.o.OpTimeout)
+	defer cancel()
+	if err := h.kv.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {
+		var api *jetstream.APIError
+		if !errors.As(err, &api) {
+			c.errs.Add(1)
+			c.log.Debug("cluster: releasing a lease failed; it expires", slog.Any("error", err))
+		}
+	}
+}
+
+// sharedState is the value of a state key.
+type sharedState struct {
+	At    time.Time       `json:"observed_at"`
+	Batch json.RawMessage `json:"batch"`
+}
+
+func decodeState(v []byte) (*batchv1.Batch, time.Time, error) {
+	var s sharedState
+	if err := json.Unmarshal(v, &s); err != nil {
+		return nil, time.Time{}, err
+	}
+	b, err := wire.DecodeBatch(s.Batch)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	return b, s.At, nil
+}
+
+// Publish implements watch.Coordinator: it writes k's shared state.
+func (c *Cluster) Publish(k watch.Key, b *batchv1.Batch, at time.Time) {
+	h := c.handle()
+	if h == nil {
+		return
+	}
+	raw, err := wire.MarshalBatch(b)
+	if err != nil {
+		c.errs.Add(1)
+		return
+	}
+	v, err := json.Marshal(sharedState{At: at, Batch: raw})
+	if err != nil {
+		c.errs.Add(1)
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.o.OpTimeout)
+	defer cancel()
+	if _, err := c.js.PublishMsg(ctx, &nats.Msg{Subject: c.prefix + "state." + id(k), Data: v}, jetstream.WithMsgTTL(c.o.StateTTL)); err != nil {
+		c.errs.Add(1)
+		c.log.Debug("cluster: writing a shared state failed", slog.Any("error", err))
+		return
+	}
+	c.written.Add(1)
+}
+
+// Shared implements watch.Coordinator: it reads k's shared state.
+func (c *Cluster) Shared(ctx context.Context, k watch.Key) (*batchv1.Batch, time.Time, bool) {
+	h := c.handle()
+	if h == nil {
+		return nil, time.Time{}, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.o.OpTimeout)
+	defer cancel()
+	e, err := h.kv.Get(ctx, "state."+id(k))
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			c.errs.Add(1)
+		}
+		return nil, time.Time{}, false
+	}
+	b, at, err := decodeState(e.Value())
+	if err != nil {
+		c.errs.Add(1)
+		return nil, time.Time{}, false
+	}
+	return b, at, true
+}
+
+// Follow implements watch.Coordinator.
+func (c *Cluster) Follow(k watch.Key, fn func(*batchv1.Batch, time.Time)) func() {
+	key := id(k)
+	f := &follower{fn: fn}
+	c.mu.Lock()
+	m := c.follows[key]
+	if m == nil {
+		m = make(map[*follower]struct{})
+		c.follows[key] = m
+	}
+	m[f] = struct{}{}
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		delete(c.follows[key], f)
+		if len(c.follows[key]) == 0 {
+			delete(c.follows, key)
+		}
+		c.mu.Unlock()
+	}
+}
+
+// Poke implements watch.Coordinator: it publishes the poke to the other
+// replicas, when NATS is connected.
+func (c *Cluster) Poke(batchID string) {
+	if !c.nc.IsConnected() {
+		return
+	}
+	if err := c.nc.Publish(c.poke+token(batchID), []byte(c.o.ReplicaID)); err != nil {
+		c.errs.Add(1)
+		return
+	}
+	c.pokesSent.Add(1)
+}
+
+// gotPoke handles a poke from another replica (its own are ignored).
+func (c *Cluster) gotPoke(m *nats.Msg) {
+	if string(m.Data) == c.o.ReplicaID {
+		return
+	}
+	batchID, ok := untoken(strings.TrimPrefix(m.Subject, c.poke))
+	if !ok {
+		return
+	}
+	c.pokesReceived.Add(1)
+	c.mu.Lock()
+	fn := c.onPoke
+	c.mu.Unlock()
+	if fn != nil {
+		fn(batchID)
+	}
+}
+
+// id is k's key suffix: "<cred>.<batch>".
+func id(k watch.Key) string {
+	cred := "_"
+	if k.Credential != "" {
+		cred = token(k.Credential)
+	}
+	return cred + "." + token(k.BatchID)
+}
+
+// token returns s as one NATS subject token: itself when it is made of
+// letters, digits, _ and - only (batch ids, hex credential HMACs), else
+// "=" and its base64url encoding. "_" alone is always encoded, as it
+// stands for the empty credential.
+func token(s string) string {
+	safe := s != "" && s != "_"
+	for i := 0; i < len(s) && safe; i++ {
+		ch := s[i]
+		safe = ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '_' || ch == '-'
+	}
+	if safe {
+		return s
+	}
+	return "=" + base64.RawURLEncoding.EncodeToString([]byte(s))
+}
+
+// untoken reverses token.
+func untoken(t string) (string, bool) {
+	if rest, ok := strings.CutPrefix(t, "="); ok {
+		b, err := base64.RawURLEncoding.DecodeString(rest)
+		return string(b), err == nil
+	}
+	return t, t != ""
+}
+
+// signal makes ch ready without blocking.
+func signal(ch chan<- struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}

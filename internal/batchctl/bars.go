@@ -51,7 +51,7 @@ func newBarRenderer(w *watcher) *barRenderer {
 		r.bars[t.id] = r.p.New(0, barStyle(),
 			mpb.PrependDecorators(
 				decor.Name(t.id, decor.WC{W: w.width + 1, C: decor.DindentRight}),
-				text(view, func(t *tracked) string { return t.statusText() }, 12),
+				text(view, func(t *tracked) string { return t.statusText() }, 14),
 			),
 			mpb.AppendDecorators(
 				text(view, func(t *tracked) string {

@@ -197,10 +197,11 @@ var commands map[string]command
 
 func init() {
 	commands = map[string]command{
-		"get":    {usage: "get ID", setup: setupGet},
-		"list":   {usage: "list [--limit N] [--all]", setup: setupList},
-		"cancel": {usage: "cancel ID", setup: setupCancel},
-		"watch":  {usage: "watch ID [ID...]", setup: setupWatch},
+		"get":     {usage: "get ID", setup: setupGet},
+		"list":    {usage: "list [--limit N] [--all]", setup: setupList},
+		"cancel":  {usage: "cancel ID", setup: setupCancel},
+		"watch":   {usage: "watch ID [ID...]", setup: setupWatch},
+		"results": {usage: "results ID [--kind output|errors|all] [-o out.jsonl]", ownO: true, setup: setupResults},
 	}
 }
 

@@ -202,6 +202,8 @@ func init() {
 		"cancel":  {usage: "cancel ID", setup: setupCancel},
 		"watch":   {usage: "watch ID [ID...]", setup: setupWatch},
 		"results": {usage: "results ID [--kind output|errors|all] [-o out.jsonl]", ownO: true, setup: setupResults},
+		"create": {usage: "create --file input.jsonl [--endpoint E] [--metadata k=v ...] [--watch] [--results out.jsonl]",
+			setup: setupCreate},
 	}
 }
 

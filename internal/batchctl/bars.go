@@ -72,7 +72,7 @@ func newBarRenderer(w *watcher) *barRenderer {
 func text(view *atomic.Pointer[tracked], f func(*tracked) string, width int) decor.Decorator {
 	return decor.Any(func(decor.Statistics) string {
 		return " " + f(view.Load()) + " "
-	}, decor.WC{W: width, C: decor.DindentRight})
+	}, decor.WC{W: width, C: decor.DSyncWidthR})
 }
 
 func (r *barRenderer) update(t *tracked, _ *batchv1.WatchBatchesResponse) {

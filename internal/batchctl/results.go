@@ -50,7 +50,7 @@ func (e *env) writeResults(ctx context.Context, id string, kind batchv1.ResultKi
 	if err != nil {
 		return 0, err
 	}
-	var w io.Writer = e.stdout
+	w := e.stdout
 	if path != "" {
 		f, cerr := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 		if cerr != nil {

@@ -2,6 +2,7 @@ package batchctl_test
 
 import (
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,7 +60,7 @@ func TestResults(t *testing.T) {
 	if r.code != 0 || len(lines) != 324 || lines[0].Kind != "output" || lines[323].Kind != "errors" {
 		t.Fatalf("results: exit %d, %d lines", r.code, len(lines))
 	}
-	if lines[1].ParseError == "" || lines[0].Response == nil || lines[0].Response.StatusCode != 200 {
+	if lines[1].ParseError == "" || lines[0].Response == nil || lines[0].Response.StatusCode != http.StatusOK {
 		t.Errorf("lines 1 and 2: %+v %+v", lines[0], lines[1])
 	}
 

@@ -160,6 +160,8 @@ type ServerConfig struct {
 	// CORSOrigins lists the browser origins allowed to call the HTTP port
 	// (-cors-origins, CORS_ORIGINS, comma-separated); empty: CORS off.
 	CORSOrigins string
+	// UI serves the status page at /ui/ on the HTTP port (-ui, UI).
+	UI bool
 	// UpstreamUnhealthyAfter is how long the upstream may fail without a
 	// success before /readyz and gRPC health report NOT_SERVING
 	// (-upstream-unhealthy-after, UPSTREAM_UNHEALTHY_AFTER); 0: never.
@@ -208,6 +210,7 @@ func Defaults() Config {
 			ShutdownTimeout:        20 * time.Second,
 			MaxStreamsPerConn:      1000,
 			UpstreamUnhealthyAfter: time.Minute,
+			UI:                     true,
 		},
 		Log: LogConfig{
 			Level:  slog.LevelInfo,
@@ -270,6 +273,7 @@ func Load(args []string, lookup func(string) (string, bool), out io.Writer) (Con
 	e.Float(&cfg.Limits.CallerRPS, "caller-rps", "CALLER_RPS", "calls per second per caller (burst: twice that); 0: unlimited")
 	e.Int(&cfg.Server.MaxStreamsPerConn, "grpc-max-streams-per-conn", "GRPC_MAX_STREAMS_PER_CONN", "concurrent gRPC streams per client connection")
 	e.String(&cfg.Server.CORSOrigins, "cors-origins", "CORS_ORIGINS", "comma-separated browser origins allowed on the HTTP port; empty: CORS off")
+	e.Bool(&cfg.Server.UI, "ui", "UI", "serve the status page at /ui/ on the HTTP port")
 	e.String(&cfg.Log.Format, "log-format", "LOG_FORMAT", "log format: text or json")
 	e.Duration(&cfg.Server.UpstreamUnhealthyAfter, "upstream-unhealthy-after", "UPSTREAM_UNHEALTHY_AFTER", "upstream failure without a success after which readiness is NOT_SERVING; 0: never")
 	e.Int64(&cfg.Files.MaxUploadBytes, "max-upload-bytes", "MAX_UPLOAD_BYTES", "largest file upload accepted, in bytes (the upstream's own limit)")

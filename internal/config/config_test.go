@@ -83,6 +83,13 @@ func TestLoad(t *testing.T) {
 			want: func(c config.Config) bool { return c.Server.ShutdownDelay == 250*time.Millisecond }},
 		{name: "negative shutdown delay", args: []string{"-demo", "-shutdown-delay", "-1s"}, errText: "-shutdown-delay must not be negative"},
 		{name: "bad shutdown delay in env", env: map[string]string{"DEMO": "1", "SHUTDOWN_DELAY": "soon"}, errText: "SHUTDOWN_DELAY"},
+		{name: "status page on by default", args: []string{"-demo"},
+			want: func(c config.Config) bool { return c.Server.UI }},
+		{name: "status page off by flag", args: []string{"-demo", "-ui=false"},
+			want: func(c config.Config) bool { return !c.Server.UI }},
+		{name: "status page off from the environment", args: []string{"-demo"}, env: map[string]string{"UI": "false"},
+			want: func(c config.Config) bool { return !c.Server.UI }},
+		{name: "bad status page bool in env", env: map[string]string{"DEMO": "1", "UI": "perhaps"}, errText: "UI"},
 		{name: "help", args: []string{"-h"}, wantErr: flag.ErrHelp},
 	}
 	for _, tt := range tests {

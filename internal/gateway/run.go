@@ -25,6 +25,7 @@ import (
 	"github.com/batchgate/batchgate/internal/cluster"
 	"github.com/batchgate/batchgate/internal/limit"
 	"github.com/batchgate/batchgate/internal/telemetry"
+	"github.com/batchgate/batchgate/internal/ui"
 
 	"golang.org/x/time/rate"
 
@@ -335,6 +336,7 @@ func (g *Gateway) newServer(ctx context.Context, c config.ServerConfig, files co
 		RESTStreamInterceptors: chains.RESTStream,
 		HTTPMiddleware:         chains.HTTP,
 		MetricsHandler:         g.tel.MetricsHandler(),
+		UI:                     uiHandler(c.UI),
 		Ready:                  func() bool { return health.healthy(c.UpstreamUnhealthyAfter) },
 		ReadyDetail:            g.readyDetail(),
 		// Watch streams end (UNAVAILABLE, reconnect) as soon as shutdown
@@ -577,4 +579,12 @@ func startDemo(ctx context.Context, log *slog.Logger, anyKey bool, hook *demoWeb
 func (d *demoUpstream) close() {
 	_ = d.srv.Close()
 	d.sim.Close()
+}
+
+// uiHandler is the status page when on, nil when off.
+func uiHandler(on bool) http.Handler {
+	if !on {
+		return nil
+	}
+	return ui.Handler()
 }

@@ -72,6 +72,9 @@ type ServerOptions struct {
 	HTTPMiddleware func(http.Handler) http.Handler
 	// MetricsHandler, when set, is served at GET /metrics on the HTTP port.
 	MetricsHandler http.Handler
+	// UI, when set, is the status page, served at GET /ui/ (and HEAD) on
+	// the HTTP port; /ui redirects there.
+	UI http.Handler
 	// Ready, when set, is consulted by /readyz and gRPC health while
 	// serving: false reports NOT_SERVING (an upstream that keeps failing).
 	Ready func() bool
@@ -232,6 +235,10 @@ func NewServer(ctx context.Context, svcs Services, opts ServerOptions) (_ *Serve
 	})
 	if opts.MetricsHandler != nil {
 		mux.Handle("GET /metrics", opts.MetricsHandler)
+	}
+	if opts.UI != nil {
+		mux.Handle("GET /ui/", opts.UI)
+		mux.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently))
 	}
 	mux.Handle("/", rest.LimitBody(rest.ListLimits(headAsGet(gw)), maxRequestBytes))
 	if svcs.File != nil {

@@ -25,6 +25,8 @@ type GatewaySpec struct {
 	PollInterval time.Duration
 	// Heartbeat is the gateway's -watch-heartbeat.
 	Heartbeat time.Duration
+	// ClusterNATSURL is the gateway's -cluster-nats-url; empty: none.
+	ClusterNATSURL string
 	// Args are further command-line flags for a gateway process, after
 	// the load tool's own (a flag given twice takes the last value).
 	Args []string
@@ -104,6 +106,9 @@ func startProcess(ctx context.Context, bin string, spec GatewaySpec) (*proc, err
 		"-log-level", "warn",
 		// Loopback only, one caller: no caller credentials.
 		"-auth", "none",
+	}
+	if spec.ClusterNATSURL != "" {
+		args = append(args, "-cluster-nats-url", spec.ClusterNATSURL)
 	}
 	//nolint:noctx // the process is stopped by signal in Stop, not by a context
 	p.cmd = exec.Command(bin, append(args, spec.Args...)...)

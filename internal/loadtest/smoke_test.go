@@ -36,6 +36,7 @@ func startInProcess(ctx context.Context, spec loadtest.GatewaySpec) (loadtest.Ta
 	cfg.Watch.PollInterval, cfg.Service.Heartbeat = spec.PollInterval, spec.Heartbeat
 	cfg.Server.ShutdownTimeout = 5 * time.Second
 	cfg.Auth.Mode = "none"
+	cfg.Cluster.NATSURL = spec.ClusterNATSURL
 	ctx, cancel := context.WithCancel(ctx)
 	g, err := gateway.New(ctx, cfg, nil)
 	if err != nil {

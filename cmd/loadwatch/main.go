@@ -15,7 +15,7 @@
 // watchers split evenly across them, and prints both side by side (no SSE
 // or naive phase):
 //
-//	go run ./cmd/loadwatch -replicas 3 -watchers 9000 -conns 90
+//	go run ./cmd/loadwatch -replicas 3 -watchers 9000 -conns 90 -phase 150s -kill 10s
 //
 // See internal/loadtest for the definitions of the figures.
 package main
@@ -49,7 +49,7 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg loadtest.Config
 	var bin, src string
-	var replicas int
+	var ro loadtest.ReplicaOptions
 	fs := flag.NewFlagSet("loadwatch", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.IntVar(&cfg.Watchers, "watchers", 10000, "gRPC WatchBatch streams")
@@ -65,7 +65,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.Tick, "tick", 100e6, "simulator clock grid: upstream changes happen on it")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 3600e9, "the gateway's -watch-heartbeat")
 	fs.IntVar(&cfg.OpenParallel, "open-parallel", 200, "watchers opening at once")
-	fs.IntVar(&replicas, "replicas", 0, "gateway replicas, run without and then with a shared NATS (0: one gateway, the phases above)")
+	fs.IntVar(&ro.Replicas, "replicas", 0, "gateway replicas, run without and then with a shared NATS (0: one gateway, the phases above)")
+	fs.DurationVar(&ro.Kill, "kill", 0, "with -replicas: after the cluster window, SIGKILL the replica holding the most leases and watch the others this long (0: no kill)")
 	fs.StringVar(&bin, "gateway-bin", "", "gateway binary to run (default: go build ./cmd/gateway in -src)")
 	fs.StringVar(&src, "src", ".", "module directory to build the gateway from")
 	fs.Func("gateway-arg", "extra flag for the gateway process, e.g. -gateway-arg=-log-level=info (repeatable)", func(v string) error {
@@ -98,8 +99,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cfg.Start = loadtest.ProcessStarter(bin)
 
-	if replicas > 0 {
-		res, err := loadtest.RunReplicas(ctx, cfg, replicas)
+	if ro.Replicas > 0 {
+		res, err := loadtest.RunReplicas(ctx, cfg, ro)
 		if err != nil {
 			return err
 		}

@@ -45,6 +45,11 @@ type Target interface {
 	Stop() error
 }
 
+// Killer is a Target that can be made to end abruptly (SIGKILL).
+type Killer interface {
+	Kill() error
+}
+
 // StartFunc starts a gateway.
 type StartFunc func(ctx context.Context, spec GatewaySpec) (Target, error)
 
@@ -163,6 +168,21 @@ func (p *proc) RSS() (int64, error) {
 // CPU reads utime+stime from /proc/<pid>/stat.
 func (p *proc) CPU() (time.Duration, error) {
 	return readCPU(p.cmd.Process.Pid)
+}
+
+// Kill sends SIGKILL and waits for the process to end: a crash, no lease
+// released.
+func (p *proc) Kill() error {
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	if err := p.cmd.Process.Kill(); err != nil {
+		return err
+	}
+	<-p.done
+	return nil
 }
 
 // Stop sends SIGTERM, waits up to 20s for a graceful exit, then kills.

@@ -108,8 +108,49 @@ type ReplicaPhase struct {
 	// end (cluster only; -1 when unreadable).
 	Leases []int
 
+	// Takeover is what followed the SIGKILL of a replica (cluster with
+	// ReplicaOptions.Kill only).
+	Takeover *Takeover
+
 	logs []*ClientLog
 	via  []int32 // replica+1 of each log
+}
+
+// Takeover measures the cluster after SIGKILL of the replica holding the
+// most leases, once the phase's window and grace were over.
+type Takeover struct {
+	// Killed is the replica's index, Leases its batchgate_cluster_leases
+	// when killed.
+	Killed, Leases int
+	// Window runs from the kill for ReplicaOptions.Kill.
+	Window Window
+	// Batches is the number of batches whose last poll before the kill
+	// was the killed replica's; TakenOver how many of them another
+	// replica polled in Window.
+	Batches, TakenOver int
+	// Delay is, per batch taken over, from the kill to the first poll by
+	// another replica; Gap from the killed replica's last poll to it.
+	Delay, Gap Summary
+	// PollsAfter counts all upstream polls in Window, per interval.
+	PollsAfter Polls
+	// Survivors measures the other replicas' watchers in Window.
+	Survivors Deliveries
+	// KilledWatchers is the number of the killed replica's watchers
+	// (not measured after the kill: their streams broke), KilledErrors how
+	// their streams ended.
+	KilledWatchers int
+	KilledErrors   map[string]int
+
+	at int64
+}
+
+// ReplicaOptions configures RunReplicas.
+type ReplicaOptions struct {
+	// Replicas is the number of gateways.
+	Replicas int
+	// Kill, when positive, SIGKILLs the replica holding the most leases
+	// after the cluster phase's window and watches the others for Kill.
+	Kill time.Duration
 }
 
 // ReplicaResult is the outcome of RunReplicas.
@@ -125,7 +166,8 @@ type ReplicaResult struct {
 // its own, then sharing leases through an in-process NATS server, with
 // cfg.Watchers gRPC watchers split evenly across them each time. SSE and
 // naive clients are not run.
-func RunReplicas(ctx context.Context, cfg Config, replicas int) (*ReplicaResult, error) {
+func RunReplicas(ctx context.Context, cfg Config, o ReplicaOptions) (*ReplicaResult, error) {
+	replicas := o.Replicas
 	cfg.SSE, cfg.Naive = 0, -1
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
@@ -158,10 +200,10 @@ func RunReplicas(ctx context.Context, cfg Config, replicas int) (*ReplicaResult,
 	logf("NATS with JetStream on %s", nats.URL)
 
 	res := &ReplicaResult{Config: cfg, Replicas: replicas}
-	if res.Plain, err = runReplicaPhase(ctx, cfg, up, urls, nil, logf); err != nil {
+	if res.Plain, err = runReplicaPhase(ctx, cfg, up, urls, nil, 0, logf); err != nil {
 		return nil, fmt.Errorf("replicas without the cluster: %w", err)
 	}
-	if res.Cluster, err = runReplicaPhase(ctx, cfg, up, urls, nats, logf); err != nil {
+	if res.Cluster, err = runReplicaPhase(ctx, cfg, up, urls, nats, o.Kill, logf); err != nil {
 		return nil, fmt.Errorf("replicas with the cluster: %w", err)
 	}
 	_ = up.Close()
@@ -179,7 +221,7 @@ func RunReplicas(ctx context.Context, cfg Config, replicas int) (*ReplicaResult,
 	return res, nil
 }
 
-func runReplicaPhase(ctx context.Context, cfg Config, up *Upstream, urls []string, nats *NATS, logf func(string, ...any)) (_ *ReplicaPhase, err error) {
+func runReplicaPhase(ctx context.Context, cfg Config, up *Upstream, urls []string, nats *NATS, kill time.Duration, logf func(string, ...any)) (_ *ReplicaPhase, err error) {
 	n := len(urls)
 	r := &ReplicaPhase{Cluster: nats != nil, Replicas: n, Watchers: cfg.Watchers, Conns: cfg.Conns, Errors: map[string]int{}}
 	name, phase := "plain", PhaseGRPC
@@ -271,10 +313,39 @@ func runReplicaPhase(ctx context.Context, cfg Config, up *Upstream, urls []strin
 	if err := sleep(ctx, cfg.grace()); err != nil {
 		return nil, err
 	}
+	killed := -1
+	if nats != nil && kill > 0 {
+		killed = 0
+		for i, v := range r.Leases {
+			if v > r.Leases[killed] {
+				killed = i
+			}
+		}
+		k, ok := tgts[killed].(Killer)
+		if !ok {
+			return nil, errors.New("the gateways cannot be killed")
+		}
+		to := &Takeover{Killed: killed, Leases: r.Leases[killed], KilledErrors: map[string]int{}}
+		to.at = time.Now().UnixMicro()
+		if err := k.Kill(); err != nil {
+			return nil, err
+		}
+		to.Window = Window{From: to.at, To: to.at + kill.Microseconds(), Interval: cfg.Interval}
+		r.Takeover = to
+		logf("%s: killed replica %d (%d leases); watching the others for %s", name, killed, to.Leases, kill)
+		if err := sleep(ctx, kill+cfg.grace()); err != nil {
+			return nil, err
+		}
+	}
 	for i, cs := range all {
 		cs.Stop()
+		errs := r.Errors
+		if i == killed {
+			errs = r.Takeover.KilledErrors
+			r.Takeover.KilledWatchers = len(cs.Logs)
+		}
 		for k, v := range cs.Errors() {
-			r.Errors[k] += v
+			errs[k] += v
 		}
 		for _, l := range cs.Logs {
 			r.logs = append(r.logs, l)
@@ -344,6 +415,9 @@ func analyzeReplicas(r *ReplicaPhase, reqs []Request, phase int32, tl []*Timelin
 		r.All = Analyze(r.logs, reqs, phase, w, tl)
 		r.Remote = AnalyzeBy(r.logs, reqs, phase, w, tl, func(i int, via int32) bool { return via != r.via[i] })
 		r.Local = AnalyzeBy(r.logs, reqs, phase, w, tl, func(i int, via int32) bool { return via == r.via[i] })
+		if r.Takeover != nil {
+			analyzeTakeover(r, reqs, phase, tl)
+		}
 	} else {
 		nb := int32(len(tl))
 		vreqs := make([]Request, 0, len(reqs))
@@ -367,6 +441,51 @@ func analyzeReplicas(r *ReplicaPhase, reqs []Request, phase int32, tl []*Timelin
 		r.Local = r.All
 	}
 	r.logs, r.via = nil, nil
+}
+
+func analyzeTakeover(r *ReplicaPhase, reqs []Request, phase int32, tl []*Timeline) {
+	to := r.Takeover
+	kv := int32(to.Killed + 1)
+	var surv []*ClientLog
+	for i, l := range r.logs {
+		if r.via[i] != kv {
+			surv = append(surv, l)
+		}
+	}
+	to.Survivors = Analyze(surv, reqs, phase, to.Window, tl)
+	to.PollsAfter = CountPolls(reqs, phase, to.Window, tl)
+	nb := len(tl)
+	last := make([]*Request, nb)  // last poll before the kill
+	first := make([]*Request, nb) // first poll by another replica after it
+	for i := range reqs {
+		q := &reqs[i]
+		if q.Phase != phase || q.Batch < 0 || int(q.Batch) >= nb {
+			continue
+		}
+		switch {
+		case q.At < to.at:
+			if l := last[q.Batch]; l == nil || q.At >= l.At {
+				last[q.Batch] = q
+			}
+		case q.Via != kv && q.At < to.Window.To:
+			if f := first[q.Batch]; f == nil || q.At < f.At {
+				first[q.Batch] = q
+			}
+		}
+	}
+	var delay, gap []time.Duration
+	for b := range nb {
+		if last[b] == nil || last[b].Via != kv {
+			continue
+		}
+		to.Batches++
+		if f := first[b]; f != nil {
+			to.TakenOver++
+			delay = append(delay, time.Duration(f.At-to.at)*time.Microsecond)
+			gap = append(gap, time.Duration(f.At-last[b].At)*time.Microsecond)
+		}
+	}
+	to.Delay, to.Gap = Summarize(delay), Summarize(gap)
 }
 
 // Markdown returns the two phases side by side.
@@ -458,6 +577,17 @@ func (r *ReplicaResult) Raw() string {
 		if ph.Cluster {
 			p("%s: nats in the window: in_msgs=%d out_msgs=%d in_bytes=%d out_bytes=%d; leases per replica at the end=%v", name, ph.NATS.InMsgs, ph.NATS.OutMsgs, ph.NATS.InBytes, ph.NATS.OutBytes, ph.Leases)
 		}
+	}
+	if to := r.Cluster.Takeover; to != nil {
+		d := to.Survivors
+		p("takeover: killed replica %d (SIGKILL) holding %d leases; %d batches last polled by it, %d polled by another replica within %s", to.Killed, to.Leases, to.Batches, to.TakenOver, to.Window)
+		p("takeover: kill→first poll by another replica: %s", to.Delay)
+		p("takeover: killed replica's last poll→that poll: %s", to.Gap)
+		pollsRaw(p, "takeover", to.PollsAfter, to.Window)
+		p("takeover: surviving watchers=%d: pairs=%d skipped=%d missed=%d unknown_states=%d observed_at_mismatch=%d", r.Cluster.Watchers-to.KilledWatchers, d.Pairs, d.Skipped, d.Missed, d.Unknown, d.ObservedMismatch)
+		p("takeover: surviving watchers, latency observed_at→receipt: %s", d.Latency)
+		p("takeover: surviving watchers, client-visible delay upstream change→receipt: %s (never seen: %d)", d.Staleness, d.StaleMissed)
+		p("takeover: the killed replica's %d watchers ended with %s", to.KilledWatchers, errs(to.KilledErrors))
 	}
 	p("elapsed %s", r.Elapsed.Round(time.Millisecond))
 	return b.String()

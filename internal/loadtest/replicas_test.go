@@ -22,7 +22,7 @@ func TestSmokeReplicas(t *testing.T) {
 		Interval: 300 * time.Millisecond, Duration: 3 * time.Second, Settle: time.Second,
 		Phase: 30 * time.Second, Tick: 50 * time.Millisecond,
 		Start: startInProcess, Log: testWriter{t},
-	}, replicas)
+	}, loadtest.ReplicaOptions{Replicas: replicas, Kill: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,6 +50,9 @@ func TestSmokeReplicas(t *testing.T) {
 	c := res.Cluster
 	if c.Remote.Pairs == 0 || c.Remote.Pairs+c.Local.Pairs != c.All.Pairs {
 		t.Errorf("cluster: remote %d + local %d pairs, all %d", c.Remote.Pairs, c.Local.Pairs, c.All.Pairs)
+	}
+	if to := c.Takeover; to == nil || to.Batches == 0 || to.TakenOver != to.Batches || to.Survivors.Missed != 0 || to.Survivors.Pairs == 0 {
+		t.Errorf("takeover: %+v", to)
 	}
 	if c.NATS.InMsgs == 0 || c.Changes == 0 {
 		t.Errorf("cluster: NATS %+v over %d changes", c.NATS, c.Changes)

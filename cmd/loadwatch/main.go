@@ -11,7 +11,7 @@
 //
 // With -replicas N it runs N gateway processes on one upstream instead,
 // twice: each on its own, then sharing leases through a NATS JetStream
-// server it runs in its own process (-cluster-nats-url), the gRPC
+// server it runs in its own (the load tool's) process (-cluster-nats-url), the gRPC
 // watchers split evenly across them, and prints both side by side (no SSE
 // or naive phase):
 //

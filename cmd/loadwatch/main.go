@@ -9,6 +9,14 @@
 //	go run ./cmd/loadwatch                       # the README's numbers
 //	go run ./cmd/loadwatch -watchers 1000 -sse 0 # a quicker look
 //
+// With -replicas N it runs N gateway processes on one upstream instead,
+// twice: each on its own, then sharing leases through a NATS JetStream
+// server it runs in its own (the load tool's) process (-cluster-nats-url), the gRPC
+// watchers split evenly across them, and prints both side by side (no SSE
+// or naive phase):
+//
+//	go run ./cmd/loadwatch -replicas 3 -watchers 9000 -conns 90 -phase 150s -kill 10s
+//
 // See internal/loadtest for the definitions of the figures.
 package main
 
@@ -41,6 +49,7 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg loadtest.Config
 	var bin, src string
+	var ro loadtest.ReplicaOptions
 	fs := flag.NewFlagSet("loadwatch", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.IntVar(&cfg.Watchers, "watchers", 10000, "gRPC WatchBatch streams")
@@ -56,6 +65,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.Tick, "tick", 100e6, "simulator clock grid: upstream changes happen on it")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 3600e9, "the gateway's -watch-heartbeat")
 	fs.IntVar(&cfg.OpenParallel, "open-parallel", 200, "watchers opening at once")
+	fs.IntVar(&ro.Replicas, "replicas", 0, "gateway replicas, run without and then with a shared NATS (0: one gateway, the phases above)")
+	fs.DurationVar(&ro.Kill, "kill", 0, "with -replicas: after the cluster window, SIGKILL the replica holding the most leases and watch the others this long (0: no kill)")
 	fs.StringVar(&bin, "gateway-bin", "", "gateway binary to run (default: go build ./cmd/gateway in -src)")
 	fs.StringVar(&src, "src", ".", "module directory to build the gateway from")
 	fs.Func("gateway-arg", "extra flag for the gateway process, e.g. -gateway-arg=-log-level=info (repeatable)", func(v string) error {
@@ -87,6 +98,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		bin = b
 	}
 	cfg.Start = loadtest.ProcessStarter(bin)
+
+	if ro.Replicas > 0 {
+		res, err := loadtest.RunReplicas(ctx, cfg, ro)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, res.Markdown())
+		fmt.Fprint(stdout, res.Raw())
+		return nil
+	}
 
 	res, err := loadtest.Run(ctx, cfg)
 	if err != nil {

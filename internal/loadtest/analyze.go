@@ -109,6 +109,18 @@ type Deliveries struct {
 // and phase give the gateway's polls (nil reqs: naive clients, which are
 // only measured for staleness).
 func Analyze(logs []*ClientLog, reqs []Request, phase int32, w Window, tl []*Timeline) Deliveries {
+	return analyze(logs, reqs, phase, w, tl, nil)
+}
+
+// AnalyzeBy is Analyze restricted to the (watcher, observed change) pairs
+// for which keep(i, via) holds, where i indexes logs and via is the Via
+// of the poll that first observed the change. Staleness and Changes still
+// count every pair.
+func AnalyzeBy(logs []*ClientLog, reqs []Request, phase int32, w Window, tl []*Timeline, keep func(i int, via int32) bool) Deliveries {
+	return analyze(logs, reqs, phase, w, tl, keep)
+}
+
+func analyze(logs []*ClientLog, reqs []Request, phase int32, w Window, tl []*Timeline, keep func(int, int32) bool) Deliveries {
 	var d Deliveries
 	nb := len(tl)
 
@@ -125,6 +137,7 @@ func Analyze(logs []*ClientLog, reqs []Request, phase int32, w Window, tl []*Tim
 
 	// The gateway's observations: the first poll returning each new state.
 	observed := make([][]Event, nb)
+	vias := make([][]int32, nb)
 	if reqs != nil {
 		byBatch := make([][]Request, nb)
 		for _, r := range reqs {
@@ -143,6 +156,7 @@ func Analyze(logs []*ClientLog, reqs []Request, phase int32, w Window, tl []*Tim
 				}
 				if prev >= 0 && j != prev && w.contains(r.At) {
 					observed[b] = append(observed[b], Event{Idx: j, At: r.At})
+					vias[b] = append(vias[b], r.Via)
 				}
 				prev = j
 			}
@@ -182,12 +196,26 @@ func Analyze(logs []*ClientLog, reqs []Request, phase int32, w Window, tl []*Tim
 		}
 	}
 	stamped := make([][]Event, nb)
+	stampedVia := make([][]int32, nb)
 	for b, evs := range observed {
-		for _, e := range evs {
+		for k, e := range evs {
 			if ms, ok := stamps[b][e.Idx]; ok {
 				stamped[b] = append(stamped[b], Event{Idx: e.Idx, At: ms * 1000})
+				stampedVia[b] = append(stampedVia[b], vias[b][k])
 			}
 		}
+	}
+	kept := func(i int, evs []Event, via []int32) []Event {
+		if keep == nil {
+			return evs
+		}
+		var out []Event
+		for k, e := range evs {
+			if keep(i, via[k]) {
+				out = append(out, e)
+			}
+		}
+		return out
 	}
 
 	var lat, up, stale Delivery
@@ -195,8 +223,8 @@ func Analyze(logs []*ClientLog, reqs []Request, phase int32, w Window, tl []*Tim
 		if l == nil {
 			continue
 		}
-		Deliver(&lat, seen[i], stamped[l.Batch])
-		Deliver(&up, seen[i], observed[l.Batch])
+		Deliver(&lat, seen[i], kept(i, stamped[l.Batch], stampedVia[l.Batch]))
+		Deliver(&up, seen[i], kept(i, observed[l.Batch], vias[l.Batch]))
 		Deliver(&stale, seen[i], changes[l.Batch])
 	}
 	d.Latency = Summarize(lat.Delays)

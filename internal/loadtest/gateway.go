@@ -25,6 +25,8 @@ type GatewaySpec struct {
 	PollInterval time.Duration
 	// Heartbeat is the gateway's -watch-heartbeat.
 	Heartbeat time.Duration
+	// ClusterNATSURL is the gateway's -cluster-nats-url; empty: none.
+	ClusterNATSURL string
 	// Args are further command-line flags for a gateway process, after
 	// the load tool's own (a flag given twice takes the last value).
 	Args []string
@@ -41,6 +43,11 @@ type Target interface {
 	CPU() (time.Duration, error)
 	// Stop shuts it down and waits for it.
 	Stop() error
+}
+
+// Killer is a Target that can be made to end abruptly (SIGKILL).
+type Killer interface {
+	Kill() error
 }
 
 // StartFunc starts a gateway.
@@ -105,6 +112,9 @@ func startProcess(ctx context.Context, bin string, spec GatewaySpec) (*proc, err
 		// Loopback only, one caller: no caller credentials.
 		"-auth", "none",
 	}
+	if spec.ClusterNATSURL != "" {
+		args = append(args, "-cluster-nats-url", spec.ClusterNATSURL)
+	}
 	//nolint:noctx // the process is stopped by signal in Stop, not by a context
 	p.cmd = exec.Command(bin, append(args, spec.Args...)...)
 	// The key goes through the environment, as the gateway recommends.
@@ -158,6 +168,21 @@ func (p *proc) RSS() (int64, error) {
 // CPU reads utime+stime from /proc/<pid>/stat.
 func (p *proc) CPU() (time.Duration, error) {
 	return readCPU(p.cmd.Process.Pid)
+}
+
+// Kill sends SIGKILL and waits for the process to end: a crash, no lease
+// released.
+func (p *proc) Kill() error {
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	if err := p.cmd.Process.Kill(); err != nil {
+		return err
+	}
+	<-p.done
+	return nil
 }
 
 // Stop sends SIGTERM, waits up to 20s for a graceful exit, then kills.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +19,8 @@ type inProcess struct {
 	g      *gateway.Gateway
 	cancel context.CancelFunc
 	done   chan error
+	once   sync.Once
+	err    error
 }
 
 // errInProcess: the test process's RSS and CPU are not the gateway's.
@@ -27,7 +30,14 @@ func (p *inProcess) GRPCAddr() string            { return p.g.GRPCAddr().String(
 func (p *inProcess) HTTPAddr() string            { return p.g.HTTPAddr().String() }
 func (p *inProcess) RSS() (int64, error)         { return 0, errInProcess }
 func (p *inProcess) CPU() (time.Duration, error) { return 0, errInProcess }
-func (p *inProcess) Stop() error                 { p.cancel(); return <-p.done }
+func (p *inProcess) Stop() error {
+	p.once.Do(func() { p.cancel(); p.err = <-p.done })
+	return p.err
+}
+
+// Kill is Stop: in process there is no SIGKILL, so leases are released
+// rather than left to expire.
+func (p *inProcess) Kill() error { return p.Stop() }
 
 func startInProcess(ctx context.Context, spec loadtest.GatewaySpec) (loadtest.Target, error) {
 	cfg := config.Defaults()
@@ -36,6 +46,7 @@ func startInProcess(ctx context.Context, spec loadtest.GatewaySpec) (loadtest.Ta
 	cfg.Watch.PollInterval, cfg.Service.Heartbeat = spec.PollInterval, spec.Heartbeat
 	cfg.Server.ShutdownTimeout = 5 * time.Second
 	cfg.Auth.Mode = "none"
+	cfg.Cluster.NATSURL = spec.ClusterNATSURL
 	ctx, cancel := context.WithCancel(ctx)
 	g, err := gateway.New(ctx, cfg, nil)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -69,6 +70,8 @@ const (
 	PhaseGRPC
 	PhaseSSE
 	PhaseNaive
+	// PhaseCluster labels the replicas sharing leases (RunReplicas).
+	PhaseCluster
 )
 
 // Request is one GET /v1/batches/{id} the upstream served.
@@ -81,6 +84,9 @@ type Request struct {
 	Phase int32
 	// FP is the state returned; zero unless the phase records states.
 	FP FP
+	// Via is the listener it came through: 0 for URL, i for URLs[i-1]
+	// (see Listen), which tells the replicas apart.
+	Via int32
 }
 
 // UpstreamOptions configures StartUpstream.
@@ -112,6 +118,9 @@ type Upstream struct {
 
 	srv   *http.Server
 	phase atomic.Int32
+	// vias maps the extra listeners' addresses to their Via; nil until
+	// Listen.
+	vias atomic.Pointer[map[string]int32]
 	// statesIn is a bit set of the phases whose requests record FP.
 	statesIn atomic.Uint32
 
@@ -163,6 +172,25 @@ func StartUpstream(ctx context.Context, o UpstreamOptions) (*Upstream, error) {
 	u.srv = &http.Server{Handler: u, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = u.srv.Serve(lis) }()
 	return u, nil
+}
+
+// Listen serves the upstream on one more loopback port and returns its
+// base URL; the requests through it have Via 1 for the first call, 2 for
+// the second, and so on. Not safe for concurrent use.
+func (u *Upstream) Listen(ctx context.Context) (string, error) {
+	var lc net.ListenConfig
+	lis, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	m := make(map[string]int32)
+	if old := u.vias.Load(); old != nil {
+		maps.Copy(m, *old)
+	}
+	m[lis.Addr().String()] = int32(len(m) + 1)
+	u.vias.Store(&m)
+	go func() { _ = u.srv.Serve(lis) }()
+	return "http://" + lis.Addr().String(), nil
 }
 
 // Close stops the server.
@@ -231,6 +259,11 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req := Request{At: time.Now().UnixMicro(), Batch: -1, Phase: phase}
 	if i, ok := u.index[id]; ok {
 		req.Batch = i
+	}
+	if m := u.vias.Load(); m != nil {
+		if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			req.Via = (*m)[a.String()]
+		}
 	}
 	if bw.code == http.StatusOK && u.statesIn.Load()&(1<<phase) != 0 {
 		req.FP, _, _ = ParseFP(buf.Bytes())

@@ -3,7 +3,6 @@ package loadtest_test
 import (
 	"context"
 	"errors"
-	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -88,8 +87,12 @@ func checkWatch(t *testing.T, name string, w *loadtest.WatchResult, watchers, ba
 	if p.NonTerminal != batches || p.Batches != batches {
 		t.Errorf("%s: %d non-terminal batches, %d polled; want %d", name, p.NonTerminal, p.Batches, batches)
 	}
-	if got := math.Round(p.PerInterval.Mean); got != float64(p.NonTerminal) {
-		t.Errorf("%s: %.2f polls per interval, want %d (the non-terminal batches, not the %d watchers)", name, p.PerInterval.Mean, p.NonTerminal, watchers)
+	// One poll per batch per interval, whatever the number of watchers. A
+	// machine too busy to keep the pollers' pace polls less often, never
+	// more: the bound that matters is the upper one (the watchers' count
+	// would be far above it), with a lower one well clear of zero.
+	if got := p.PerInterval.Mean; got > float64(p.NonTerminal)+0.5 || got < float64(p.NonTerminal)/2 {
+		t.Errorf("%s: %.2f polls per interval, want about %d (the non-terminal batches, not the %d watchers)", name, p.PerInterval.Mean, p.NonTerminal, watchers)
 	}
 	d := w.Deliveries
 	if d.Observed == 0 || d.Pairs != d.Observed*watchers/batches {

@@ -8,10 +8,14 @@
 //   - lease.<cred>.<batch>: the replica id of the lease holder, the one
 //     replica that polls the batch upstream. Taken with Create
 //     (create-if-absent) with a per-key TTL of LeaseTTL, renewed by
-//     compare-and-set on its revision before each poll, deleted when its
-//     poller stops (and so at shutdown). A lease whose holder died expires
-//     after LeaseTTL; its delete marker wakes the followers, which take it
-//     over at once.
+//     compare-and-set on its revision before each poll and, on a timer of
+//     its own, every LeaseTTL/3 while held, so that a fetch or a
+//     Retry-After wait longer than LeaseTTL does not let it lapse; deleted
+//     when its poller stops (and so at shutdown). A renewal that finds the
+//     lease changed marks it lost: the next Acquire reports it not held
+//     unless it can take it again. A lease whose holder died expires after
+//     LeaseTTL; its delete marker wakes the followers, which take it over
+//     at once.
 //   - state.<cred>.<batch>: the batch's canonical JSON
 //     (wire.MarshalBatch) and when the holder observed it, written by the
 //     holder after every poll, with a per-key TTL of StateTTL.
@@ -169,12 +173,27 @@ type Cluster struct {
 	kv atomic.Pointer[kvHandle] // nil while unavailable
 
 	mu      sync.Mutex
-	leases  map[string]uint64 // lease key held → its revision
+	leases  map[string]*lease // lease key held → the lease
 	follows map[string]map[*follower]struct{}
 	onPoke  func(batchID string)
 
 	acquired, lost, unavailable, written, received atomic.Uint64
 	pokesSent, pokesReceived, errs                 atomic.Uint64
+}
+
+// lease is one lease this replica holds. mu serializes its renewals
+// (the timer's and Acquire's) and its release; rev is the revision of its
+// last successful write.
+type lease struct {
+	mu   sync.Mutex
+	rev  atomic.Uint64
+	gone bool // released or lost: never renewed again; guarded by mu
+}
+
+func newLease(rev uint64) *lease {
+	l := &lease{}
+	l.rev.Store(rev)
+	return l
 }
 
 // kvHandle is the bucket while it is available.
@@ -205,7 +224,7 @@ func New(o Options) (*Cluster, error) {
 		ctx:     ctx,
 		cancel:  cancel,
 		wake:    make(chan struct{}, 1),
-		leases:  make(map[string]uint64),
+		leases:  make(map[string]*lease),
 		follows: make(map[string]map[*follower]struct{}),
 	}
 	wake := func(*nats.Conn) { signal(c.wake) }
@@ -238,8 +257,9 @@ func New(o Options) (*Cluster, error) {
 		cancel()
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go c.maintain()
+	go c.renewLoop()
 	return c, nil
 }
 
@@ -264,10 +284,11 @@ func (c *Cluster) Close() {
 func (c *Cluster) close() {
 	c.mu.Lock()
 	held := c.leases
-	c.leases = make(map[string]uint64)
+	c.leases = make(map[string]*lease)
 	c.mu.Unlock()
-	if h := c.kv.Load(); h != nil {
-		for key, rev := range held {
+	h := c.kv.Load()
+	for key, l := range held {
+		if rev, ok := l.drop(); ok && h != nil {
 			c.deleteLease(h, key, rev)
 		}
 	}
@@ -451,28 +472,22 @@ func (c *Cluster) Acquire(ctx context.Context, k watch.Key) (bool, error) {
 	defer cancel()
 	key := "lease." + id(k)
 	c.mu.Lock()
-	rev, held := c.leases[key]
+	l := c.leases[key]
 	c.mu.Unlock()
-	if held {
-		pa, err := c.js.PublishMsg(ctx, &nats.Msg{Subject: c.prefix + key, Data: []byte(c.o.ReplicaID)},
-			jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(c.o.LeaseTTL))
-		if err == nil {
-			c.setLease(key, pa.Sequence)
-			return true, nil
+	if l != nil {
+		held, err := c.renew(ctx, key, l)
+		if held || err != nil {
+			return held, err
 		}
-		var api *jetstream.APIError
-		if !errors.As(err, &api) {
-			c.errs.Add(1)
-			return false, err
-		}
-		// Changed under us: expired, and perhaps taken by another replica.
-		c.dropLease(key)
-		c.lost.Add(1)
+		// Lost (expired, perhaps taken by another replica): try to take
+		// it again.
 	}
 	rev, err := h.kv.Create(ctx, key, []byte(c.o.ReplicaID), jetstream.KeyTTL(c.o.LeaseTTL))
 	switch {
 	case err == nil:
-		c.setLease(key, rev)
+		c.mu.Lock()
+		c.leases[key] = newLease(rev)
+		c.mu.Unlock()
 		c.acquired.Add(1)
 		return true, nil
 	case errors.Is(err, jetstream.ErrKeyExists):
@@ -483,16 +498,84 @@ func (c *Cluster) Acquire(ctx context.Context, k watch.Key) (bool, error) {
 	}
 }
 
-func (c *Cluster) setLease(key string, rev uint64) {
+// renew renews l, the lease of key, by compare-and-set on its revision.
+// When the lease has changed under us (expired, perhaps taken by another
+// replica), l is lost: it leaves c.leases and renew reports it not held.
+// An error (NATS trouble) leaves l as it is.
+func (c *Cluster) renew(ctx context.Context, key string, l *lease) (bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.gone {
+		return false, nil
+	}
+	pa, err := c.js.PublishMsg(ctx, &nats.Msg{Subject: c.prefix + key, Data: []byte(c.o.ReplicaID)},
+		jetstream.WithExpectLastSequencePerSubject(l.rev.Load()), jetstream.WithMsgTTL(c.o.LeaseTTL))
+	if err == nil {
+		l.rev.Store(pa.Sequence)
+		return true, nil
+	}
+	var api *jetstream.APIError
+	if !errors.As(err, &api) {
+		c.errs.Add(1)
+		return false, err
+	}
+	l.gone = true
 	c.mu.Lock()
-	c.leases[key] = rev
+	if c.leases[key] == l {
+		delete(c.leases, key)
+	}
 	c.mu.Unlock()
+	c.lost.Add(1)
+	c.log.Info("cluster: lease lost", slog.String("lease", key))
+	return false, nil
 }
 
-func (c *Cluster) dropLease(key string) {
-	c.mu.Lock()
-	delete(c.leases, key)
-	c.mu.Unlock()
+// drop marks l released, waiting for a renewal under way, and returns its
+// last revision; ok is false when it was already gone.
+func (l *lease) drop() (rev uint64, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.gone {
+		return 0, false
+	}
+	l.gone = true
+	return l.rev.Load(), true
+}
+
+// renewLoop renews the leases held every LeaseTTL/3, independently of the
+// polls (a fetch or a Retry-After wait may outlast the TTL), until Close.
+// A lease released meanwhile is not renewed; one found changed is lost.
+func (c *Cluster) renewLoop() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.o.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if c.handle() == nil {
+			continue
+		}
+		c.mu.Lock()
+		held := make(map[string]*lease, len(c.leases))
+		for key, l := range c.leases {
+			held[key] = l
+		}
+		c.mu.Unlock()
+		for key, l := range held {
+			ctx, cancel := context.WithTimeout(c.ctx, c.o.OpTimeout)
+			_, err := c.renew(ctx, key, l)
+			cancel()
+			if err != nil {
+				c.log.Debug("cluster: renewing a lease failed", slog.String("lease", key), slog.Any("error", err))
+			}
+			if c.ctx.Err() != nil {
+				return
+			}
+		}
+	}
 }
 
 // Release implements watch.Coordinator: it deletes k's lease if this
@@ -500,10 +583,14 @@ func (c *Cluster) dropLease(key string) {
 func (c *Cluster) Release(k watch.Key) {
 	key := "lease." + id(k)
 	c.mu.Lock()
-	rev, held := c.leases[key]
+	l := c.leases[key]
 	delete(c.leases, key)
 	c.mu.Unlock()
-	if !held {
+	if l == nil {
+		return
+	}
+	rev, ok := l.drop()
+	if !ok {
 		return
 	}
 	if h := c.handle(); h != nil {

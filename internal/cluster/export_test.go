@@ -4,7 +4,7 @@ package cluster
 // releasing them and drops its NATS connection.
 func (c *Cluster) Abandon() {
 	c.mu.Lock()
-	c.leases = make(map[string]uint64)
+	c.leases = make(map[string]*lease)
 	c.mu.Unlock()
 	c.nc.Close()
 }

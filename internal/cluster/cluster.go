@@ -18,7 +18,12 @@
 //     at once.
 //   - state.<cred>.<batch>: the batch's canonical JSON
 //     (wire.MarshalBatch) and when the holder observed it, written by the
-//     holder after every poll, with a per-key TTL of StateTTL.
+//     holder after every poll, with a per-key TTL of StateTTL. Each state
+//     carries a fencing token, the writer's lease revision; revisions grow
+//     across the bucket, so a current holder's token beats any former
+//     holder's. Followers and Shared ignore a state whose token is lower
+//     than the highest seen for its key, which a former holder whose lease
+//     lapsed mid-poll may still write (Stats.StatesFenced).
 //
 // <cred> is the watch.Key's credential identifier, which is already an
 // HMAC of the caller's key ("_" for the gateway's own key), never the key;
@@ -147,6 +152,10 @@ type Stats struct {
 	// StatesWritten and StatesReceived count shared states written by
 	// this replica and received for its followers.
 	StatesWritten, StatesReceived uint64
+	// StatesFenced counts shared states ignored because their fencing
+	// token was lower than one already seen for the batch: written by a
+	// former holder after its lease lapsed.
+	StatesFenced uint64
 	// PokesSent and PokesReceived count pokes published to and received
 	// from other replicas.
 	PokesSent, PokesReceived uint64
@@ -175,10 +184,11 @@ type Cluster struct {
 	mu      sync.Mutex
 	leases  map[string]*lease // lease key held → the lease
 	follows map[string]map[*follower]struct{}
+	fence   map[string]uint64 // followed "<cred>.<batch>" → highest state token seen
 	onPoke  func(batchID string)
 
-	acquired, lost, unavailable, written, received atomic.Uint64
-	pokesSent, pokesReceived, errs                 atomic.Uint64
+	acquired, lost, unavailable, written, received, fenced atomic.Uint64
+	pokesSent, pokesReceived, errs                         atomic.Uint64
 }
 
 // lease is one lease this replica holds. mu serializes its renewals
@@ -226,6 +236,7 @@ func New(o Options) (*Cluster, error) {
 		wake:    make(chan struct{}, 1),
 		leases:  make(map[string]*lease),
 		follows: make(map[string]map[*follower]struct{}),
+		fence:   make(map[string]uint64),
 	}
 	wake := func(*nats.Conn) { signal(c.wake) }
 	opts := []nats.Option{
@@ -310,6 +321,7 @@ func (c *Cluster) Stats() Stats {
 		Unavailable:    c.unavailable.Load(),
 		StatesWritten:  c.written.Load(),
 		StatesReceived: c.received.Load(),
+		StatesFenced:   c.fenced.Load(),
 		PokesSent:      c.pokesSent.Load(),
 		PokesReceived:  c.pokesReceived.Load(),
 		Errors:         c.errs.Load(),
@@ -373,6 +385,11 @@ func (c *Cluster) maintain() {
 			continue
 		}
 		setupAt = reconnects
+		// The bucket may be new (the server lost its storage), its
+		// revisions, and so the fencing tokens, starting again from 1.
+		c.mu.Lock()
+		clear(c.fence)
+		c.mu.Unlock()
 		w = nw
 		done = make(chan struct{})
 		go c.dispatch(w, done)
@@ -420,10 +437,13 @@ func (c *Cluster) dispatch(w jetstream.KeyWatcher, done chan struct{}) {
 			if !c.followed(id) {
 				continue
 			}
-			b, at, err := decodeState(e.Value())
+			b, at, tok, err := decodeState(e.Value())
 			if err != nil {
 				c.errs.Add(1)
 				c.log.Warn("cluster: undecodable shared state", slog.Any("error", err))
+				continue
+			}
+			if !c.admit(id, tok) {
 				continue
 			}
 			c.received.Add(1)
@@ -437,6 +457,27 @@ func (c *Cluster) followed(id string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.follows[id]) > 0
+}
+
+// admit reports whether a shared state of id with fencing token tok is
+// to be used: not when a state with a higher token has been seen, as it
+// was then written by a former holder whose lease has lapsed. It records
+// tok as the highest seen while id is followed. A state without a token
+// (written by an older version) is always admitted.
+func (c *Cluster) admit(id string, tok uint64) bool {
+	if tok == 0 {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if tok < c.fence[id] {
+		c.fenced.Add(1)
+		return false
+	}
+	if len(c.follows[id]) > 0 {
+		c.fence[id] = tok
+	}
+	return true
 }
 
 // notify calls the followers of id.
@@ -611,28 +652,45 @@ func (c *Cluster) deleteLease(h *kvHandle, key string, rev uint64) {
 	}
 }
 
-// sharedState is the value of a state key.
+// sharedState is the value of a state key. Token is the fencing token:
+// the writer's lease revision when it wrote the state. Revisions grow
+// across the bucket, so a holder's token is higher than any of the former
+// holders'.
 type sharedState struct {
 	At    time.Time       `json:"observed_at"`
 	Batch json.RawMessage `json:"batch"`
+	Token uint64          `json:"token,omitempty"`
 }
 
-func decodeState(v []byte) (*batchv1.Batch, time.Time, error) {
+func decodeState(v []byte) (*batchv1.Batch, time.Time, uint64, error) {
 	var s sharedState
 	if err := json.Unmarshal(v, &s); err != nil {
-		return nil, time.Time{}, err
+		return nil, time.Time{}, 0, err
 	}
 	b, err := wire.DecodeBatch(s.Batch)
 	if err != nil {
-		return nil, time.Time{}, err
+		return nil, time.Time{}, 0, err
 	}
-	return b, s.At, nil
+	return b, s.At, s.Token, nil
 }
 
-// Publish implements watch.Coordinator: it writes k's shared state.
+// Publish implements watch.Coordinator: it writes k's shared state,
+// fenced by its lease's revision. It writes nothing when this replica no
+// longer holds k's lease (lost while polling).
 func (c *Cluster) Publish(k watch.Key, b *batchv1.Batch, at time.Time) {
-	h := c.handle()
-	if h == nil {
+	c.mu.Lock()
+	l := c.leases["lease."+id(k)]
+	c.mu.Unlock()
+	if l == nil {
+		return
+	}
+	c.writeState(k, b, at, l.rev.Load())
+}
+
+// writeState writes b, observed at at, as k's shared state with fencing
+// token tok.
+func (c *Cluster) writeState(k watch.Key, b *batchv1.Batch, at time.Time, tok uint64) {
+	if c.handle() == nil {
 		return
 	}
 	raw, err := wire.MarshalBatch(b)
@@ -640,7 +698,7 @@ func (c *Cluster) Publish(k watch.Key, b *batchv1.Batch, at time.Time) {
 		c.errs.Add(1)
 		return
 	}
-	v, err := json.Marshal(sharedState{At: at, Batch: raw})
+	v, err := json.Marshal(sharedState{At: at, Batch: raw, Token: tok})
 	if err != nil {
 		c.errs.Add(1)
 		return
@@ -670,9 +728,12 @@ func (c *Cluster) Shared(ctx context.Context, k watch.Key) (*batchv1.Batch, time
 		}
 		return nil, time.Time{}, false
 	}
-	b, at, err := decodeState(e.Value())
+	b, at, tok, err := decodeState(e.Value())
 	if err != nil {
 		c.errs.Add(1)
+		return nil, time.Time{}, false
+	}
+	if !c.admit(id(k), tok) {
 		return nil, time.Time{}, false
 	}
 	return b, at, true
@@ -695,6 +756,7 @@ func (c *Cluster) Follow(k watch.Key, fn func(*batchv1.Batch, time.Time)) func()
 		delete(c.follows[key], f)
 		if len(c.follows[key]) == 0 {
 			delete(c.follows, key)
+			delete(c.fence, key)
 		}
 		c.mu.Unlock()
 	}

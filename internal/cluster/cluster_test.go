@@ -664,3 +664,43 @@ func bucket(t *testing.T, n *natsServer) jetstream.KeyValue {
 	}
 	return kv
 }
+
+// A state written by a former holder (an older fencing token) after the
+// current holder's is ignored by the followers and by Shared; the holder's
+// next state still gets through.
+func TestStaleWriterFenced(t *testing.T) {
+	const interval = time.Minute // no poll but the first and the poked ones
+	n := startNATS(t)
+	u := newUpstream()
+	a := newReplica(t, n, u, "a", interval)
+	b := newReplica(t, n, u, "b", interval)
+	k := watch.Key{BatchID: "batch_fenced"}
+	subscribe(t, a, k)
+	waitFor(t, "a holds", func() bool { return a.cl.Stats().Leases == 1 })
+	sb := subscribe(t, b, k)
+	u.set("", k.BatchID, 3, batchv1.BatchStatus_BATCH_STATUS_IN_PROGRESS)
+	a.hub.PokeLocal(k.BatchID)
+	waitCompleted(t, sb, 3, "b follows a")
+	waitFor(t, "b has received a's state", func() bool { return b.cl.Stats().StatesReceived > 0 })
+
+	// A former holder, whose lease had revision 1, writes late: a newer
+	// observation time, an older token.
+	a.cl.WriteState(k, batchOf(k.BatchID, "", 9, batchv1.BatchStatus_BATCH_STATUS_IN_PROGRESS), time.Now().Add(time.Second), 1)
+	waitFor(t, "the stale state fenced", func() bool { return b.cl.Stats().StatesFenced >= 1 })
+	if got, _ := sb.Latest(); got.GetRequestCounts().GetCompleted() != 3 {
+		t.Fatalf("b's watcher took the stale state: completed=%d", got.GetRequestCounts().GetCompleted())
+	}
+	if got, _, ok := b.cl.Shared(context.Background(), k); ok {
+		t.Fatalf("Shared returned the stale state: completed=%d", got.GetRequestCounts().GetCompleted())
+	}
+
+	u.set("", k.BatchID, 5, batchv1.BatchStatus_BATCH_STATUS_IN_PROGRESS)
+	a.hub.PokeLocal(k.BatchID)
+	waitCompleted(t, sb, 5, "b follows a after the stale write")
+	if got, _, ok := b.cl.Shared(context.Background(), k); !ok || got.GetRequestCounts().GetCompleted() != 5 {
+		t.Fatalf("Shared after the holder's next state: %v, %v", got.GetRequestCounts(), ok)
+	}
+	if st := b.hub.Stats(); st.Followed == 0 {
+		t.Fatalf("b followed nothing: %+v", st)
+	}
+}

@@ -8,13 +8,22 @@
 //   - lease.<cred>.<batch>: the replica id of the lease holder, the one
 //     replica that polls the batch upstream. Taken with Create
 //     (create-if-absent) with a per-key TTL of LeaseTTL, renewed by
-//     compare-and-set on its revision before each poll, deleted when its
-//     poller stops (and so at shutdown). A lease whose holder died expires
-//     after LeaseTTL; its delete marker wakes the followers, which take it
-//     over at once.
+//     compare-and-set on its revision before each poll and, on a timer of
+//     its own, every LeaseTTL/3 while held, so that a fetch or a
+//     Retry-After wait longer than LeaseTTL does not let it lapse; deleted
+//     when its poller stops (and so at shutdown). A renewal that finds the
+//     lease changed marks it lost: the next Acquire reports it not held
+//     unless it can take it again. A lease whose holder died expires after
+//     LeaseTTL; its delete marker wakes the followers, which take it over
+//     at once.
 //   - state.<cred>.<batch>: the batch's canonical JSON
 //     (wire.MarshalBatch) and when the holder observed it, written by the
-//     holder after every poll, with a per-key TTL of StateTTL.
+//     holder after every poll, with a per-key TTL of StateTTL. Each state
+//     carries a fencing token, the writer's lease revision; revisions grow
+//     across the bucket, so a current holder's token beats any former
+//     holder's. Followers and Shared ignore a state whose token is lower
+//     than the highest seen for its key, which a former holder whose lease
+//     lapsed mid-poll may still write (Stats.StatesFenced).
 //
 // <cred> is the watch.Key's credential identifier, which is already an
 // HMAC of the caller's key ("_" for the gateway's own key), never the key;
@@ -143,6 +152,10 @@ type Stats struct {
 	// StatesWritten and StatesReceived count shared states written by
 	// this replica and received for its followers.
 	StatesWritten, StatesReceived uint64
+	// StatesFenced counts shared states ignored because their fencing
+	// token was lower than one already seen for the batch: written by a
+	// former holder after its lease lapsed.
+	StatesFenced uint64
 	// PokesSent and PokesReceived count pokes published to and received
 	// from other replicas.
 	PokesSent, PokesReceived uint64
@@ -169,12 +182,28 @@ type Cluster struct {
 	kv atomic.Pointer[kvHandle] // nil while unavailable
 
 	mu      sync.Mutex
-	leases  map[string]uint64 // lease key held → its revision
+	leases  map[string]*lease // lease key held → the lease
 	follows map[string]map[*follower]struct{}
+	fence   map[string]uint64 // followed "<cred>.<batch>" → highest state token seen
 	onPoke  func(batchID string)
 
-	acquired, lost, unavailable, written, received atomic.Uint64
-	pokesSent, pokesReceived, errs                 atomic.Uint64
+	acquired, lost, unavailable, written, received, fenced atomic.Uint64
+	pokesSent, pokesReceived, errs                         atomic.Uint64
+}
+
+// lease is one lease this replica holds. mu serializes its renewals
+// (the timer's and Acquire's) and its release; rev is the revision of its
+// last successful write.
+type lease struct {
+	mu   sync.Mutex
+	rev  atomic.Uint64
+	gone bool // released or lost: never renewed again; guarded by mu
+}
+
+func newLease(rev uint64) *lease {
+	l := &lease{}
+	l.rev.Store(rev)
+	return l
 }
 
 // kvHandle is the bucket while it is available.
@@ -205,8 +234,9 @@ func New(o Options) (*Cluster, error) {
 		ctx:     ctx,
 		cancel:  cancel,
 		wake:    make(chan struct{}, 1),
-		leases:  make(map[string]uint64),
+		leases:  make(map[string]*lease),
 		follows: make(map[string]map[*follower]struct{}),
+		fence:   make(map[string]uint64),
 	}
 	wake := func(*nats.Conn) { signal(c.wake) }
 	opts := []nats.Option{
@@ -238,8 +268,9 @@ func New(o Options) (*Cluster, error) {
 		cancel()
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go c.maintain()
+	go c.renewLoop()
 	return c, nil
 }
 
@@ -264,10 +295,11 @@ func (c *Cluster) Close() {
 func (c *Cluster) close() {
 	c.mu.Lock()
 	held := c.leases
-	c.leases = make(map[string]uint64)
+	c.leases = make(map[string]*lease)
 	c.mu.Unlock()
-	if h := c.kv.Load(); h != nil {
-		for key, rev := range held {
+	h := c.kv.Load()
+	for key, l := range held {
+		if rev, ok := l.drop(); ok && h != nil {
 			c.deleteLease(h, key, rev)
 		}
 	}
@@ -289,6 +321,7 @@ func (c *Cluster) Stats() Stats {
 		Unavailable:    c.unavailable.Load(),
 		StatesWritten:  c.written.Load(),
 		StatesReceived: c.received.Load(),
+		StatesFenced:   c.fenced.Load(),
 		PokesSent:      c.pokesSent.Load(),
 		PokesReceived:  c.pokesReceived.Load(),
 		Errors:         c.errs.Load(),
@@ -352,6 +385,11 @@ func (c *Cluster) maintain() {
 			continue
 		}
 		setupAt = reconnects
+		// The bucket may be new (the server lost its storage), its
+		// revisions, and so the fencing tokens, starting again from 1.
+		c.mu.Lock()
+		clear(c.fence)
+		c.mu.Unlock()
 		w = nw
 		done = make(chan struct{})
 		go c.dispatch(w, done)
@@ -399,10 +437,13 @@ func (c *Cluster) dispatch(w jetstream.KeyWatcher, done chan struct{}) {
 			if !c.followed(id) {
 				continue
 			}
-			b, at, err := decodeState(e.Value())
+			b, at, tok, err := decodeState(e.Value())
 			if err != nil {
 				c.errs.Add(1)
 				c.log.Warn("cluster: undecodable shared state", slog.Any("error", err))
+				continue
+			}
+			if !c.admit(id, tok) {
 				continue
 			}
 			c.received.Add(1)
@@ -416,6 +457,27 @@ func (c *Cluster) followed(id string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.follows[id]) > 0
+}
+
+// admit reports whether a shared state of id with fencing token tok is
+// to be used: not when a state with a higher token has been seen, as it
+// was then written by a former holder whose lease has lapsed. It records
+// tok as the highest seen while id is followed. A state without a token
+// (written by an older version) is always admitted.
+func (c *Cluster) admit(id string, tok uint64) bool {
+	if tok == 0 {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if tok < c.fence[id] {
+		c.fenced.Add(1)
+		return false
+	}
+	if len(c.follows[id]) > 0 {
+		c.fence[id] = tok
+	}
+	return true
 }
 
 // notify calls the followers of id.
@@ -451,28 +513,22 @@ func (c *Cluster) Acquire(ctx context.Context, k watch.Key) (bool, error) {
 	defer cancel()
 	key := "lease." + id(k)
 	c.mu.Lock()
-	rev, held := c.leases[key]
+	l := c.leases[key]
 	c.mu.Unlock()
-	if held {
-		pa, err := c.js.PublishMsg(ctx, &nats.Msg{Subject: c.prefix + key, Data: []byte(c.o.ReplicaID)},
-			jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(c.o.LeaseTTL))
-		if err == nil {
-			c.setLease(key, pa.Sequence)
-			return true, nil
+	if l != nil {
+		held, err := c.renew(ctx, key, l)
+		if held || err != nil {
+			return held, err
 		}
-		var api *jetstream.APIError
-		if !errors.As(err, &api) {
-			c.errs.Add(1)
-			return false, err
-		}
-		// Changed under us: expired, and perhaps taken by another replica.
-		c.dropLease(key)
-		c.lost.Add(1)
+		// Lost (expired, perhaps taken by another replica): try to take
+		// it again.
 	}
 	rev, err := h.kv.Create(ctx, key, []byte(c.o.ReplicaID), jetstream.KeyTTL(c.o.LeaseTTL))
 	switch {
 	case err == nil:
-		c.setLease(key, rev)
+		c.mu.Lock()
+		c.leases[key] = newLease(rev)
+		c.mu.Unlock()
 		c.acquired.Add(1)
 		return true, nil
 	case errors.Is(err, jetstream.ErrKeyExists):
@@ -483,16 +539,84 @@ func (c *Cluster) Acquire(ctx context.Context, k watch.Key) (bool, error) {
 	}
 }
 
-func (c *Cluster) setLease(key string, rev uint64) {
+// renew renews l, the lease of key, by compare-and-set on its revision.
+// When the lease has changed under us (expired, perhaps taken by another
+// replica), l is lost: it leaves c.leases and renew reports it not held.
+// An error (NATS trouble) leaves l as it is.
+func (c *Cluster) renew(ctx context.Context, key string, l *lease) (bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.gone {
+		return false, nil
+	}
+	pa, err := c.js.PublishMsg(ctx, &nats.Msg{Subject: c.prefix + key, Data: []byte(c.o.ReplicaID)},
+		jetstream.WithExpectLastSequencePerSubject(l.rev.Load()), jetstream.WithMsgTTL(c.o.LeaseTTL))
+	if err == nil {
+		l.rev.Store(pa.Sequence)
+		return true, nil
+	}
+	var api *jetstream.APIError
+	if !errors.As(err, &api) {
+		c.errs.Add(1)
+		return false, err
+	}
+	l.gone = true
 	c.mu.Lock()
-	c.leases[key] = rev
+	if c.leases[key] == l {
+		delete(c.leases, key)
+	}
 	c.mu.Unlock()
+	c.lost.Add(1)
+	c.log.Info("cluster: lease lost", slog.String("lease", key))
+	return false, nil
 }
 
-func (c *Cluster) dropLease(key string) {
-	c.mu.Lock()
-	delete(c.leases, key)
-	c.mu.Unlock()
+// drop marks l released, waiting for a renewal under way, and returns its
+// last revision; ok is false when it was already gone.
+func (l *lease) drop() (rev uint64, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.gone {
+		return 0, false
+	}
+	l.gone = true
+	return l.rev.Load(), true
+}
+
+// renewLoop renews the leases held every LeaseTTL/3, independently of the
+// polls (a fetch or a Retry-After wait may outlast the TTL), until Close.
+// A lease released meanwhile is not renewed; one found changed is lost.
+func (c *Cluster) renewLoop() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.o.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if c.handle() == nil {
+			continue
+		}
+		c.mu.Lock()
+		held := make(map[string]*lease, len(c.leases))
+		for key, l := range c.leases {
+			held[key] = l
+		}
+		c.mu.Unlock()
+		for key, l := range held {
+			ctx, cancel := context.WithTimeout(c.ctx, c.o.OpTimeout)
+			_, err := c.renew(ctx, key, l)
+			cancel()
+			if err != nil {
+				c.log.Debug("cluster: renewing a lease failed", slog.String("lease", key), slog.Any("error", err))
+			}
+			if c.ctx.Err() != nil {
+				return
+			}
+		}
+	}
 }
 
 // Release implements watch.Coordinator: it deletes k's lease if this
@@ -500,10 +624,14 @@ func (c *Cluster) dropLease(key string) {
 func (c *Cluster) Release(k watch.Key) {
 	key := "lease." + id(k)
 	c.mu.Lock()
-	rev, held := c.leases[key]
+	l := c.leases[key]
 	delete(c.leases, key)
 	c.mu.Unlock()
-	if !held {
+	if l == nil {
+		return
+	}
+	rev, ok := l.drop()
+	if !ok {
 		return
 	}
 	if h := c.handle(); h != nil {
@@ -524,28 +652,45 @@ func (c *Cluster) deleteLease(h *kvHandle, key string, rev uint64) {
 	}
 }
 
-// sharedState is the value of a state key.
+// sharedState is the value of a state key. Token is the fencing token:
+// the writer's lease revision when it wrote the state. Revisions grow
+// across the bucket, so a holder's token is higher than any of the former
+// holders'.
 type sharedState struct {
 	At    time.Time       `json:"observed_at"`
 	Batch json.RawMessage `json:"batch"`
+	Token uint64          `json:"token,omitempty"`
 }
 
-func decodeState(v []byte) (*batchv1.Batch, time.Time, error) {
+func decodeState(v []byte) (*batchv1.Batch, time.Time, uint64, error) {
 	var s sharedState
 	if err := json.Unmarshal(v, &s); err != nil {
-		return nil, time.Time{}, err
+		return nil, time.Time{}, 0, err
 	}
 	b, err := wire.DecodeBatch(s.Batch)
 	if err != nil {
-		return nil, time.Time{}, err
+		return nil, time.Time{}, 0, err
 	}
-	return b, s.At, nil
+	return b, s.At, s.Token, nil
 }
 
-// Publish implements watch.Coordinator: it writes k's shared state.
+// Publish implements watch.Coordinator: it writes k's shared state,
+// fenced by its lease's revision. It writes nothing when this replica no
+// longer holds k's lease (lost while polling).
 func (c *Cluster) Publish(k watch.Key, b *batchv1.Batch, at time.Time) {
-	h := c.handle()
-	if h == nil {
+	c.mu.Lock()
+	l := c.leases["lease."+id(k)]
+	c.mu.Unlock()
+	if l == nil {
+		return
+	}
+	c.writeState(k, b, at, l.rev.Load())
+}
+
+// writeState writes b, observed at at, as k's shared state with fencing
+// token tok.
+func (c *Cluster) writeState(k watch.Key, b *batchv1.Batch, at time.Time, tok uint64) {
+	if c.handle() == nil {
 		return
 	}
 	raw, err := wire.MarshalBatch(b)
@@ -553,7 +698,7 @@ func (c *Cluster) Publish(k watch.Key, b *batchv1.Batch, at time.Time) {
 		c.errs.Add(1)
 		return
 	}
-	v, err := json.Marshal(sharedState{At: at, Batch: raw})
+	v, err := json.Marshal(sharedState{At: at, Batch: raw, Token: tok})
 	if err != nil {
 		c.errs.Add(1)
 		return
@@ -583,9 +728,12 @@ func (c *Cluster) Shared(ctx context.Context, k watch.Key) (*batchv1.Batch, time
 		}
 		return nil, time.Time{}, false
 	}
-	b, at, err := decodeState(e.Value())
+	b, at, tok, err := decodeState(e.Value())
 	if err != nil {
 		c.errs.Add(1)
+		return nil, time.Time{}, false
+	}
+	if !c.admit(id(k), tok) {
 		return nil, time.Time{}, false
 	}
 	return b, at, true
@@ -608,6 +756,7 @@ func (c *Cluster) Follow(k watch.Key, fn func(*batchv1.Batch, time.Time)) func()
 		delete(c.follows[key], f)
 		if len(c.follows[key]) == 0 {
 			delete(c.follows, key)
+			delete(c.fence, key)
 		}
 		c.mu.Unlock()
 	}

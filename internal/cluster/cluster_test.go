@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 
@@ -83,10 +85,11 @@ type fakeUpstream struct {
 	mu      sync.Mutex
 	batches map[string]*batchv1.Batch
 	calls   map[string]int
+	delay   map[string]time.Duration // per replica: how long its fetches take
 }
 
 func newUpstream() *fakeUpstream {
-	return &fakeUpstream{batches: make(map[string]*batchv1.Batch), calls: make(map[string]int)}
+	return &fakeUpstream{batches: make(map[string]*batchv1.Batch), calls: make(map[string]int), delay: make(map[string]time.Duration)}
 }
 
 func batchOf(id, cred string, completed int64, status batchv1.BatchStatus) *batchv1.Batch {
@@ -120,6 +123,13 @@ func (u *fakeUpstream) total() int {
 	return n
 }
 
+// slow makes the replica's fetches take d.
+func (u *fakeUpstream) slow(replica string, d time.Duration) {
+	u.mu.Lock()
+	u.delay[replica] = d
+	u.mu.Unlock()
+}
+
 func (u *fakeUpstream) callsOf(replica string) int {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -134,6 +144,16 @@ type fetcher struct {
 
 func (f fetcher) GetBatch(ctx context.Context, id string) (*batchv1.Batch, error) {
 	cred, _ := ctx.Value(credKey{}).(string)
+	f.u.mu.Lock()
+	d := f.u.delay[f.replica]
+	f.u.mu.Unlock()
+	if d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	f.u.mu.Lock()
 	defer f.u.mu.Unlock()
 	f.u.calls[f.replica]++
@@ -566,4 +586,121 @@ func TestOddKeys(t *testing.T) {
 		}
 	}
 	waitFor(t, "three leases", func() bool { return r.cl.Stats().Leases == 3 })
+}
+
+// A holder whose fetch outlasts the lease TTL keeps its lease: it is
+// renewed on its own timer, not only at poll time, so no second replica
+// starts polling meanwhile.
+func TestLeaseRenewedDuringLongFetch(t *testing.T) {
+	const interval = 200 * time.Millisecond // lease TTL: 1s
+	n := startNATS(t)
+	u := newUpstream()
+	a := newReplica(t, n, u, "a", interval)
+	b := newReplica(t, n, u, "b", interval)
+	k := watch.Key{BatchID: "batch_slow"}
+	subscribe(t, a, k)
+	waitFor(t, "a holds", func() bool { return a.cl.Stats().Leases == 1 })
+	u.slow("a", 3*time.Second)
+	waitFor(t, "a's slow fetch under way", func() bool { return a.hub.Stats().Polls >= 2 })
+	subscribe(t, b, k)
+	deadline := time.Now().Add(2500 * time.Millisecond) // 2.5 TTLs
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		held, err := b.cl.Acquire(ctx, k)
+		cancel()
+		if err != nil || held {
+			t.Fatalf("b's Acquire during a's long fetch: held %v, err %v", held, err)
+		}
+		if got := u.callsOf("b"); got != 0 {
+			t.Fatalf("b polled %d times during a's long fetch", got)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if st := a.cl.Stats(); st.Leases != 1 || st.Lost != 0 {
+		t.Fatalf("a's stats after its long fetch: %+v", st)
+	}
+}
+
+// A renewal that finds the lease changed (another replica holds it) marks
+// it lost: the next Acquire reports it not held.
+func TestRenewalLosesChangedLease(t *testing.T) {
+	const interval = 200 * time.Millisecond // lease TTL: 1s
+	n := startNATS(t)
+	u := newUpstream()
+	a := newReplica(t, n, u, "a", interval)
+	k := watch.Key{BatchID: "batch_stolen"}
+	subscribe(t, a, k)
+	waitFor(t, "a holds", func() bool { return a.cl.Stats().Leases == 1 })
+	// a's next fetch hangs: only the renewal timer touches the lease.
+	u.slow("a", time.Minute)
+	waitFor(t, "a's hanging fetch under way", func() bool { return a.hub.Stats().Polls >= 2 })
+	kv := bucket(t, n)
+	if _, err := kv.Put(context.Background(), "lease._.batch_stolen", []byte("intruder")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a's lease lost", func() bool { st := a.cl.Stats(); return st.Lost == 1 && st.Leases == 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if held, err := a.cl.Acquire(ctx, k); held || err != nil {
+		t.Fatalf("Acquire after the lease was lost: held %v, err %v", held, err)
+	}
+}
+
+// bucket opens the test bucket on its own connection.
+func bucket(t *testing.T, n *natsServer) jetstream.KeyValue {
+	t.Helper()
+	nc, err := nats.Connect(n.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
+}
+
+// A state written by a former holder (an older fencing token) after the
+// current holder's is ignored by the followers and by Shared; the holder's
+// next state still gets through.
+func TestStaleWriterFenced(t *testing.T) {
+	const interval = time.Minute // no poll but the first and the poked ones
+	n := startNATS(t)
+	u := newUpstream()
+	a := newReplica(t, n, u, "a", interval)
+	b := newReplica(t, n, u, "b", interval)
+	k := watch.Key{BatchID: "batch_fenced"}
+	subscribe(t, a, k)
+	waitFor(t, "a holds", func() bool { return a.cl.Stats().Leases == 1 })
+	sb := subscribe(t, b, k)
+	u.set("", k.BatchID, 3, batchv1.BatchStatus_BATCH_STATUS_IN_PROGRESS)
+	a.hub.PokeLocal(k.BatchID)
+	waitCompleted(t, sb, 3, "b follows a")
+	waitFor(t, "b has received a's state", func() bool { return b.cl.Stats().StatesReceived > 0 })
+
+	// A former holder, whose lease had revision 1, writes late: a newer
+	// observation time, an older token.
+	a.cl.WriteState(k, batchOf(k.BatchID, "", 9, batchv1.BatchStatus_BATCH_STATUS_IN_PROGRESS), time.Now().Add(time.Second), 1)
+	waitFor(t, "the stale state fenced", func() bool { return b.cl.Stats().StatesFenced >= 1 })
+	if got, _ := sb.Latest(); got.GetRequestCounts().GetCompleted() != 3 {
+		t.Fatalf("b's watcher took the stale state: completed=%d", got.GetRequestCounts().GetCompleted())
+	}
+	if got, _, ok := b.cl.Shared(context.Background(), k); ok {
+		t.Fatalf("Shared returned the stale state: completed=%d", got.GetRequestCounts().GetCompleted())
+	}
+
+	u.set("", k.BatchID, 5, batchv1.BatchStatus_BATCH_STATUS_IN_PROGRESS)
+	a.hub.PokeLocal(k.BatchID)
+	waitCompleted(t, sb, 5, "b follows a after the stale write")
+	if got, _, ok := b.cl.Shared(context.Background(), k); !ok || got.GetRequestCounts().GetCompleted() != 5 {
+		t.Fatalf("Shared after the holder's next state: %v, %v", got.GetRequestCounts(), ok)
+	}
+	if st := b.hub.Stats(); st.Followed == 0 {
+		t.Fatalf("b followed nothing: %+v", st)
+	}
 }

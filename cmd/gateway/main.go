@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -37,10 +36,5 @@ func realMain(ctx context.Context, args []string, lookup func(string) (string, b
 	if err != nil {
 		return err
 	}
-	opts := &slog.HandlerOptions{Level: cfg.Log.Level}
-	var h slog.Handler = slog.NewTextHandler(stderr, opts)
-	if cfg.Log.Format == "json" {
-		h = slog.NewJSONHandler(stderr, opts)
-	}
-	return gateway.Run(ctx, cfg, slog.New(h))
+	return gateway.Run(ctx, cfg, cfg.Log.Logger(stderr))
 }

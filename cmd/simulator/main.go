@@ -43,12 +43,7 @@ func realMain(ctx context.Context, args []string, lookup func(string) (string, b
 	if err != nil {
 		return err
 	}
-	opts := &slog.HandlerOptions{Level: cfg.Log.Level}
-	var h slog.Handler = slog.NewTextHandler(stderr, opts)
-	if cfg.Log.Format == "json" {
-		h = slog.NewJSONHandler(stderr, opts)
-	}
-	return serve(ctx, cfg, slog.New(h))
+	return serve(ctx, cfg, cfg.Log.Logger(stderr))
 }
 
 // serve binds cfg.Addr and serves the simulator until ctx is done, then

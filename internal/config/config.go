@@ -176,6 +176,16 @@ type LogConfig struct {
 	Format string
 }
 
+// Logger returns a logger writing to w at c's level, as JSON when Format
+// is "json" and as text otherwise.
+func (c LogConfig) Logger(w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.Level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
 // FilesConfig configures the file uploads and downloads.
 type FilesConfig struct {
 	// MaxUploadBytes caps the size of one uploaded file

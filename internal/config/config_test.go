@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"bytes"
 	"encoding/base64"
 	"errors"
 	"flag"
@@ -269,5 +270,27 @@ func TestClusterConfig(t *testing.T) {
 				t.Fatalf("Cluster = %+v, want %+v", c.Cluster, tt.want)
 			}
 		})
+	}
+}
+
+// TestLogConfigLogger: the logger writes JSON or text as Format says, from
+// Level up.
+func TestLogConfigLogger(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		format string
+		want   string
+	}{
+		{"json", `"msg":"shown"`},
+		{"text", "msg=shown"},
+		{"", "msg=shown"},
+	} {
+		var buf bytes.Buffer
+		log := config.LogConfig{Level: slog.LevelInfo, Format: tt.format}.Logger(&buf)
+		log.Debug("hidden")
+		log.Info("shown")
+		if got := buf.String(); !strings.Contains(got, tt.want) || strings.Contains(got, "hidden") {
+			t.Errorf("format %q: %q, want %s and no debug line", tt.format, got, tt.want)
+		}
 	}
 }

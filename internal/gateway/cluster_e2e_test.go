@@ -82,6 +82,10 @@ func TestClusterReadiness(t *testing.T) {
 			if err != nil || resp.GetBatch().GetStatus() != batchv1.BatchStatus_BATCH_STATUS_COMPLETED {
 				t.Fatalf("GetBatch: %v %v", resp, err)
 			}
+			// The hub's and the fencing counts are exported with the rest.
+			for _, m := range []string{"batchgate_cluster_shared_gets_total", "batchgate_cluster_states_followed_total", "batchgate_cluster_states_fenced_total"} {
+				waitText(t, e.BaseURL+"/metrics", m+" ")
+			}
 		})
 	}
 }

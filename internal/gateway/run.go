@@ -183,7 +183,12 @@ func (g *Gateway) newCluster(c config.ClusterConfig, interval time.Duration) err
 		return err
 	}
 	g.cluster = cl
-	for _, m := range clusterMetrics(cl) {
+	for _, m := range clusterMetrics(cl, func() watch.Stats {
+		if g.hub == nil { // the hub is built after the cluster, before serving
+			return watch.Stats{}
+		}
+		return g.hub.Stats()
+	}) {
 		if err := g.tel.Registry.Register(m); err != nil {
 			return fmt.Errorf("cluster metrics: %w", err)
 		}
@@ -192,9 +197,9 @@ func (g *Gateway) newCluster(c config.ClusterConfig, interval time.Duration) err
 	return nil
 }
 
-// clusterMetrics are the cluster's gauges and counters, read at scrape
-// time.
-func clusterMetrics(cl *cluster.Cluster) []prometheus.Collector {
+// clusterMetrics are the cluster's gauges and counters, and the hub's
+// counts of shared states, read at scrape time.
+func clusterMetrics(cl *cluster.Cluster, hub func() watch.Stats) []prometheus.Collector {
 	gauge := func(name, help string, v func(cluster.Stats) float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "batchgate_cluster_" + name, Help: help}, func() float64 { return v(cl.Stats()) })
 	}
@@ -217,6 +222,11 @@ func clusterMetrics(cl *cluster.Cluster) []prometheus.Collector {
 		counter("pokes_sent_total", "Pokes published to the other replicas.", func(s cluster.Stats) uint64 { return s.PokesSent }),
 		counter("pokes_received_total", "Pokes received from the other replicas.", func(s cluster.Stats) uint64 { return s.PokesReceived }),
 		counter("errors_total", "Failed NATS operations.", func(s cluster.Stats) uint64 { return s.Errors }),
+		counter("states_fenced_total", "Shared states ignored because a later lease holder had written a newer one.", func(s cluster.Stats) uint64 { return s.StatesFenced }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "batchgate_cluster_shared_gets_total", Help: "GetBatch calls answered from a fresh shared state."},
+			func() float64 { return float64(hub().SharedHits) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "batchgate_cluster_states_followed_total", Help: "Shared states, polled by another replica, published to this replica's watchers."},
+			func() float64 { return float64(hub().Followed) }),
 	}
 }
 

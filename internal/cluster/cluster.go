@@ -25,6 +25,26 @@
 //     than the highest seen for its key, which a former holder whose lease
 //     lapsed mid-poll may still write (Stats.StatesFenced).
 //
+// GetBatch (watch.Hub.Get, through watch.GetLeaser) is answered from the
+// shared state when it is fresh, and otherwise coalesced cluster-wide
+// through the same lease: the Get takes lease.<cred>.<batch> (Create, TTL
+// LeaseTTL, not renewed) before calling the upstream, writes the result
+// as the shared state, fenced by that lease's revision like a poller's,
+// and deletes the lease. A Get that finds the lease held, by a poller or
+// another replica's Get, follows the state key and waits, at most
+// watch.Options.SharedGetWait (and half its caller's deadline), for a
+// fresh state; it tries the lease again when it comes free without one,
+// and calls the upstream by itself when none comes in time or NATS is
+// unavailable. The pollers' lease, not one of its own, so that at any
+// moment one replica writes each state key: a Get's state and a poll's
+// are fenced against each other (a separate Get lease would have tokens
+// unordered with the poller's, fencing out a holder's newer poll), and a
+// Get waits for the poll the lease holder makes anyway after a poke. A
+// poller elsewhere that finds a Get's lease follows its state and takes
+// the lease over when it is deleted, or, if the replica died mid-call,
+// after LeaseTTL, as after a poller's death. When this replica's own
+// poller holds the lease, the Get calls and publishes under it.
+//
 // <cred> is the watch.Key's credential identifier, which is already an
 // HMAC of the caller's key ("_" for the gateway's own key), never the key;
 // <batch> is the batch id. Anything outside the characters NATS keys allow
@@ -146,6 +166,9 @@ type Stats struct {
 	// Acquired counts leases taken (created or taken over), Lost leases
 	// found taken by another replica at renewal.
 	Acquired, Lost uint64
+	// GetLeases counts leases taken for one upstream call on behalf of a
+	// Get (LeaseGet), not counted in Acquired.
+	GetLeases uint64
 	// Unavailable counts Acquire calls refused because NATS was
 	// unavailable (each one a poll made alone).
 	Unavailable uint64
@@ -188,7 +211,7 @@ type Cluster struct {
 	onPoke  func(batchID string)
 
 	acquired, lost, unavailable, written, received, fenced atomic.Uint64
-	pokesSent, pokesReceived, errs                         atomic.Uint64
+	pokesSent, pokesReceived, errs, getLeases              atomic.Uint64
 }
 
 // lease is one lease this replica holds. mu serializes its renewals
@@ -214,7 +237,10 @@ type follower struct {
 	fn func(*batchv1.Batch, time.Time)
 }
 
-var _ watch.Coordinator = (*Cluster)(nil)
+var (
+	_ watch.Coordinator = (*Cluster)(nil)
+	_ watch.GetLeaser   = (*Cluster)(nil)
+)
 
 // New connects to NATS and returns the Cluster. An unreachable NATS is not
 // an error: the Cluster keeps trying in the background and, until it
@@ -318,6 +344,7 @@ func (c *Cluster) Stats() Stats {
 		Leases:         int64(n),
 		Acquired:       c.acquired.Load(),
 		Lost:           c.lost.Load(),
+		GetLeases:      c.getLeases.Load(),
 		Unavailable:    c.unavailable.Load(),
 		StatesWritten:  c.written.Load(),
 		StatesReceived: c.received.Load(),
@@ -711,6 +738,53 @@ func (c *Cluster) writeState(k watch.Key, b *batchv1.Batch, at time.Time, tok ui
 		return
 	}
 	c.written.Add(1)
+}
+
+// LeaseGet implements watch.GetLeaser: it takes k's lease, the pollers'
+// lease.<cred>.<batch>, for one upstream call on behalf of a Get, with
+// the pollers' TTL and no renewal. done writes the call's result as k's
+// shared state, fenced by the lease's revision, and deletes the lease
+// (unless it has changed since). When this replica's poller holds the
+// lease, done publishes under it and leaves it held. A nil done means
+// another replica (its poller or its Get) holds the lease.
+func (c *Cluster) LeaseGet(ctx context.Context, k watch.Key) (func(*batchv1.Batch, time.Time), error) {
+	h := c.handle()
+	if h == nil {
+		return nil, ErrUnavailable
+	}
+	key := "lease." + id(k)
+	c.mu.Lock()
+	held := c.leases[key] != nil
+	c.mu.Unlock()
+	if held {
+		return func(b *batchv1.Batch, at time.Time) {
+			if b != nil {
+				c.Publish(k, b, at)
+			}
+		}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.o.OpTimeout)
+	defer cancel()
+	rev, err := h.kv.Create(ctx, key, []byte(c.o.ReplicaID), jetstream.KeyTTL(c.o.LeaseTTL))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyExists):
+		return nil, nil
+	case err != nil:
+		c.errs.Add(1)
+		return nil, err
+	}
+	c.getLeases.Add(1)
+	var once sync.Once
+	return func(b *batchv1.Batch, at time.Time) {
+		once.Do(func() {
+			if b != nil {
+				c.writeState(k, b, at, rev)
+			}
+			if h := c.handle(); h != nil {
+				c.deleteLease(h, key, rev)
+			}
+		})
+	}, nil
 }
 
 // Shared implements watch.Coordinator: it reads k's shared state.

@@ -44,6 +44,25 @@ type Coordinator interface {
 	Poke(batchID string)
 }
 
+// GetLeaser is implemented by a Coordinator that coalesces Get cluster-wide
+// (internal/cluster does). A Get that finds no fresh shared state takes
+// k's lease before calling the upstream, so that concurrent Gets on
+// different replicas make one call: the holder calls and shares the
+// result; the others wait, at most Options.SharedGetWait, for that shared
+// state, and call by themselves when none comes.
+type GetLeaser interface {
+	// LeaseGet takes k's lease for one upstream call on behalf of Get.
+	// When it is taken (done not nil) the caller makes the call and then
+	// calls done exactly once: with the batch and when the call started,
+	// to make it k's shared state (fenced by the lease) and give the
+	// lease up; with a nil batch (the call failed, or was not needed) to
+	// only give it up. A nil done and a nil error mean another replica
+	// holds the lease: its poll or Get will share a state. An error means
+	// the cluster is not available: the caller calls by itself. It must
+	// return quickly when the cluster is unreachable.
+	LeaseGet(ctx context.Context, k Key) (done func(b *batchv1.Batch, at time.Time), err error)
+}
+
 // inbox is what a following poller has been told by its Coordinator: the
 // newest shared state not yet applied and whether the lease came free.
 type inbox struct {

@@ -107,7 +107,19 @@ type Options struct {
 	// their watchers as their own polls would be, OnPublish included), Get
 	// is answered from a fresh shared state, and PokeBatch reaches the
 	// replica that polls. Nil: the hub polls every watched Key itself.
+	//
+	// When the Coordinator is also a GetLeaser, a Get that finds no fresh
+	// shared state is coalesced cluster-wide: it takes the Key's lease
+	// before calling the upstream and shares the result, or, when another
+	// replica holds the lease, waits for the shared state it writes.
 	Coordinator Coordinator
+	// SharedGetWait bounds how long a Get waits for the shared state of
+	// another replica that holds the Key's lease (GetLeaser) before it
+	// calls the upstream by itself; it waits no longer than half the time
+	// left before the caller's deadline, so that its own call has the
+	// other half. Zero means 3s; a negative value disables the wait (and
+	// the Get lease). Ignored without a GetLeaser Coordinator.
+	SharedGetWait time.Duration
 	// Logger receives a debug line when a poller starts and stops, with
 	// the batch id (never the credential). Nil discards.
 	Logger *slog.Logger
@@ -134,6 +146,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.CallTimeout <= 0 {
 		o.CallTimeout = time.Minute
+	}
+	if o.SharedGetWait == 0 {
+		o.SharedGetWait = 3 * time.Second
 	}
 	if o.PollContext == nil {
 		o.PollContext = func(context.Context, Key) context.Context { return context.Background() }
@@ -164,7 +179,9 @@ type Stats struct {
 	// result the hub already had, without waiting for an upstream call.
 	CacheHits uint64
 	// SharedHits is the number of Get calls answered from the
-	// Coordinator's shared state, without an upstream call.
+	// Coordinator's shared state, without an upstream call: one already
+	// there, or one that another replica holding the Key's lease wrote
+	// while the Get waited for it.
 	SharedHits uint64
 	// Followed is the number of shared states, polled by another
 	// replica, that pollers took from the Coordinator.
@@ -235,7 +252,8 @@ func New(f Fetcher, opts Options) *Hub {
 
 // Get returns the batch for k. A result younger than Options.FreshFor,
 // fetched by an earlier Get or by k's poller, answers without an upstream
-// call. Otherwise concurrent Gets for the same Key share one upstream call.
+// call. Otherwise concurrent Gets for the same Key share one upstream call
+// (with a Coordinator, one across the replicas: see Options.Coordinator).
 // That call runs detached from any one caller's cancellation, bounded by
 // Options.CallTimeout: a caller whose ctx ends gets ctx.Err() at once
 // while the others still get the result. Errors are not cached. The
@@ -257,10 +275,11 @@ func (h *Hub) Get(ctx context.Context, k Key) (*batchv1.Batch, error) {
 	}
 
 	detached := context.WithoutCancel(ctx)
+	deadline, _ := ctx.Deadline()
 	led := false // set by fn, which runs only when this caller starts the call
 	ch := h.sf.DoChan(flightKey(k), func() (any, error) {
 		led = true
-		return h.sharedGet(detached, k)
+		return h.sharedGet(detached, deadline, k)
 	})
 	select {
 	case r := <-ch:
@@ -279,7 +298,8 @@ func (h *Hub) Get(ctx context.Context, k Key) (*batchv1.Batch, error) {
 
 // sharedGet is the upstream call behind one singleflight flight. It runs
 // in singleflight's goroutine, counted by h.wg, and is cancelled by Close.
-func (h *Hub) sharedGet(ctx context.Context, k Key) (*batchv1.Batch, error) {
+// deadline is the leading caller's, zero when it has none.
+func (h *Hub) sharedGet(ctx context.Context, deadline time.Time, k Key) (*batchv1.Batch, error) {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -293,26 +313,119 @@ func (h *Hub) sharedGet(ctx context.Context, k Key) (*batchv1.Batch, error) {
 	defer cancel()
 	defer context.AfterFunc(h.ctx, cancel)()
 
-	if c := h.opts.Coordinator; c != nil && h.opts.FreshFor > 0 {
-		h.mu.Lock()
-		poked := h.poked[k.BatchID]
-		h.mu.Unlock()
-		if b, at, ok := c.Shared(ctx, k); ok && time.Since(at) < h.opts.FreshFor && at.After(poked) {
-			h.sharedHits.Add(1)
-			h.remember(k, b, at)
-			return b, nil
+	b, done, err := h.coordinatedGet(ctx, deadline, k)
+	if !done {
+		start := time.Now()
+		if b, err = h.fetch(ctx, k, &h.gets); err == nil {
+			h.remember(k, b, start)
 		}
 	}
-	start := time.Now()
-	b, err := h.fetch(ctx, k, &h.gets)
 	if err != nil {
 		if h.ctx.Err() != nil {
 			return nil, ErrShutdown
 		}
 		return nil, err
 	}
-	h.remember(k, b, start)
 	return b, nil
+}
+
+// coordinatedGet answers a Get through the Coordinator, if any: from a
+// fresh shared state, or, with a GetLeaser, by calling the upstream under
+// k's lease and sharing the result, or by waiting for the shared state of
+// the replica that holds the lease. done is false when the caller is to
+// call the upstream by itself: no Coordinator, the cluster unavailable, or
+// no fresh state within the wait.
+func (h *Hub) coordinatedGet(ctx context.Context, deadline time.Time, k Key) (b *batchv1.Batch, done bool, err error) {
+	c := h.opts.Coordinator
+	if c == nil || h.opts.FreshFor <= 0 {
+		return nil, false, nil
+	}
+	if b, ok := h.freshShared(ctx, c, k); ok {
+		return b, true, nil
+	}
+	gl, ok := c.(GetLeaser)
+	if !ok || h.opts.SharedGetWait < 0 {
+		return nil, false, nil
+	}
+	wait := h.opts.SharedGetWait
+	if !deadline.IsZero() {
+		wait = min(wait, time.Until(deadline)/2)
+	}
+	if wait <= 0 {
+		return nil, false, nil
+	}
+	// Follow first, so that no state written after the lease is found
+	// held goes unseen.
+	in := newInbox()
+	defer c.Follow(k, in.put)()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		release, err := gl.LeaseGet(ctx, k)
+		if err != nil {
+			return nil, false, nil
+		}
+		if release != nil {
+			// The former holder may have shared its result between our
+			// look at the shared state and our taking the lease.
+			if b, ok := h.freshShared(ctx, c, k); ok {
+				release(nil, time.Time{})
+				return b, true, nil
+			}
+			start := time.Now()
+			b, err := h.fetch(ctx, k, &h.gets)
+			if err != nil {
+				release(nil, time.Time{})
+				return nil, true, err
+			}
+			h.remember(k, b, start)
+			release(b, start)
+			return b, true, nil
+		}
+		if b, ok := h.freshShared(ctx, c, k); ok {
+			return b, true, nil
+		}
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return nil, true, ctx.Err()
+			case <-timer.C:
+				return nil, false, nil
+			case <-in.sig:
+				b, at, free := in.take()
+				if b != nil && h.sharedFresh(k, at) {
+					h.sharedHits.Add(1)
+					h.remember(k, b, at)
+					return b, true, nil
+				}
+				if free {
+					break wait // the holder gave up without a fresh state: try the lease
+				}
+			}
+		}
+	}
+}
+
+// freshShared returns k's shared state if it answers Get: younger than
+// FreshFor and observed after the batch's last poke.
+func (h *Hub) freshShared(ctx context.Context, c Coordinator, k Key) (*batchv1.Batch, bool) {
+	b, at, ok := c.Shared(ctx, k)
+	if !ok || !h.sharedFresh(k, at) {
+		return nil, false
+	}
+	h.sharedHits.Add(1)
+	h.remember(k, b, at)
+	return b, true
+}
+
+// sharedFresh reports whether a shared state of k observed at at answers
+// Get: younger than FreshFor and observed after the batch's last poke.
+func (h *Hub) sharedFresh(k Key, at time.Time) bool {
+	h.mu.Lock()
+	poked := h.poked[k.BatchID]
+	h.mu.Unlock()
+	return time.Since(at) < h.opts.FreshFor && at.After(poked)
 }
 
 // flightKey is k as an unambiguous singleflight key.

@@ -317,7 +317,14 @@ func (c *Client) attempt(ctx context.Context, r *request, key callKey) ([]byte, 
 	if r.body != nil {
 		body = bytes.NewReader(r.body)
 	}
-	resp, err := c.send(ctx, r.method, r.url, body, jsonType, jsonType, key) //nolint:bodyclose // closed by drainClose below
+	return c.sendRead(ctx, r.method, r.url, body, jsonType, key)
+}
+
+// sendRead sends one request (see send) and returns its 2xx body (at most
+// MaxBodyBytes), or *Error for another status; the response is drained
+// and closed either way.
+func (c *Client) sendRead(ctx context.Context, method, u string, body io.Reader, contentType string, key callKey) ([]byte, error) {
+	resp, err := c.send(ctx, method, u, body, contentType, jsonType, key) //nolint:bodyclose // closed by drainClose below
 	if err != nil {
 		return nil, err
 	}

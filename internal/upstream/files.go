@@ -166,15 +166,7 @@ func (c *Client) upload(ctx context.Context, r *request, filename, purpose strin
 		pr.CloseWithError(errUploadDone)
 		<-done
 	}()
-	resp, err := c.send(ctx, r.method, r.url, pr, contentType, jsonType, key) //nolint:bodyclose // closed by drainClose below
-	if err != nil {
-		return nil, err
-	}
-	defer drainClose(resp.Body)
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, c.statusError(resp, key)
-	}
-	return c.readBody(resp.Body)
+	return c.sendRead(ctx, r.method, r.url, pr, contentType, key)
 }
 
 // errUploadDone is what the writer of an upload gets once the request is

@@ -68,7 +68,7 @@ func BenchmarkPosture(b *testing.B) {
 		name string
 		*stack
 	}{{"bare", bare}, {"full", full}} {
-		b.Run("grpc-"+s.name, func(b *testing.B) {
+		b.Run("grpc-"+s.name, withCPU(func(b *testing.B) {
 			ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+benchToken)
 			req := &batchv1.GetBatchRequest{BatchId: id}
 			for b.Loop() {
@@ -76,12 +76,12 @@ func BenchmarkPosture(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-		})
-		b.Run("rest-"+s.name, func(b *testing.B) {
+		}))
+		b.Run("rest-"+s.name, withCPU(func(b *testing.B) {
 			url := s.httpBase + "/v1/batches/" + id
 			for b.Loop() {
 				httpGet(b, client, url, benchToken)
 			}
-		})
+		}))
 	}
 }

@@ -51,40 +51,154 @@ func TestGetCoalescing(t *testing.T) {
 	})
 }
 
+// getResult is what one Get returned.
+type getResult struct {
+	b   *batchv1.Batch
+	err error
+}
+
+// goGet runs h.Get(ctx, k) in a goroutine and returns where its result
+// arrives.
+func goGet(ctx context.Context, h *Hub, k Key) <-chan getResult {
+	res := make(chan getResult, 1)
+	go func() { b, err := h.Get(ctx, k); res <- getResult{b, err} }()
+	return res
+}
+
 func TestGetCancelDoesNotCancelOthers(t *testing.T) {
 	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		// leader: the Get making the call is the one cancelled; else a
+		// waiter is.
+		leader bool
+	}{{"leader cancelled", true}, {"waiter cancelled", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				k := Key{BatchID: "batch_gc"}
+				gate := make(chan struct{})
+				f := newFake().script(k, gated(gate, ok(running("batch_gc", 1))))
+				h := New(f, Options{})
+				defer h.Close()
+
+				ctxFirst, ctxSecond := context.Background(), context.Background()
+				ctxCancelled, cancel := context.WithCancel(context.Background())
+				if tc.leader {
+					ctxFirst = ctxCancelled
+				} else {
+					ctxSecond = ctxCancelled
+				}
+				first := goGet(ctxFirst, h, k) // makes the call
+				synctest.Wait()
+				second := goGet(ctxSecond, h, k)
+				synctest.Wait()
+				cancelled, other := second, first
+				if tc.leader {
+					cancelled, other = first, second
+				}
+
+				cancel()
+				synctest.Wait()
+				if f.Cancelled() != 0 {
+					t.Fatal("one caller's cancel cancelled the shared call")
+				}
+				if !tc.leader {
+					// A waiter returns at once.
+					select {
+					case r := <-cancelled:
+						if !errors.Is(r.err, context.Canceled) || r.b != nil {
+							t.Fatalf("cancelled Get = %v, %v", r.b, r.err)
+						}
+					default:
+						t.Fatal("the cancelled waiter did not return")
+					}
+				}
+				close(gate)
+				if tc.leader {
+					// The leader returns its own context's error once the
+					// call it made for the others ends.
+					if r := <-cancelled; !errors.Is(r.err, context.Canceled) || r.b != nil {
+						t.Fatalf("cancelled Get = %v, %v", r.b, r.err)
+					}
+				}
+				if r := <-other; r.err != nil || !proto.Equal(r.b, running("batch_gc", 1)) {
+					t.Fatalf("other Get = %v, %v", r.b, r.err)
+				}
+				if c := f.Calls(k); c != 1 {
+					t.Errorf("%d fetches", c)
+				}
+			})
+		})
+	}
+}
+
+// TestGetAbandonedCallCancelled: once every caller of a shared call has
+// gone, the call is cancelled, and the next Get makes a new one.
+func TestGetAbandonedCallCancelled(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		waiters int // Gets that join the first one's call and are cancelled too
+	}{{"alone", 0}, {"with waiters", 3}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				k := Key{BatchID: "batch_ga"}
+				f := newFake().script(k, gated(make(chan struct{}), ok(running("batch_ga", 1))), ok(running("batch_ga", 2)))
+				h := New(f, Options{FreshFor: -1})
+				defer h.Close()
+
+				ctx, cancel := context.WithCancel(context.Background())
+				results := []<-chan getResult{goGet(ctx, h, k)}
+				synctest.Wait()
+				for range tc.waiters {
+					results = append(results, goGet(ctx, h, k))
+				}
+				synctest.Wait()
+				cancel()
+				for i, res := range results {
+					if r := <-res; !errors.Is(r.err, context.Canceled) || r.b != nil {
+						t.Fatalf("Get %d = %v, %v", i, r.b, r.err)
+					}
+				}
+				synctest.Wait()
+				if n := f.Cancelled(); n != 1 {
+					t.Fatalf("%d fetches cancelled, want the abandoned one", n)
+				}
+				b, err := h.Get(context.Background(), k)
+				if err != nil || !proto.Equal(b, running("batch_ga", 2)) {
+					t.Fatalf("next Get = %v, %v", b, err)
+				}
+				if c := f.Calls(k); c != 2 {
+					t.Errorf("%d fetches, want 2", c)
+				}
+			})
+		})
+	}
+}
+
+// TestGetKeysApart: Gets of keys that differ only in where the credential
+// ends and the batch id begins do not share a call.
+func TestGetKeysApart(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		k := Key{BatchID: "batch_gc"}
 		gate := make(chan struct{})
-		f := newFake().script(k, gated(gate, ok(running("batch_gc", 1))))
+		ka, kb := Key{Credential: "ab", BatchID: "c"}, Key{Credential: "a", BatchID: "bc"}
+		f := newFake().script(ka, gated(gate, ok(running("c", 1)))).script(kb, gated(gate, ok(running("bc", 2))))
 		h := New(f, Options{})
 		defer h.Close()
-
-		ctxA, cancelA := context.WithCancel(context.Background())
-		type result struct {
-			b   *batchv1.Batch
-			err error
-		}
-		resA, resB := make(chan result, 1), make(chan result, 1)
-		go func() { b, err := h.Get(ctxA, k); resA <- result{b, err} }() // starts the call
+		ra, rb := goGet(withCred(context.Background(), ka), h, ka), goGet(withCred(context.Background(), kb), h, kb)
 		synctest.Wait()
-		go func() { b, err := h.Get(context.Background(), k); resB <- result{b, err} }()
-		synctest.Wait()
-
-		cancelA()
-		if r := <-resA; !errors.Is(r.err, context.Canceled) || r.b != nil {
-			t.Fatalf("cancelled Get = %v, %v", r.b, r.err)
-		}
-		synctest.Wait()
-		if f.Cancelled() != 0 {
-			t.Fatal("one caller's cancel cancelled the shared call")
+		if f.Calls(ka) != 1 || f.Calls(kb) != 1 {
+			t.Fatalf("fetches: %d for %v, %d for %v", f.Calls(ka), ka, f.Calls(kb), kb)
 		}
 		close(gate)
-		if r := <-resB; r.err != nil || !proto.Equal(r.b, running("batch_gc", 1)) {
-			t.Fatalf("other Get = %v, %v", r.b, r.err)
+		if r := <-ra; r.err != nil || r.b.GetId() != "c" {
+			t.Errorf("Get %v = %v, %v", ka, r.b, r.err)
 		}
-		if c := f.Calls(k); c != 1 {
-			t.Errorf("%d fetches", c)
+		if r := <-rb; r.err != nil || r.b.GetId() != "bc" {
+			t.Errorf("Get %v = %v, %v", kb, r.b, r.err)
 		}
 	})
 }

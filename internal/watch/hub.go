@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
@@ -196,9 +194,8 @@ type Hub struct {
 	opts Options
 	log  *slog.Logger
 	lim  *adaptiveLimiter
-	sf   singleflight.Group
 
-	// ctx is cancelled by Close; shared Get calls run under it.
+	// ctx is cancelled by Close, which cancels every flight too.
 	ctx    context.Context
 	cancel context.CancelFunc
 	// wg counts poller goroutines and shared Get calls. Add is only
@@ -212,6 +209,7 @@ type Hub struct {
 	// refuses, no poller starts.
 	watchesClosed bool
 	pollers       map[Key]*poller
+	flights       map[Key]*flight // Gets' upstream calls in progress
 	cache         map[Key]cacheEntry
 	nextSweep     int // sweep the cache when it reaches this size
 	// poked is when each batch was last poked, with a Coordinator: a
@@ -245,6 +243,7 @@ func New(f Fetcher, opts Options) *Hub {
 		ctx:       ctx,
 		cancel:    cancel,
 		pollers:   make(map[Key]*poller),
+		flights:   make(map[Key]*flight),
 		cache:     make(map[Key]cacheEntry),
 		nextSweep: minSweep,
 	}
@@ -253,10 +252,12 @@ func New(f Fetcher, opts Options) *Hub {
 // Get returns the batch for k. A result younger than Options.FreshFor,
 // fetched by an earlier Get or by k's poller, answers without an upstream
 // call. Otherwise concurrent Gets for the same Key share one upstream call
-// (with a Coordinator, one across the replicas: see Options.Coordinator).
-// That call runs detached from any one caller's cancellation, bounded by
-// Options.CallTimeout: a caller whose ctx ends gets ctx.Err() at once
-// while the others still get the result. Errors are not cached. The
+// (with a Coordinator, one across the replicas: see Options.Coordinator),
+// bounded by Options.CallTimeout. The first caller makes that call in its
+// own goroutine; the others wait for it. A waiter whose ctx ends gets
+// ctx.Err() at once. When the first caller's ctx ends, the call goes on
+// while others wait for it (the first caller then returns ctx.Err() when
+// it ends) and is cancelled once none do. Errors are not cached. The
 // returned batch is shared and must not be modified.
 func (h *Hub) Get(ctx context.Context, k Key) (*batchv1.Batch, error) {
 	if err := ctx.Err(); err != nil {
@@ -267,52 +268,92 @@ func (h *Hub) Get(ctx context.Context, k Key) (*batchv1.Batch, error) {
 		h.mu.Unlock()
 		return nil, ErrShutdown
 	}
-	b, _ := h.freshLocked(k, time.Now())
-	h.mu.Unlock()
-	if b != nil {
+	if b, _ := h.freshLocked(k, time.Now()); b != nil {
+		h.mu.Unlock()
 		h.cacheHits.Add(1)
 		return b, nil
 	}
-
-	detached := context.WithoutCancel(ctx)
-	deadline, _ := ctx.Deadline()
-	led := false // set by fn, which runs only when this caller starts the call
-	ch := h.sf.DoChan(flightKey(k), func() (any, error) {
-		led = true
-		return h.sharedGet(detached, deadline, k)
-	})
-	select {
-	case r := <-ch:
-		// The receive orders fn's write of led before this read.
-		if !led {
-			h.coalesced.Add(1)
-		}
-		if r.Err != nil {
-			return nil, r.Err
-		}
-		return r.Val.(*batchv1.Batch), nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// sharedGet is the upstream call behind one singleflight flight. It runs
-// in singleflight's goroutine, counted by h.wg, and is cancelled by Close.
-// deadline is the leading caller's, zero when it has none.
-func (h *Hub) sharedGet(ctx context.Context, deadline time.Time, k Key) (*batchv1.Batch, error) {
-	h.mu.Lock()
-	if h.closed {
+	if f := h.flights[k]; f != nil {
+		f.waiters++
 		h.mu.Unlock()
-		return nil, ErrShutdown
+		return h.await(ctx, k, f)
 	}
+	// Not ended by ctx: the AfterFunc below cancels it once no caller is
+	// left, and Close cancels it.
+	callCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	f := &flight{done: make(chan struct{}), cancel: cancel}
+	h.flights[k] = f
 	h.wg.Add(1)
 	h.mu.Unlock()
 	defer h.wg.Done()
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	defer context.AfterFunc(h.ctx, cancel)()
+	stop := context.AfterFunc(ctx, func() {
+		h.mu.Lock()
+		f.left = true
+		h.abandonLocked(k, f)
+		h.mu.Unlock()
+	})
+	deadline, _ := ctx.Deadline()
+	b, err := h.sharedGet(callCtx, deadline, k)
+	stop()
+	cancel()
+	h.mu.Lock()
+	if h.flights[k] == f {
+		delete(h.flights, k)
+	}
+	h.mu.Unlock()
+	f.b, f.err = b, err
+	close(f.done)
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return nil, ctxErr
+	}
+	return b, err
+}
 
+// flight is one upstream call that concurrent Gets of a Key share.
+type flight struct {
+	done   chan struct{} // closed when b and err are set
+	cancel context.CancelFunc
+	b      *batchv1.Batch
+	err    error
+	// waiters counts the Gets waiting for done, and left is set once the
+	// caller making the call has gone; both guarded by Hub.mu.
+	waiters int
+	left    bool
+}
+
+// await waits for f, the flight of k, on behalf of a caller counted in
+// f.waiters.
+func (h *Hub) await(ctx context.Context, k Key, f *flight) (*batchv1.Batch, error) {
+	select {
+	case <-f.done:
+		h.coalesced.Add(1)
+		return f.b, f.err
+	case <-ctx.Done():
+		h.mu.Lock()
+		f.waiters--
+		h.abandonLocked(k, f)
+		h.mu.Unlock()
+		return nil, ctx.Err()
+	}
+}
+
+// abandonLocked cancels f, the flight of k, when no caller is left to
+// take its result, and forgets it so that the next Get starts afresh.
+// h.mu must be held.
+func (h *Hub) abandonLocked(k Key, f *flight) {
+	if !f.left || f.waiters > 0 {
+		return
+	}
+	f.cancel()
+	if h.flights[k] == f {
+		delete(h.flights, k)
+	}
+}
+
+// sharedGet is the upstream call behind one flight, under ctx, which Close
+// cancels. deadline is the calling Get's, zero when it has none.
+func (h *Hub) sharedGet(ctx context.Context, deadline time.Time, k Key) (*batchv1.Batch, error) {
 	b, done, err := h.coordinatedGet(ctx, deadline, k)
 	if !done {
 		start := time.Now()
@@ -426,11 +467,6 @@ func (h *Hub) sharedFresh(k Key, at time.Time) bool {
 	poked := h.poked[k.BatchID]
 	h.mu.Unlock()
 	return time.Since(at) < h.opts.FreshFor && at.After(poked)
-}
-
-// flightKey is k as an unambiguous singleflight key.
-func flightKey(k Key) string {
-	return strconv.Itoa(len(k.Credential)) + ":" + k.Credential + k.BatchID
 }
 
 // fetch makes one upstream call for k: it waits on the limiter, counts the
@@ -679,6 +715,10 @@ func (h *Hub) Close() {
 			ps = append(ps, p)
 		}
 		h.cache = nil
+		h.cancel() // before the flights, so that they see ErrShutdown
+		for _, f := range h.flights {
+			f.cancel()
+		}
 	}
 	h.mu.Unlock()
 	h.cancel()

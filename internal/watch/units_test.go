@@ -204,12 +204,3 @@ func TestAdaptiveLimiter(t *testing.T) {
 		t.Errorf("nil limiter wait: %v", err)
 	}
 }
-
-func TestFlightKeyUnambiguous(t *testing.T) {
-	t.Parallel()
-	a := flightKey(Key{Credential: "ab", BatchID: "c"})
-	b := flightKey(Key{Credential: "a", BatchID: "bc"})
-	if a == b {
-		t.Errorf("flightKey collides: %q", a)
-	}
-}

@@ -58,7 +58,10 @@
 // NATS trouble never stops service: while NATS is unreachable, or the
 // bucket cannot be set up, every Coordinator call fails fast and the hub's
 // pollers poll by themselves; once NATS is back, they return to leases.
-// Per-key TTLs need nats-server 2.11 or later.
+// A TLS handshake that fails (a server certificate the CA does not sign,
+// a client certificate the server refuses) counts as NATS trouble too;
+// TLS files that are missing or not PEM do not: New fails for them
+// (Options.CAFile). Per-key TTLs need nats-server 2.11 or later.
 package cluster
 
 import (
@@ -87,12 +90,40 @@ import (
 // available: the caller polls by itself.
 var ErrUnavailable = errors.New("cluster: NATS unavailable")
 
+// FileError is New's error for a TLS file of Options that cannot be used:
+// missing, unreadable, or not the PEM it should hold. It names the file,
+// never its contents.
+type FileError struct {
+	// Option is the Options field of the file: "CAFile", "CertFile" or
+	// "KeyFile".
+	Option string
+	// Err says what is wrong, with the file's path.
+	Err error
+}
+
+func (e *FileError) Error() string { return "cluster: " + e.Option + ": " + e.Err.Error() }
+
+func (e *FileError) Unwrap() error { return e.Err }
+
 // Options configures a Cluster.
 type Options struct {
 	// URL is the NATS server URL, or several comma-separated. Required.
 	URL string
 	// CredsFile is a NATS credentials file; empty: none.
 	CredsFile string
+	// CAFile is a PEM bundle of the CAs that verify the NATS server's
+	// certificate; empty: the system's roots. Setting it, or CertFile,
+	// turns TLS on whatever the URL's scheme (nats.go's RootCAs and
+	// ClientCert options do), so that a server without TLS is refused.
+	CAFile string
+	// CertFile and KeyFile are a PEM client certificate and its private
+	// key, for servers that require client certificates (mutual TLS); both
+	// or neither.
+	//
+	// New reads CAFile, CertFile and KeyFile before it connects and fails
+	// with a *FileError if one is missing or not PEM; nats.go reads them
+	// again at every (re)connection, so that renewed files are picked up.
+	CertFile, KeyFile string
 	// Bucket names the key-value bucket and prefixes the poke subjects.
 	// Default "batchgate".
 	Bucket string
@@ -245,10 +276,14 @@ var (
 // New connects to NATS and returns the Cluster. An unreachable NATS is not
 // an error: the Cluster keeps trying in the background and, until it
 // succeeds, its hub polls by itself. New fails only for bad options (no
-// URL, an unreadable credentials file).
+// URL, an unreadable credentials file, TLS files that are missing or not
+// PEM: a *FileError).
 func New(o Options) (*Cluster, error) {
 	if o.URL == "" {
 		return nil, errors.New("cluster: no NATS URL")
+	}
+	if err := checkTLSFiles(o); err != nil {
+		return nil, err
 	}
 	o = o.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -276,6 +311,12 @@ func New(o Options) (*Cluster, error) {
 	}
 	if o.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(o.CredsFile))
+	}
+	if o.CAFile != "" {
+		opts = append(opts, nats.RootCAs(o.CAFile))
+	}
+	if o.CertFile != "" {
+		opts = append(opts, nats.ClientCert(o.CertFile, o.KeyFile))
 	}
 	opts = append(opts, o.NATSOptions...)
 	nc, err := nats.Connect(o.URL, opts...)

@@ -96,6 +96,18 @@ type ClusterConfig struct {
 	// NATSCreds is a NATS credentials file (-cluster-nats-creds,
 	// CLUSTER_NATS_CREDS); empty: none.
 	NATSCreds string
+	// NATSCA is a PEM CA bundle that verifies the NATS server
+	// (-cluster-nats-ca, CLUSTER_NATS_CA); empty: the system's roots.
+	// Setting it, or NATSCert, turns TLS on even for a nats:// URL.
+	NATSCA string
+	// NATSCert and NATSKey are a PEM client certificate and its key for
+	// mutual TLS to NATS (-cluster-nats-cert, CLUSTER_NATS_CERT,
+	// -cluster-nats-key, CLUSTER_NATS_KEY); both or neither.
+	//
+	// Like NATSCreds and Bucket, the three are unused, and unchecked,
+	// without NATSURL. Load does not read the files: the gateway does, at
+	// start, and fails for one that is missing or not PEM.
+	NATSCert, NATSKey string
 	// Bucket names the JetStream key-value bucket of leases and states and
 	// prefixes the poke subjects (-cluster-bucket, CLUSTER_BUCKET).
 	Bucket string
@@ -292,6 +304,9 @@ func Load(args []string, lookup func(string) (string, bool), out io.Writer) (Con
 
 	e.String(&cfg.Cluster.NATSURL, "cluster-nats-url", "CLUSTER_NATS_URL", "NATS URL(s), comma-separated, shared by the replicas for one poll per batch cluster-wide; empty: each replica polls on its own")
 	e.String(&cfg.Cluster.NATSCreds, "cluster-nats-creds", "CLUSTER_NATS_CREDS", "NATS credentials file for -cluster-nats-url")
+	e.String(&cfg.Cluster.NATSCA, "cluster-nats-ca", "CLUSTER_NATS_CA", "CA bundle (PEM) that verifies the NATS server; turns TLS on; default: the system's roots for tls:// URLs")
+	e.String(&cfg.Cluster.NATSCert, "cluster-nats-cert", "CLUSTER_NATS_CERT", "client certificate (PEM) for mutual TLS to NATS; turns TLS on")
+	e.String(&cfg.Cluster.NATSKey, "cluster-nats-key", "CLUSTER_NATS_KEY", "private key (PEM) for -cluster-nats-cert")
 	e.String(&cfg.Cluster.Bucket, "cluster-bucket", "CLUSTER_BUCKET", "JetStream key-value bucket of the replicas' leases and states")
 
 	if e.err != nil {
@@ -428,11 +443,14 @@ func (c Config) validate() error {
 	return c.validateWebhook()
 }
 
-// validateCluster checks the bucket name, which NATS restricts, when the
-// cluster is on.
+// validateCluster checks, when the cluster is on, the bucket name, which
+// NATS restricts, and that a client certificate comes with its key.
 func (c Config) validateCluster() error {
 	if c.Cluster.NATSURL == "" {
 		return nil
+	}
+	if (c.Cluster.NATSCert == "") != (c.Cluster.NATSKey == "") {
+		return errors.New("-cluster-nats-cert (CLUSTER_NATS_CERT) and -cluster-nats-key (CLUSTER_NATS_KEY) go together")
 	}
 	b := c.Cluster.Bucket
 	ok := b != ""

@@ -252,6 +252,28 @@ func TestClusterConfig(t *testing.T) {
 			want: config.ClusterConfig{NATSURL: "tls://n:4222", NATSCreds: "c", Bucket: "b"}},
 		{name: "bad bucket", args: []string{"-demo", "-cluster-nats-url", "nats://n", "-cluster-bucket", "a.b"}, errText: "-cluster-bucket"},
 		{name: "bad bucket unused without url", args: []string{"-demo", "-cluster-bucket", "a.b"}, want: config.ClusterConfig{Bucket: "a.b"}},
+		{name: "TLS flags", args: []string{"-demo", "-cluster-nats-url", "tls://n:4222", "-cluster-nats-ca", "/etc/nats/ca.pem",
+			"-cluster-nats-cert", "/etc/nats/tls.crt", "-cluster-nats-key", "/etc/nats/tls.key"},
+			want: config.ClusterConfig{NATSURL: "tls://n:4222", NATSCA: "/etc/nats/ca.pem", NATSCert: "/etc/nats/tls.crt", NATSKey: "/etc/nats/tls.key", Bucket: "batchgate"}},
+		{name: "TLS from the environment", args: []string{"-demo"}, env: map[string]string{"CLUSTER_NATS_URL": "nats://n:4222",
+			"CLUSTER_NATS_CA": "ca.pem", "CLUSTER_NATS_CERT": "tls.crt", "CLUSTER_NATS_KEY": "tls.key"},
+			want: config.ClusterConfig{NATSURL: "nats://n:4222", NATSCA: "ca.pem", NATSCert: "tls.crt", NATSKey: "tls.key", Bucket: "batchgate"}},
+		{name: "TLS flags win over the environment", args: []string{"-demo", "-cluster-nats-ca", "flag-ca.pem", "-cluster-nats-key", "flag.key"},
+			env:  map[string]string{"CLUSTER_NATS_URL": "nats://n", "CLUSTER_NATS_CA": "env-ca.pem", "CLUSTER_NATS_CERT": "env.crt", "CLUSTER_NATS_KEY": "env.key"},
+			want: config.ClusterConfig{NATSURL: "nats://n", NATSCA: "flag-ca.pem", NATSCert: "env.crt", NATSKey: "flag.key", Bucket: "batchgate"}},
+		{name: "CA alone", args: []string{"-demo", "-cluster-nats-url", "nats://n", "-cluster-nats-ca", "ca.pem"},
+			want: config.ClusterConfig{NATSURL: "nats://n", NATSCA: "ca.pem", Bucket: "batchgate"}},
+		{name: "client certificate without key", args: []string{"-demo", "-cluster-nats-url", "nats://n", "-cluster-nats-cert", "tls.crt"},
+			errText: "-cluster-nats-cert (CLUSTER_NATS_CERT) and -cluster-nats-key (CLUSTER_NATS_KEY) go together"},
+		{name: "client key without certificate", args: []string{"-demo", "-cluster-nats-url", "nats://n", "-cluster-nats-key", "tls.key"},
+			errText: "-cluster-nats-cert (CLUSTER_NATS_CERT) and -cluster-nats-key (CLUSTER_NATS_KEY) go together"},
+		{name: "client key without certificate, from the environment", args: []string{"-demo"},
+			env:     map[string]string{"CLUSTER_NATS_URL": "nats://n", "CLUSTER_NATS_KEY": "tls.key"},
+			errText: "go together"},
+		// As -cluster-nats-creds and -cluster-bucket: unused, and so
+		// unchecked, while the cluster is off.
+		{name: "TLS flags unused without url", args: []string{"-demo", "-cluster-nats-ca", "ca.pem", "-cluster-nats-cert", "tls.crt"},
+			want: config.ClusterConfig{NATSCA: "ca.pem", NATSCert: "tls.crt", Bucket: "batchgate"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

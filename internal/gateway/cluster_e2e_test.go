@@ -1,10 +1,12 @@
 package gateway_test
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/config"
+	"github.com/batchgate/batchgate/internal/gateway"
 	"github.com/batchgate/batchgate/internal/simulator"
 )
 
@@ -85,6 +88,83 @@ func TestClusterReadiness(t *testing.T) {
 			// The hub's and the fencing counts are exported with the rest.
 			for _, m := range []string{"batchgate_cluster_shared_gets_total", "batchgate_cluster_states_followed_total", "batchgate_cluster_states_fenced_total"} {
 				waitText(t, e.BaseURL+"/metrics", m+" ")
+			}
+		})
+	}
+}
+
+// With -cluster-nats-ca, -cluster-nats-cert and -cluster-nats-key the
+// gateway shares leases through a NATS that requires client certificates;
+// with a TLS file missing or not PEM, New fails naming the flag, and does
+// not start polling alone.
+func TestClusterTLS(t *testing.T) {
+	t.Parallel()
+	ca := newTestCA(t, "batchgate NATS CA")
+	dir := t.TempDir()
+	srvCert, srvKey := ca.issue(t, "nats", true)
+	c, k := ca.issue(t, "gateway", false)
+	_, otherKey := ca.issue(t, "other", false)
+	caFile, certFile, keyFile := writeFile(t, dir, "ca.pem", ca.pem), writeFile(t, dir, "tls.crt", c), writeFile(t, dir, "tls.key", k)
+	otherKeyFile := writeFile(t, dir, "other.key", otherKey)
+	junk := writeFile(t, dir, "junk.pem", []byte("sekrit, not PEM\n"))
+	missing := filepath.Join(dir, "nope.pem")
+
+	cert, err := tls.X509KeyPair(srvCert, srvKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+		TLS: true, TLSVerify: true, TLSTimeout: 2, TLSConfig: &tls.Config{
+			Certificates: []tls.Certificate{cert}, ClientCAs: ca.pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12,
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	url := fmt.Sprintf("tls://%s", s.Addr().(*net.TCPAddr))
+
+	t.Run("shared over mTLS", func(t *testing.T) {
+		t.Parallel()
+		e := start(t, func(c *config.Config) {
+			c.Cluster = config.ClusterConfig{NATSURL: url, NATSCA: caFile, NATSCert: certFile, NATSKey: keyFile, Bucket: "gwtls"}
+		})
+		waitText(t, e.BaseURL+"/readyz", "cluster: sharing leases")
+		waitText(t, e.BaseURL+"/metrics", "batchgate_cluster_shared 1")
+	})
+	for _, tt := range []struct {
+		name, ca, cert, key, flag string
+	}{
+		{"CA missing", missing, certFile, keyFile, "-cluster-nats-ca (CLUSTER_NATS_CA)"},
+		{"CA not PEM", junk, certFile, keyFile, "-cluster-nats-ca (CLUSTER_NATS_CA)"},
+		{"certificate missing", caFile, missing, keyFile, "-cluster-nats-cert (CLUSTER_NATS_CERT)"},
+		{"certificate not PEM", caFile, junk, keyFile, "-cluster-nats-cert (CLUSTER_NATS_CERT)"},
+		{"key not PEM", caFile, certFile, junk, "-cluster-nats-key (CLUSTER_NATS_KEY)"},
+		{"key of another certificate", caFile, certFile, otherKeyFile, "-cluster-nats-key (CLUSTER_NATS_KEY)"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := config.Defaults()
+			cfg.Auth.Mode = "none"
+			cfg.Upstream.BaseURL, cfg.Upstream.APIKey = "http://127.0.0.1:1", testKey
+			cfg.Server.GRPCAddr, cfg.Server.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+			cfg.Cluster = config.ClusterConfig{NATSURL: url, NATSCA: tt.ca, NATSCert: tt.cert, NATSKey: tt.key, Bucket: "gwtls"}
+			g, err := gateway.New(t.Context(), cfg, nil)
+			if err == nil {
+				t.Fatalf("New succeeded (%v)", g.GRPCAddr())
+			}
+			if !strings.HasPrefix(err.Error(), tt.flag+": ") {
+				t.Errorf("error %q does not start with the flag %s", err, tt.flag)
+			}
+			for _, leak := range []string{"sekrit", "BEGIN", string(k[40:60]), string(otherKey[40:60])} {
+				if strings.Contains(err.Error(), leak) {
+					t.Errorf("error %q repeats a file's contents (%q)", err, leak)
+				}
 			}
 		})
 	}

@@ -167,7 +167,8 @@ func (g *Gateway) newHub(up watch.Fetcher, c config.WatchConfig) {
 // newCluster connects to NATS when c has a URL, so that the replicas poll
 // each batch once between them (see internal/cluster), and registers its
 // metrics. An unreachable NATS is no error: the hub polls alone until it
-// is reachable.
+// is reachable. TLS files that are missing or not PEM are, naming their
+// flag.
 func (g *Gateway) newCluster(c config.ClusterConfig, interval time.Duration) error {
 	if c.NATSURL == "" {
 		return nil
@@ -175,10 +176,22 @@ func (g *Gateway) newCluster(c config.ClusterConfig, interval time.Duration) err
 	cl, err := cluster.New(cluster.Options{
 		URL:          c.NATSURL,
 		CredsFile:    c.NATSCreds,
+		CAFile:       c.NATSCA,
+		CertFile:     c.NATSCert,
+		KeyFile:      c.NATSKey,
 		Bucket:       c.Bucket,
 		PollInterval: interval,
 		Logger:       g.log.With(slog.String("component", "cluster")),
 	})
+	var fe *cluster.FileError
+	if errors.As(err, &fe) {
+		flag := map[string]string{
+			"CAFile":   "-cluster-nats-ca (CLUSTER_NATS_CA)",
+			"CertFile": "-cluster-nats-cert (CLUSTER_NATS_CERT)",
+			"KeyFile":  "-cluster-nats-key (CLUSTER_NATS_KEY)",
+		}[fe.Option]
+		return fmt.Errorf("%s: %w", flag, fe.Err)
+	}
 	if err != nil {
 		return err
 	}

@@ -234,6 +234,9 @@ type Cluster struct {
 	wake   chan struct{} // 1-buffered: the connection changed
 
 	kv atomic.Pointer[kvHandle] // nil while unavailable
+	// failLogged is set once a failure to connect has been logged, and
+	// cleared when the bucket is set up.
+	failLogged atomic.Bool
 
 	mu      sync.Mutex
 	leases  map[string]*lease // lease key held → the lease
@@ -308,6 +311,13 @@ func New(o Options) (*Cluster, error) {
 		nats.ConnectHandler(wake),
 		nats.ReconnectHandler(wake),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, _ error) { wake(nc) }),
+		// A connection that never came up (NATS down at start, a TLS
+		// handshake refused) is said once, with nats.go's reason.
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil && c.kv.Load() == nil && !c.failLogged.Swap(true) {
+				c.log.Warn("cluster: cannot reach NATS; every poller polls by itself until it can, retrying", slog.String("error", err.Error()))
+			}
+		}),
 	}
 	if o.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(o.CredsFile))
@@ -453,6 +463,7 @@ func (c *Cluster) maintain() {
 			continue
 		}
 		setupAt = reconnects
+		c.failLogged.Store(false)
 		// The bucket may be new (the server lost its storage), its
 		// revisions, and so the fencing tokens, starting again from 1.
 		c.mu.Lock()

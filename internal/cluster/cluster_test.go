@@ -3,7 +3,9 @@ package cluster_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -703,4 +705,54 @@ func TestStaleWriterFenced(t *testing.T) {
 	if st := b.hub.Stats(); st.Followed == 0 {
 		t.Fatalf("b followed nothing: %+v", st)
 	}
+}
+
+// syncBuffer is a log destination safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestUnreachableAtStartLogged: a NATS that is down when the replica
+// starts is logged once, with the reason, and the replica shares once it
+// is up; a later outage is logged again.
+func TestUnreachableAtStartLogged(t *testing.T) {
+	n := startNATS(t)
+	n.stop()
+	var logs syncBuffer
+	cl, err := cluster.New(cluster.Options{
+		URL: n.url(), Bucket: "test", PollInterval: 100 * time.Millisecond, ReplicaID: "r0",
+		OpTimeout: time.Second, ReconnectWait: 20 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	const msg = "cannot reach NATS"
+	waitFor(t, "the failure logged", func() bool { return strings.Contains(logs.String(), msg) })
+	time.Sleep(10 * 20 * time.Millisecond) // ten more failed attempts
+	if c := strings.Count(logs.String(), msg); c != 1 {
+		t.Fatalf("logged %d times, want once:\n%s", c, logs.String())
+	}
+	if !strings.Contains(logs.String(), "error=") {
+		t.Errorf("the reason is missing:\n%s", logs.String())
+	}
+	n.start()
+	waitFor(t, "shared", func() bool { return cl.Stats().Shared })
+	n.stop()
+	waitFor(t, "the outage logged", func() bool { return strings.Contains(logs.String(), "NATS unreachable") })
+	waitFor(t, "the failure to reconnect logged", func() bool { return strings.Count(logs.String(), msg) == 2 })
 }

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 )
@@ -146,6 +147,10 @@ func (f *Int) UnmarshalJSON(b []byte) error {
 		*f = absent
 		return nil
 	}
+	if v, ok := plainInt(b); ok {
+		*f = Int(v)
+		return nil
+	}
 	s := string(b)
 	if b[0] == '"' {
 		if err := json.Unmarshal(b, &s); err != nil {
@@ -168,6 +173,29 @@ func (f *Int) UnmarshalJSON(b []byte) error {
 	}
 	*f = Int(v)
 	return nil
+}
+
+// plainInt reads b if it is a plain decimal integer of up to 18 digits
+// (so it cannot overflow), optionally negative: the common case, read
+// without the allocations of the general path. ok is false otherwise.
+func plainInt(b []byte) (v int64, ok bool) {
+	digits := b
+	if len(b) > 0 && b[0] == '-' {
+		digits = b[1:]
+	}
+	if len(digits) == 0 || len(digits) > 18 {
+		return 0, false
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(c-'0')
+	}
+	if len(digits) < len(b) {
+		v = -v
+	}
+	return v, true
 }
 
 // val returns f, or 0 when it is absent.
@@ -236,6 +264,11 @@ func scalarString(raw []byte) (string, bool) {
 	}
 	switch raw[0] {
 	case '"':
+		// The decoder has validated raw: with no escape and valid UTF-8,
+		// its text is what lies between the quotes.
+		if inner := raw[1 : len(raw)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+			return string(inner), true
+		}
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return "", false

@@ -79,6 +79,17 @@ func TestDecodeBatchGolden(t *testing.T) {
 		{"invalid UTF-8 replaced", "{\"id\":\"b\xff\",\"metadata\":{\"k\":[\"\xfe\"]}}",
 			&batchv1.Batch{Id: "b\uFFFD", Metadata: &batchv1.Metadata{Pairs: map[string]string{"k": "[\"\uFFFD\"]"}}}},
 		{"whitespace around", " \n\t{\"id\":\"b\"}\n ", &batchv1.Batch{Id: "b"}},
+		// Plain integers of up to 18 digits take a fast path, longer ones
+		// the general one; both must agree at the boundary.
+		{"integers around 18 digits", `{"id":"b","created_at":999999999999999999,"in_progress_at":-999999999999999999,
+			"finalizing_at":1000000000000000000,"completed_at":-1000000000000000000,"failed_at":0,"expired_at":-0}`,
+			&batchv1.Batch{Id: "b", CreatedAt: proto.Int64(999999999999999999), InProgressAt: proto.Int64(-999999999999999999),
+				FinalizingAt: proto.Int64(1000000000000000000), CompletedAt: proto.Int64(-1000000000000000000),
+				FailedAt: proto.Int64(0), ExpiredAt: proto.Int64(0)}},
+		// Strings without escapes are copied as they are, others unquoted.
+		{"metadata strings escaped and not", "{\"id\":\"b\",\"metadata\":{\"plain\":\"a b\",\"esc\":\"a\\\"b\\\\c\\u00e9\\n\",\"utf8\":\"\xc3\xa9\",\"bad\":\"x\xffy\",\"empty\":\"\"}}",
+			&batchv1.Batch{Id: "b", Metadata: &batchv1.Metadata{Pairs: map[string]string{
+				"plain": "a b", "esc": "a\"b\\c\u00e9\n", "utf8": "\u00e9", "bad": "x\uFFFDy", "empty": ""}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -98,12 +98,25 @@ type Deliveries struct {
 	// Unknown counts receipts or responses whose state is not in the
 	// batch's timeline (should be zero).
 	Unknown int
-	// ObservedMismatch counts states whose observed_at differed between
-	// watchers (should be zero: one poll observed each state).
+	// ObservedMismatch counts CHANGE receipts whose observed_at differed
+	// from the first watcher's of the same state (should be zero: one poll
+	// observed each state); Mismatches are the first few.
 	ObservedMismatch int
+	Mismatches       []Mismatch
 	// ChangeEvents is the number of CHANGE events received in total.
 	ChangeEvents int
 }
+
+// Mismatch is a state two watchers got with different observed_at: the
+// logs' indexes and their stamps (Unix ms).
+type Mismatch struct {
+	Batch, Idx    int
+	FirstLog, Log int
+	FirstMs, Ms   int64
+}
+
+// maxMismatches bounds Deliveries.Mismatches.
+const maxMismatches = 10
 
 // Analyze measures clients of one batch set against the timelines. reqs
 // and phase give the gateway's polls (nil reqs: naive clients, which are
@@ -164,15 +177,20 @@ func analyze(logs []*ClientLog, reqs []Request, phase int32, w Window, tl []*Tim
 		}
 	}
 
-	// The gateway's own observed_at of each state, from the events.
-	stamps := make([]map[int]int64, nb)
+	// The gateway's own observed_at of each state, from the events, and
+	// the first log that had it.
+	type stamp struct {
+		ms  int64
+		log int
+	}
+	stamps := make([]map[int]stamp, nb)
 	seen := make([][]Seen, len(logs))
 	for i, l := range logs {
 		if l == nil {
 			continue
 		}
 		if stamps[l.Batch] == nil {
-			stamps[l.Batch] = make(map[int]int64)
+			stamps[l.Batch] = make(map[int]stamp)
 		}
 		for _, r := range l.Got {
 			j, ok := tl[l.Batch].Index(r.FP)
@@ -189,9 +207,12 @@ func analyze(logs []*ClientLog, reqs []Request, phase int32, w Window, tl []*Tim
 				continue
 			}
 			if old, ok := stamps[l.Batch][j]; !ok {
-				stamps[l.Batch][j] = r.ObservedMs
-			} else if old != r.ObservedMs {
+				stamps[l.Batch][j] = stamp{r.ObservedMs, i}
+			} else if old.ms != r.ObservedMs {
 				d.ObservedMismatch++
+				if len(d.Mismatches) < maxMismatches {
+					d.Mismatches = append(d.Mismatches, Mismatch{Batch: l.Batch, Idx: j, FirstLog: old.log, FirstMs: old.ms, Log: i, Ms: r.ObservedMs})
+				}
 			}
 		}
 	}
@@ -199,8 +220,8 @@ func analyze(logs []*ClientLog, reqs []Request, phase int32, w Window, tl []*Tim
 	stampedVia := make([][]int32, nb)
 	for b, evs := range observed {
 		for k, e := range evs {
-			if ms, ok := stamps[b][e.Idx]; ok {
-				stamped[b] = append(stamped[b], Event{Idx: e.Idx, At: ms * 1000})
+			if st, ok := stamps[b][e.Idx]; ok {
+				stamped[b] = append(stamped[b], Event{Idx: e.Idx, At: st.ms * 1000})
 				stampedVia[b] = append(stampedVia[b], vias[b][k])
 			}
 		}

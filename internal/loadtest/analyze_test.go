@@ -64,6 +64,9 @@ func TestAnalyze(t *testing.T) {
 		d.StaleMissed != 0 || d.Unknown != 0 || d.ObservedMismatch != 1 || d.ChangeEvents != 5 {
 		t.Errorf("Analyze counters = %+v", d)
 	}
+	if want := []Mismatch{{Batch: 0, Idx: 3, FirstLog: 0, FirstMs: 3, Log: 1, Ms: 4}}; !slices.Equal(d.Mismatches, want) {
+		t.Errorf("Mismatches = %+v, want %+v", d.Mismatches, want)
+	}
 
 	// Naive clients: staleness only.
 	n := Analyze(logs[:1], nil, PhaseNaive, w, tl)

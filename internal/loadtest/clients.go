@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -296,8 +297,8 @@ type ReplicaWatch struct {
 	// would: WatchBatch with the resume tag of the last state received, on
 	// a connection of its own to that replica (one per connection of the
 	// replica that failed), at once and then with a backoff from 100ms to
-	// 1s until it gets an event; the replica tried next rotates over the
-	// others.
+	// 1s (or after the RetryInfo delay of the error, when longer) until it
+	// gets an event; the replica tried next rotates over the others.
 	Failover bool
 }
 
@@ -413,6 +414,17 @@ func failoverWait(attempt int) time.Duration {
 	return min(100*time.Millisecond<<min(attempt-2, 4), time.Second)
 }
 
+// retryDelay is the RetryInfo delay of a gRPC error (a gateway shutting
+// down asks for 1s), 0 without one.
+func retryDelay(err error) time.Duration {
+	for _, d := range status.Convert(err).Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return ri.GetRetryDelay().AsDuration()
+		}
+	}
+	return 0
+}
+
 // watch runs one watcher of replica home on its connection c, resuming on
 // the other replicas when failover is set and the stream breaks after it
 // opened (before: an open error) and before its terminal state.
@@ -450,7 +462,8 @@ func (p *replicaPool) watch(ctx context.Context, home, c int, id string, l *Clie
 		pending.Attempts++
 		pending.Replica = failoverTarget(home, c, calls, len(p.addrs))
 		calls++
-		if err := sleep(ctx, failoverWait(pending.Attempts)); err != nil {
+		wait := max(failoverWait(pending.Attempts), retryDelay(err))
+		if err := sleep(ctx, wait); err != nil {
 			l.Reconnects = append(l.Reconnects, *pending)
 			return nil //nolint:nilerr // the load tool stopped: a clean end
 		}

@@ -2,10 +2,16 @@ package loadtest
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 func TestFailoverTarget(t *testing.T) {
@@ -76,5 +82,35 @@ func TestOpenAllWaves(t *testing.T) {
 	}
 	if cs.OpenErrors != 1 {
 		t.Errorf("OpenErrors = %d, want 1", cs.OpenErrors)
+	}
+}
+
+func TestRetryDelay(t *testing.T) {
+	t.Parallel()
+	withRetry := func(d time.Duration) error {
+		st, err := status.New(codes.Unavailable, "shutting down").WithDetails(
+			&errdetails.ErrorInfo{Reason: "SHUTTING_DOWN"},
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(d)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Err()
+	}
+	tests := []struct {
+		name string
+		err  error
+		want time.Duration
+	}{
+		{"RetryInfo among the details", withRetry(time.Second), time.Second},
+		{"no details", status.Error(codes.Unavailable, "EOF"), 0},
+		{"not a gRPC error", errors.New("stream ended"), 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := retryDelay(tt.err); got != tt.want {
+				t.Errorf("retryDelay = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

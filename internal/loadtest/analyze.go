@@ -282,20 +282,26 @@ type MissedState struct {
 }
 
 // CheckStates checks that every watcher received each state of its batch
-// that began in w and lasted longer than minLasted: the state itself, not
-// a later one in its place. The last state of a timeline, still held when
-// the history was replayed, counts as long enough. reqs (nil: none) and
-// phase are the gateways' polls, to tell whether a missed state was polled
-// at all.
+// that ended in w and lasted longer than minLasted: the state itself, not
+// a later one in its place. A state counts in the window it ended in,
+// since only then can it have been missed: one in force at a kill counts
+// after it. The last state of a timeline, still held when the history was
+// replayed, counts as long enough, in any w that ends after it began.
+// reqs (nil: none) and phase are the gateways' polls, to tell whether a
+// missed state was polled at all.
 func CheckStates(logs []*ClientLog, reqs []Request, phase int32, w Window, tl []*Timeline, minLasted time.Duration) StateCheck {
 	var c StateCheck
 	required := make([][]int, len(tl))
 	for b, t := range tl {
 		for j, s := range t.States {
-			if !w.contains(s.At) {
+			if j+1 == len(t.States) {
+				if s.At < w.To {
+					required[b] = append(required[b], j)
+				}
 				continue
 			}
-			if j+1 == len(t.States) || time.Duration(t.States[j+1].At-s.At)*time.Microsecond > minLasted {
+			end := t.States[j+1].At
+			if w.contains(end) && time.Duration(end-s.At)*time.Microsecond > minLasted {
 				required[b] = append(required[b], j)
 			}
 		}

@@ -86,12 +86,16 @@ func TestCheckStates(t *testing.T) {
 	t.Parallel()
 	ip := func(n int32) FP { return FP{Status: uint8(batchv1.BatchStatus_BATCH_STATUS_IN_PROGRESS), Completed: n} }
 	done := FP{Status: uint8(batchv1.BatchStatus_BATCH_STATUS_COMPLETED), Completed: 9}
-	// Batch 0: states 1 and 3 last 1.5 intervals, state 2 half of one; the
-	// last (4) is held to the end. Batch 1: a state that begins before the
-	// window, one that begins after it.
+	// Batch 0: state 0 ends as the window begins after exactly one
+	// interval, states 1 and 3 last 1.5 intervals, state 2 half of one;
+	// the last (4) is held to the end. Batch 1: states that end before the
+	// window, after it, and one that begins after it. Batch 2: a long state
+	// that began before the window and ends in it, then one that ends
+	// after it.
 	tl := []*Timeline{
 		NewTimeline([]State{{0, ip(0)}, {1000, ip(1)}, {2500, ip(2)}, {3000, ip(3)}, {4500, done}}),
 		NewTimeline([]State{{0, ip(0)}, {900, ip(1)}, {6000, ip(2)}}),
+		NewTimeline([]State{{0, ip(0)}, {1500, ip(1)}, {5500, ip(2)}}),
 	}
 	w := Window{From: 1000, To: 5000, Interval: time.Millisecond}
 	got := func(fps ...FP) []Receipt {
@@ -145,6 +149,12 @@ func TestCheckStates(t *testing.T) {
 			name:     "nothing begins in the window: nothing required",
 			logs:     []*ClientLog{{Batch: 1, Got: got(ip(0))}},
 			watchers: 1,
+		},
+		{
+			name:     "a state counts in the window it ends in",
+			logs:     []*ClientLog{{Batch: 2, Got: got(ip(1), ip(2))}, {Batch: 2, Got: got(ip(0))}},
+			watchers: 2, required: 2, missed: 1, missedBy: 1,
+			states: []MissedState{{Batch: 2, Idx: 0, At: 0, Lasted: 1500 * time.Microsecond, Watchers: 1}},
 		},
 		{
 			name:     "unknown states are ignored",

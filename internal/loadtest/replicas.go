@@ -107,8 +107,9 @@ type ReplicaPhase struct {
 	// Leases is batchgate_cluster_leases of each replica at the window's
 	// end (cluster only; -1 when unreadable).
 	Leases []int
-	// States checks every watcher for the states that began in the window
-	// (until the kill, with Takeover) and lasted longer than an interval.
+	// States checks every watcher for the states that ended in the window
+	// (from its start to the kill, with Takeover) and lasted longer than
+	// an interval (CheckStates).
 	States StateCheck
 	// Counters holds clusterCounters per replica at the window's end
 	// (cluster only).
@@ -140,6 +141,9 @@ type Takeover struct {
 	// Delay is, per batch taken over, from the kill to the first poll by
 	// another replica; Gap from the killed replica's last poll to it.
 	Delay, Gap Summary
+	// Late counts the batches taken over more than two intervals after
+	// the kill.
+	Late int
 	// PollsAfter counts all upstream polls per interval in Window, or
 	// with Finish from the kill to the finish.
 	PollsAfter Polls
@@ -649,6 +653,7 @@ func analyzeTakeover(r *ReplicaPhase, reqs []Request, phase int32, tl []*Timelin
 		if f := first[b]; f != nil {
 			to.TakenOver++
 			delay = append(delay, time.Duration(f.At-to.at)*time.Microsecond)
+			to.Late += btoi(time.Duration(f.At-to.at)*time.Microsecond > 2*to.Window.Interval)
 			gap = append(gap, time.Duration(f.At-last[b].At)*time.Microsecond)
 		}
 	}
@@ -701,7 +706,7 @@ func (r *ReplicaResult) Markdown() string {
 		"delivery latency, upstream answered that poll → watcher got it: p50 / p99 / max",
 		"client-visible delay, upstream change → watcher saw it: mean / p50 / p99",
 		"(watcher, observed change) pairs / skipped / missed",
-		fmt.Sprintf("states that lasted longer than %s, per watcher: missed of (watcher, state) pairs (until the kill)", c.Interval),
+		fmt.Sprintf("states that lasted longer than %s, per watcher: missed of (watcher, state) pairs (states ended in the window; with a kill, from its start to the kill)", c.Interval),
 		"states whose observed_at differed between watchers",
 		"NATS traffic per upstream change (server's Varz, whole window)",
 		"leases held per replica at the window's end",
@@ -751,7 +756,7 @@ func (r *ReplicaResult) TakeoverMarkdown() string {
 	rows := [][2]string{
 		{"killed (SIGKILL)", fmt.Sprintf("replica %d, holding %d leases (leases per replica: %v)", to.Killed, to.Leases, r.Cluster.Leases)},
 		{"batches whose last poll before the kill was the killed replica's", fmt.Sprintf("%d; %d polled by another replica within the %s", to.Batches, to.TakenOver, to.Window)},
-		{"kill → first poll of the batch by another replica: p50 / p99 / max", triple(to.Delay)},
+		{"kill → first poll of the batch by another replica: p50 / p99 / max (batches later than two intervals)", fmt.Sprintf("%s (%d)", triple(to.Delay), to.Late)},
 		{"killed replica's last poll → that poll (upstream sees no poll for): min / p50 / max", fmt.Sprintf("%s / %s / %s ms", msNum(to.Gap.Min), msNum(to.Gap.P50), msNum(to.Gap.Max))},
 		{polls, requests(to.PollsAfter)},
 	}
@@ -814,7 +819,7 @@ func (r *ReplicaResult) Failures() []string {
 		}
 	}
 	stateLine("without the cluster", r.Plain.States)
-	stateLine("with the cluster, until the kill", r.Cluster.States)
+	stateLine("with the cluster, before the kill", r.Cluster.States)
 	if to := r.Cluster.Takeover; to != nil {
 		stateLine("after the kill, surviving watchers", to.SurvivorStates)
 		stateLine("after the kill, the killed replica's watchers", to.ResumedStates)
@@ -857,7 +862,7 @@ func (r *ReplicaResult) Raw() string {
 		p("%s: latency upstream response→receipt: %s", name, d.LatencyUpstream)
 		p("%s: pairs=%d skipped=%d missed=%d unknown_states=%d observed_at_mismatch=%d", name, d.Pairs, d.Skipped, d.Missed, d.Unknown, d.ObservedMismatch)
 		p("%s: client-visible delay upstream change→receipt: %s (never seen: %d)", name, d.Staleness, d.StaleMissed)
-		statesRaw(p, name+": states that lasted longer than an interval (until the kill)", ph.States, nil)
+		statesRaw(p, name+": states that lasted longer than an interval, ended in the window (before the kill)", ph.States, nil)
 		for _, m := range ph.Mismatches {
 			p("%s: observed_at mismatch: %s", name, m)
 		}
@@ -869,7 +874,7 @@ func (r *ReplicaResult) Raw() string {
 	if to := r.Cluster.Takeover; to != nil {
 		d := to.Survivors
 		p("takeover: killed replica %d (SIGKILL) holding %d leases; %d batches last polled by it, %d polled by another replica within %s", to.Killed, to.Leases, to.Batches, to.TakenOver, to.Window)
-		p("takeover: kill→first poll by another replica: %s", to.Delay)
+		p("takeover: kill→first poll by another replica: %s; later than two intervals: %d", to.Delay, to.Late)
 		p("takeover: killed replica's last poll→that poll: %s", to.Gap)
 		pollsRaw(p, "takeover", to.PollsAfter, to.Window)
 		p("takeover: surviving watchers=%d: pairs=%d skipped=%d missed=%d unknown_states=%d observed_at_mismatch=%d", r.Cluster.Watchers-to.KilledWatchers, d.Pairs, d.Skipped, d.Missed, d.Unknown, d.ObservedMismatch)
@@ -879,7 +884,7 @@ func (r *ReplicaResult) Raw() string {
 			p("takeover: surviving watchers, observed_at mismatch: %s", m)
 		}
 		countersRaw(p, "takeover: at the window's end", to.Counters)
-		statesRaw(p, "takeover: surviving watchers, states that lasted longer than an interval", to.SurvivorStates, to)
+		statesRaw(p, "takeover: surviving watchers, states that lasted longer than an interval, ended after the kill", to.SurvivorStates, to)
 		p("takeover: surviving watchers, terminal events: %s; ended with OK after it=%d; wrong terminal flags=%d (%d batches terminal by the window's end)",
 			terminals(to.SurvivorTerminals), to.SurvivorTerminals.Ended, to.SurvivorTerminals.BadFlag, to.Terminal)
 		p("takeover: the killed replica's %d watchers: their streams on it ended with %s", to.KilledWatchers, errs(to.KilledErrors))
@@ -891,7 +896,7 @@ func (r *ReplicaResult) Raw() string {
 		p("takeover: the killed replica's watchers: pairs=%d skipped=%d missed=%d unknown_states=%d observed_at_mismatch=%d", d.Pairs, d.Skipped, d.Missed, d.Unknown, d.ObservedMismatch)
 		p("takeover: the killed replica's watchers, latency observed_at→receipt: %s", d.Latency)
 		p("takeover: the killed replica's watchers, client-visible delay upstream change→receipt: %s (never seen: %d)", d.Staleness, d.StaleMissed)
-		statesRaw(p, "takeover: the killed replica's watchers, states that lasted longer than an interval", to.ResumedStates, to)
+		statesRaw(p, "takeover: the killed replica's watchers, states that lasted longer than an interval, ended after the kill", to.ResumedStates, to)
 		p("takeover: the killed replica's watchers, terminal events: %s; ended with OK after it=%d; wrong terminal flags=%d",
 			terminals(to.ResumedTerminals), to.ResumedTerminals.Ended, to.ResumedTerminals.BadFlag)
 		if to.Finish > 0 {

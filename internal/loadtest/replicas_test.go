@@ -62,7 +62,7 @@ func TestSmokeReplicas(t *testing.T) {
 		t.Errorf("cluster: leases per replica %v, want [2 1 1]", c.Leases)
 	}
 	to := c.Takeover
-	if to == nil || to.Killed != 0 || to.Batches == 0 || to.TakenOver != to.Batches || to.Survivors.Missed != 0 || to.Survivors.Pairs == 0 {
+	if to == nil || to.Killed != 0 || to.Batches == 0 || to.TakenOver != to.Batches || to.Late != 0 || to.Survivors.Missed != 0 || to.Survivors.Pairs == 0 {
 		t.Fatalf("takeover: %+v", to)
 	}
 	const killed = watchers / replicas

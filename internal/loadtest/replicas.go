@@ -737,7 +737,16 @@ func terminals(t Terminals) string {
 
 // since formats the instant at (Unix µs) as an offset from the kill.
 func (to *Takeover) since(at int64) string {
-	return fmt.Sprintf("kill+%s", (time.Duration(at-to.at) * time.Microsecond).Round(time.Millisecond))
+	return sinceKill(time.Duration(at-to.at) * time.Microsecond)
+}
+
+// sinceKill formats an offset from the kill: kill+1.2s, kill-489ms.
+func sinceKill(d time.Duration) string {
+	d = d.Round(time.Millisecond)
+	if d < 0 {
+		return "kill-" + (-d).String()
+	}
+	return "kill+" + d.String()
 }
 
 // TakeoverMarkdown returns the takeover's table; empty without a kill.

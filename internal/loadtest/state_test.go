@@ -222,3 +222,17 @@ func TestParseMetric(t *testing.T) {
 		})
 	}
 }
+
+func TestSinceKill(t *testing.T) {
+	t.Parallel()
+	for d, want := range map[time.Duration]string{
+		0:                          "kill+0s",
+		1234567 * time.Microsecond: "kill+1.235s",
+		-489 * time.Millisecond:    "kill-489ms",
+		-1400 * time.Microsecond:   "kill-1ms",
+	} {
+		if got := sinceKill(d); got != want {
+			t.Errorf("sinceKill(%v) = %q, want %q", d, got, want)
+		}
+	}
+}

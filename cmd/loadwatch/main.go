@@ -15,7 +15,12 @@
 // watchers split evenly across them, and prints both side by side (no SSE
 // or naive phase):
 //
-//	go run ./cmd/loadwatch -replicas 3 -watchers 9000 -conns 90 -phase 150s -kill 10s
+//	go run ./cmd/loadwatch -replicas 3 -watchers 9000 -conns 90 -phase 150s -kill 20s -finish 8s
+//
+// With -kill it then SIGKILLs the replica holding the most leases, resumes
+// its watchers on the others, and with -finish brings every batch to its
+// end; it exits with status 1, after "MISSED:" lines, when a watcher missed
+// a terminal event or a state that lasted longer than an interval.
 //
 // See internal/loadtest for the definitions of the figures.
 package main
@@ -66,7 +71,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 3600e9, "the gateway's -watch-heartbeat")
 	fs.IntVar(&cfg.OpenParallel, "open-parallel", 200, "watchers opening at once")
 	fs.IntVar(&ro.Replicas, "replicas", 0, "gateway replicas, run without and then with a shared NATS (0: one gateway, the phases above)")
-	fs.DurationVar(&ro.Kill, "kill", 0, "with -replicas: after the cluster window, SIGKILL the replica holding the most leases and watch the others this long (0: no kill)")
+	fs.DurationVar(&ro.Kill, "kill", 0, "with -replicas: after the cluster window, SIGKILL the replica holding the most leases, resume its watchers on the others (resume_tag) and watch them all this long (0: no kill)")
+	fs.DurationVar(&ro.Finish, "finish", 0, "with -kill: this long after the kill, jump the simulator's clock so that every batch is finalizing, then completes 3 intervals (+ up to phase/100) later, to count the terminal events; -kill must hold that plus an interval (0: no finish)")
 	fs.StringVar(&bin, "gateway-bin", "", "gateway binary to run (default: go build ./cmd/gateway in -src)")
 	fs.StringVar(&src, "src", ".", "module directory to build the gateway from")
 	fs.Func("gateway-arg", "extra flag for the gateway process, e.g. -gateway-arg=-log-level=info (repeatable)", func(v string) error {
@@ -78,6 +84,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	switch {
+	case (ro.Kill > 0 || ro.Finish > 0) && ro.Replicas == 0:
+		return errors.New("-kill and -finish need -replicas")
+	case ro.Finish > 0 && ro.Kill <= 0:
+		return errors.New("-finish needs -kill")
 	}
 	cfg.Log = stderr
 
@@ -105,7 +117,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		fmt.Fprintln(stdout, res.Markdown())
+		if t := res.TakeoverMarkdown(); t != "" {
+			fmt.Fprintln(stdout, t)
+		}
 		fmt.Fprint(stdout, res.Raw())
+		if f := res.Failures(); len(f) > 0 {
+			for _, l := range f {
+				fmt.Fprintln(stdout, l)
+			}
+			return fmt.Errorf("%d checks failed (the MISSED lines above)", len(f))
+		}
 		return nil
 	}
 

@@ -20,6 +20,8 @@ func TestRunFlags(t *testing.T) {
 		{"unknown flag", []string{"-nope"}, "flag provided but not defined"},
 		{"stray argument", []string{"extra"}, "unexpected arguments"},
 		{"bad duration", []string{"-interval", "soon"}, "invalid value"},
+		{"kill without replicas", []string{"-kill", "10s"}, "need -replicas"},
+		{"finish without kill", []string{"-replicas", "3", "-finish", "8s"}, "-finish needs -kill"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

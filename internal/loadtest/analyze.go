@@ -98,12 +98,25 @@ type Deliveries struct {
 	// Unknown counts receipts or responses whose state is not in the
 	// batch's timeline (should be zero).
 	Unknown int
-	// ObservedMismatch counts states whose observed_at differed between
-	// watchers (should be zero: one poll observed each state).
+	// ObservedMismatch counts CHANGE receipts whose observed_at differed
+	// from the first watcher's of the same state (should be zero: one poll
+	// observed each state); Mismatches are the first few.
 	ObservedMismatch int
+	Mismatches       []Mismatch
 	// ChangeEvents is the number of CHANGE events received in total.
 	ChangeEvents int
 }
+
+// Mismatch is a state two watchers got with different observed_at: the
+// logs' indexes and their stamps (Unix ms).
+type Mismatch struct {
+	Batch, Idx    int
+	FirstLog, Log int
+	FirstMs, Ms   int64
+}
+
+// maxMismatches bounds Deliveries.Mismatches.
+const maxMismatches = 10
 
 // Analyze measures clients of one batch set against the timelines. reqs
 // and phase give the gateway's polls (nil reqs: naive clients, which are
@@ -164,15 +177,20 @@ func analyze(logs []*ClientLog, reqs []Request, phase int32, w Window, tl []*Tim
 		}
 	}
 
-	// The gateway's own observed_at of each state, from the events.
-	stamps := make([]map[int]int64, nb)
+	// The gateway's own observed_at of each state, from the events, and
+	// the first log that had it.
+	type stamp struct {
+		ms  int64
+		log int
+	}
+	stamps := make([]map[int]stamp, nb)
 	seen := make([][]Seen, len(logs))
 	for i, l := range logs {
 		if l == nil {
 			continue
 		}
 		if stamps[l.Batch] == nil {
-			stamps[l.Batch] = make(map[int]int64)
+			stamps[l.Batch] = make(map[int]stamp)
 		}
 		for _, r := range l.Got {
 			j, ok := tl[l.Batch].Index(r.FP)
@@ -189,9 +207,12 @@ func analyze(logs []*ClientLog, reqs []Request, phase int32, w Window, tl []*Tim
 				continue
 			}
 			if old, ok := stamps[l.Batch][j]; !ok {
-				stamps[l.Batch][j] = r.ObservedMs
-			} else if old != r.ObservedMs {
+				stamps[l.Batch][j] = stamp{r.ObservedMs, i}
+			} else if old.ms != r.ObservedMs {
 				d.ObservedMismatch++
+				if len(d.Mismatches) < maxMismatches {
+					d.Mismatches = append(d.Mismatches, Mismatch{Batch: l.Batch, Idx: j, FirstLog: old.log, FirstMs: old.ms, Log: i, Ms: r.ObservedMs})
+				}
 			}
 		}
 	}
@@ -199,8 +220,8 @@ func analyze(logs []*ClientLog, reqs []Request, phase int32, w Window, tl []*Tim
 	stampedVia := make([][]int32, nb)
 	for b, evs := range observed {
 		for k, e := range evs {
-			if ms, ok := stamps[b][e.Idx]; ok {
-				stamped[b] = append(stamped[b], Event{Idx: e.Idx, At: ms * 1000})
+			if st, ok := stamps[b][e.Idx]; ok {
+				stamped[b] = append(stamped[b], Event{Idx: e.Idx, At: st.ms * 1000})
 				stampedVia[b] = append(stampedVia[b], vias[b][k])
 			}
 		}
@@ -233,4 +254,201 @@ func analyze(logs []*ClientLog, reqs []Request, phase int32, w Window, tl []*Tim
 	d.Staleness = Summarize(stale.Delays)
 	d.StaleMissed = stale.Missed
 	return d
+}
+
+// StateCheck is the outcome of CheckStates.
+type StateCheck struct {
+	// Watchers is the number of watchers checked, Required the (watcher,
+	// state) pairs they had to receive, Missed those they did not, and
+	// MissedBy the number of watchers that missed at least one.
+	Watchers, Required, Missed, MissedBy int
+	// States lists the states some watcher missed, by batch and time.
+	States []MissedState
+}
+
+// MissedState is one upstream state that some watchers never received.
+type MissedState struct {
+	// Batch is the batch's index, Idx the state's in its timeline.
+	Batch, Idx int
+	// At is when the upstream began returning it (Unix µs), Lasted how
+	// long it did (0: until the end of the replayed history).
+	At     int64
+	Lasted time.Duration
+	// Watchers is how many of the checked watchers missed it.
+	Watchers int
+	// Polled is whether a poll of the phase returned it (false also when
+	// CheckStates had no polls).
+	Polled bool
+}
+
+// CheckStates checks that every watcher received each state of its batch
+// that ended in w and lasted longer than minLasted: the state itself, not
+// a later one in its place. A state counts in the window it ended in,
+// since only then can it have been missed: one in force at a kill counts
+// after it. The last state of a timeline, still held when the history was
+// replayed, counts as long enough, in any w that ends after it began.
+// reqs (nil: none) and phase are the gateways' polls, to tell whether a
+// missed state was polled at all.
+func CheckStates(logs []*ClientLog, reqs []Request, phase int32, w Window, tl []*Timeline, minLasted time.Duration) StateCheck {
+	var c StateCheck
+	required := make([][]int, len(tl))
+	for b, t := range tl {
+		for j, s := range t.States {
+			if j+1 == len(t.States) {
+				if s.At < w.To {
+					required[b] = append(required[b], j)
+				}
+				continue
+			}
+			end := t.States[j+1].At
+			if w.contains(end) && time.Duration(end-s.At)*time.Microsecond > minLasted {
+				required[b] = append(required[b], j)
+			}
+		}
+	}
+	missed := make(map[[2]int]int)
+	for _, l := range logs {
+		if l == nil {
+			continue
+		}
+		c.Watchers++
+		seen := make(map[int]bool, len(l.Got))
+		for _, r := range l.Got {
+			if j, ok := tl[l.Batch].Index(r.FP); ok {
+				seen[j] = true
+			}
+		}
+		n := 0
+		for _, j := range required[l.Batch] {
+			if !seen[j] {
+				n++
+				missed[[2]int{l.Batch, j}]++
+			}
+		}
+		c.Required += len(required[l.Batch])
+		c.Missed += n
+		c.MissedBy += btoi(n > 0)
+	}
+	polled := make(map[[2]int]bool)
+	for _, r := range reqs {
+		if r.Phase != phase || r.Batch < 0 || int(r.Batch) >= len(tl) {
+			continue
+		}
+		if j, ok := tl[r.Batch].Index(r.FP); ok {
+			polled[[2]int{int(r.Batch), j}] = true
+		}
+	}
+	for k, n := range missed {
+		st := tl[k[0]].States
+		m := MissedState{Batch: k[0], Idx: k[1], At: st[k[1]].At, Watchers: n, Polled: polled[k]}
+		if k[1]+1 < len(st) {
+			m.Lasted = time.Duration(st[k[1]+1].At-m.At) * time.Microsecond
+		}
+		c.States = append(c.States, m)
+	}
+	slices.SortFunc(c.States, func(x, y MissedState) int {
+		return cmp.Or(cmp.Compare(x.Batch, y.Batch), cmp.Compare(x.Idx, y.Idx))
+	})
+	return c
+}
+
+// Terminals is the outcome of CountTerminals.
+type Terminals struct {
+	// Batches is the number of batches whose timeline reached a terminal
+	// state before the window's end, Expected the number of watchers of
+	// those batches, Got those that received it in an event marked
+	// terminal, and Missed the others.
+	Batches, Expected, Got, Missed int
+	// Ended counts the watchers whose stream ended with OK right after
+	// the terminal event (ClientLog.Done).
+	Ended int
+	// BadFlag counts receipts whose terminal flag disagrees with their
+	// state's status (should be zero).
+	BadFlag int
+}
+
+// CountTerminals counts, for every watcher of a batch that became terminal
+// before w's end, whether it got the terminal event.
+func CountTerminals(logs []*ClientLog, w Window, tl []*Timeline) Terminals {
+	var t Terminals
+	final := make([]FP, len(tl))
+	done := make([]bool, len(tl))
+	for b, l := range tl {
+		if n := len(l.States); n > 0 {
+			s := l.States[n-1]
+			final[b], done[b] = s.FP, s.FP.Terminal() && s.At < w.To
+			t.Batches += btoi(done[b])
+		}
+	}
+	for _, l := range logs {
+		if l == nil {
+			continue
+		}
+		got := false
+		for _, r := range l.Got {
+			if r.Terminal != r.FP.Terminal() {
+				t.BadFlag++
+			}
+			got = got || (r.Terminal && r.FP == final[l.Batch])
+		}
+		if !done[l.Batch] {
+			continue
+		}
+		t.Expected++
+		if got {
+			t.Got++
+		} else {
+			t.Missed++
+		}
+		t.Ended += btoi(got && l.Done)
+	}
+	return t
+}
+
+// Resumptions summarizes how a set of watchers reconnected after an
+// instant (SummarizeResumptions).
+type Resumptions struct {
+	// Broken counts the watchers whose stream broke after the instant,
+	// Resumed those of them that got a resumed stream, Breaks all breaks.
+	Broken, Resumed, Breaks int
+	// Delay runs from the instant to each resumed watcher's first event
+	// on its new stream; Outage from its stream's break to that event.
+	Delay, Outage Summary
+	// Snapshots counts the resumptions that began with a SNAPSHOT (the
+	// batch had changed) rather than a HEARTBEAT; MaxAttempts is the most
+	// WatchBatch calls one took.
+	Snapshots, MaxAttempts int
+	// ByReplica counts the first resumptions by replica.
+	ByReplica map[int]int
+}
+
+// SummarizeResumptions measures the watchers' reconnections after since
+// (Unix µs).
+func SummarizeResumptions(logs []*ClientLog, since int64) Resumptions {
+	r := Resumptions{ByReplica: make(map[int]int)}
+	var delay, outage []time.Duration
+	for _, l := range logs {
+		first := true
+		for _, rc := range l.Reconnects {
+			if rc.Broke < since {
+				continue
+			}
+			r.Breaks++
+			r.MaxAttempts = max(r.MaxAttempts, rc.Attempts)
+			r.Snapshots += btoi(rc.Resumed != 0 && rc.Snapshot)
+			if !first {
+				continue
+			}
+			first = false
+			r.Broken++
+			if rc.Resumed != 0 {
+				r.Resumed++
+				r.ByReplica[rc.Replica]++
+				delay = append(delay, time.Duration(rc.Resumed-since)*time.Microsecond)
+				outage = append(outage, time.Duration(rc.Resumed-rc.Broke)*time.Microsecond)
+			}
+		}
+	}
+	r.Delay, r.Outage = Summarize(delay), Summarize(outage)
+	return r
 }

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -34,6 +35,25 @@ type Receipt struct {
 	FP         FP
 	// Change is false for a stream's SNAPSHOT and for naive polls.
 	Change bool
+	// Terminal is the event's terminal flag (gRPC only).
+	Terminal bool
+}
+
+// Reconnect is one break of a watcher's stream and its resumption on
+// another replica (OpenReplicas with failover).
+type Reconnect struct {
+	// Broke is when the stream failed (Unix µs), Err how.
+	Broke int64
+	Err   string
+	// Resumed is when the first event of the resumed stream arrived (Unix
+	// µs; 0: never, the load tool stopped first), Replica the index of the
+	// replica it came from, Attempts the WatchBatch calls it took.
+	Resumed  int64
+	Replica  int
+	Attempts int
+	// Snapshot is whether that first event was a SNAPSHOT (the batch had
+	// changed since the resume tag) rather than a HEARTBEAT.
+	Snapshot bool
 }
 
 // ClientLog is what one client (watcher or naive poller) saw.
@@ -50,6 +70,11 @@ type ClientLog struct {
 	// Err is how the client ended, when not by the load tool's own
 	// cancellation.
 	Err error
+	// Reconnects lists the stream's breaks and resumptions, in order.
+	Reconnects []Reconnect
+	// Done is set when the stream ended with OK right after the terminal
+	// event.
+	Done bool
 }
 
 // Clients is a running set of clients. Stop ends them.
@@ -59,6 +84,9 @@ type Clients struct {
 	Opened time.Duration
 	// OpenErrors counts clients that failed before their first state.
 	OpenErrors int
+	// Replica holds, for OpenReplicas, the index of the replica each
+	// client opened on; nil otherwise.
+	Replica []int
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -85,6 +113,18 @@ func (c *Clients) Errors() map[string]int {
 	return m
 }
 
+// Breaks counts the clients' stream breaks that were followed by a
+// reconnection, by error.
+func (c *Clients) Breaks() map[string]int {
+	m := make(map[string]int)
+	for _, l := range c.Logs {
+		for _, r := range l.Reconnects {
+			m[r.Err]++
+		}
+	}
+	return m
+}
+
 // assign spreads n clients over batches and connections: client i watches
 // batch i mod batches and uses connection (i div batches) mod conns, so
 // every connection carries every batch when n ≥ batches×conns.
@@ -92,39 +132,51 @@ func assign(i, batches, conns int) (batch, conn int) {
 	return i % batches, (i / batches) % conns
 }
 
-// openAll starts n clients with at most par opening at once, and returns
-// once every one has its first state or failed. run must call opened
-// exactly once, after the first state or on failure before it, and then
-// keep recording until ctx ends.
-func openAll(ctx context.Context, n, par int, run func(ctx context.Context, i int, opened func(error))) *Clients {
+// openAll starts the clients of each wave (indexes), with at most par
+// opening at once, a wave once every client of the previous one has its
+// first state or failed, and returns once the last wave's have. run must
+// call opened exactly once, after the first state or on failure before it,
+// and then keep recording until ctx ends.
+func openAll(ctx context.Context, waves [][]int, par int, run func(ctx context.Context, i int, opened func(error))) *Clients {
 	ctx, cancel := context.WithCancel(ctx)
 	cs := &Clients{cancel: cancel}
 	sem := make(chan struct{}, max(par, 1))
 	var openWG sync.WaitGroup
 	var failed atomic.Int64
 	start := time.Now()
-	openWG.Add(n)
-	cs.wg.Add(n)
-	for i := range n {
-		sem <- struct{}{}
-		go func() {
-			defer cs.wg.Done()
-			var once sync.Once
-			run(ctx, i, func(err error) {
-				once.Do(func() {
-					if err != nil {
-						failed.Add(1)
-					}
-					<-sem
-					openWG.Done()
+	for _, wave := range waves {
+		openWG.Add(len(wave))
+		cs.wg.Add(len(wave))
+		for _, i := range wave {
+			sem <- struct{}{}
+			go func() {
+				defer cs.wg.Done()
+				var once sync.Once
+				run(ctx, i, func(err error) {
+					once.Do(func() {
+						if err != nil {
+							failed.Add(1)
+						}
+						<-sem
+						openWG.Done()
+					})
 				})
-			})
-		}()
+			}()
+		}
+		openWG.Wait()
 	}
-	openWG.Wait()
 	cs.Opened = time.Since(start)
 	cs.OpenErrors = int(failed.Load())
 	return cs
+}
+
+// oneWave is the single wave of clients 0 to n-1.
+func oneWave(n int) [][]int {
+	w := make([]int, n)
+	for i := range w {
+		w[i] = i
+	}
+	return [][]int{w}
 }
 
 // ended returns the error a client's loop ended with, or nil when the load
@@ -155,11 +207,12 @@ func OpenGRPC(ctx context.Context, addr string, conns, n, par int, ids []string)
 		ccs = append(ccs, cc)
 	}
 	logs := make([]*ClientLog, n)
-	cs := openAll(ctx, n, par, func(ctx context.Context, i int, opened func(error)) {
+	cs := openAll(ctx, oneWave(n), par, func(ctx context.Context, i int, opened func(error)) {
 		b, c := assign(i, len(ids), conns)
 		l := &ClientLog{Batch: b}
 		logs[i] = l
-		l.Err = ended(ctx, watchGRPC(ctx, batchv1.NewBatchServiceClient(ccs[c]), ids[b], l, opened))
+		_, err := watchGRPC(ctx, batchv1.NewBatchServiceClient(ccs[c]), ids[b], "", l, func(int64, bool) { opened(nil) })
+		l.Err = ended(ctx, err)
 		opened(l.Err)
 	})
 	cs.Logs = logs
@@ -167,42 +220,258 @@ func OpenGRPC(ctx context.Context, addr string, conns, n, par int, ids []string)
 	return cs, nil
 }
 
-func watchGRPC(ctx context.Context, client batchv1.BatchServiceClient, id string, l *ClientLog, opened func(error)) error {
-	stream, err := client.WatchBatch(ctx, &batchv1.WatchBatchRequest{BatchId: id})
+// errStreamEnded: a stream ended with OK before any terminal event.
+var errStreamEnded = errors.New("stream ended")
+
+// watchGRPC follows one WatchBatch stream, resuming from tag unless it is
+// empty, and appends the states it receives to l. first is called at the
+// stream's first state, or on a resumed stream its first event (the
+// HEARTBEAT that says the state is unchanged, or a SNAPSHOT), with its
+// receipt time and whether it was a SNAPSHOT. It returns the tag
+// of the last state received (tag if none was), and nil once the stream
+// ended with OK right after the terminal event (l.Done) or when the load
+// tool cancelled it.
+func watchGRPC(ctx context.Context, client batchv1.BatchServiceClient, id, tag string, l *ClientLog, first func(at int64, snapshot bool)) (string, error) {
+	stream, err := client.WatchBatch(ctx, &batchv1.WatchBatchRequest{BatchId: id, ResumeTag: tag})
 	if err != nil {
-		return err
+		return tag, err
 	}
+	resumed, started, terminal := tag != "", false, false
 	for {
 		ev, err := stream.Recv()
 		at := time.Now().UnixMicro()
 		if err != nil {
-			if status.Code(err) == codes.Canceled && ctx.Err() != nil {
-				return nil //nolint:nilerr // cancelled by the load tool: a clean end
+			switch {
+			case status.Code(err) == codes.Canceled && ctx.Err() != nil:
+				return tag, nil //nolint:nilerr // cancelled by the load tool: a clean end
+			case errors.Is(err, io.EOF) && terminal:
+				l.Done = true
+				return tag, nil
+			case errors.Is(err, io.EOF):
+				return tag, errStreamEnded
+			case terminal:
+				return tag, fmt.Errorf("after the terminal event: %w", err)
 			}
-			if errors.Is(err, io.EOF) {
-				return errors.New("stream ended")
-			}
-			return err
+			return tag, err
 		}
-		switch ev.GetType() {
+		if terminal {
+			return tag, errors.New("an event after the terminal one")
+		}
+		typ := ev.GetType()
+		switch typ {
 		case batchv1.WatchEventType_WATCH_EVENT_TYPE_HEARTBEAT:
 			l.Heartbeats++
-			continue
 		case batchv1.WatchEventType_WATCH_EVENT_TYPE_SNAPSHOT, batchv1.WatchEventType_WATCH_EVENT_TYPE_CHANGE:
+			b := ev.GetBatch()
+			rc := b.GetRequestCounts()
+			l.Got = append(l.Got, Receipt{
+				At:         at,
+				ObservedMs: ev.GetObservedAtUnixMs(),
+				FP:         MakeFP(b.GetUpstreamStatus(), rc.GetCompleted(), rc.GetFailed()),
+				Change:     typ == batchv1.WatchEventType_WATCH_EVENT_TYPE_CHANGE,
+				Terminal:   ev.GetTerminal(),
+			})
+			tag, terminal = ev.GetTag(), ev.GetTerminal()
 		default:
-			return fmt.Errorf("unexpected event type %v", ev.GetType())
+			return tag, fmt.Errorf("unexpected event type %v", typ)
 		}
-		b := ev.GetBatch()
-		rc := b.GetRequestCounts()
-		l.Got = append(l.Got, Receipt{
-			At:         at,
-			ObservedMs: ev.GetObservedAtUnixMs(),
-			FP:         MakeFP(b.GetUpstreamStatus(), rc.GetCompleted(), rc.GetFailed()),
-			Change:     ev.GetType() == batchv1.WatchEventType_WATCH_EVENT_TYPE_CHANGE,
+		if !started && (resumed || typ != batchv1.WatchEventType_WATCH_EVENT_TYPE_HEARTBEAT) {
+			started = true
+			first(at, typ == batchv1.WatchEventType_WATCH_EVENT_TYPE_SNAPSHOT)
+		}
+	}
+}
+
+// ReplicaWatch configures OpenReplicas.
+type ReplicaWatch struct {
+	// Addrs are the replicas' gRPC addresses.
+	Addrs []string
+	// Watchers and Conns are split evenly across the replicas (the first
+	// ones take the remainders); each replica's watchers are spread over
+	// the batches IDs and its connections as OpenGRPC spreads them.
+	Watchers, Conns int
+	IDs             []string
+	// Par bounds the watchers opening at once.
+	Par int
+	// Failover resumes a broken stream on another replica, as a client
+	// would: WatchBatch with the resume tag of the last state received, on
+	// a connection of its own to that replica (one per connection of the
+	// replica that failed), at once and then with a backoff from 100ms to
+	// 1s (or after the RetryInfo delay of the error, when longer) until it
+	// gets an event; the replica tried next rotates over the others.
+	Failover bool
+}
+
+// OpenReplicas opens WatchBatch streams on several replicas, in two waves
+// so that each replica is the first to watch a share of the batches: first
+// replica r's streams of the batches b with b mod len(Addrs) = r, on every
+// replica at once, then, once those all have their snapshot, the rest.
+// Clients.Replica says which replica each log opened on.
+func OpenReplicas(ctx context.Context, o ReplicaWatch) (*Clients, error) {
+	n := len(o.Addrs)
+	if n == 0 || o.Watchers < n || o.Conns < n || len(o.IDs) == 0 {
+		return nil, errors.New("loadtest: OpenReplicas needs a replica, and a watcher and a connection per replica")
+	}
+	p := &replicaPool{addrs: o.Addrs, extra: make(map[[2]int]*grpc.ClientConn)}
+	type watcher struct{ replica, batch, conn int }
+	var ws []watcher
+	var waves [2][]int
+	for r := range n {
+		p.conns = append(p.conns, nil)
+		for range o.Conns/n + btoi(r < o.Conns%n) {
+			cc, err := p.dial(r)
+			if err != nil {
+				p.close()
+				return nil, err
+			}
+			p.conns[r] = append(p.conns[r], cc)
+		}
+		for i := range o.Watchers/n + btoi(r < o.Watchers%n) {
+			b, c := assign(i, len(o.IDs), len(p.conns[r]))
+			wave := btoi(b%n != r)
+			waves[wave] = append(waves[wave], len(ws))
+			ws = append(ws, watcher{r, b, c})
+		}
+	}
+	logs := make([]*ClientLog, len(ws))
+	replica := make([]int, len(ws))
+	for g, w := range ws {
+		logs[g] = &ClientLog{Batch: w.batch}
+		replica[g] = w.replica
+	}
+	cs := openAll(ctx, waves[:], o.Par, func(ctx context.Context, g int, opened func(error)) {
+		w, l := ws[g], logs[g]
+		l.Err = ended(ctx, p.watch(ctx, w.replica, w.conn, o.IDs[w.batch], l, o.Failover && n > 1, opened))
+		opened(l.Err)
+	})
+	cs.Logs, cs.Replica, cs.close = logs, replica, p.close
+	return cs, nil
+}
+
+// replicaPool holds the connections of OpenReplicas: each replica's own,
+// and those made on failover, one per (replica, connection index of the
+// replica that failed).
+type replicaPool struct {
+	addrs []string
+	conns [][]*grpc.ClientConn
+
+	mu    sync.Mutex
+	extra map[[2]int]*grpc.ClientConn
+}
+
+func (p *replicaPool) dial(r int) (*grpc.ClientConn, error) {
+	cc, err := grpc.NewClient(p.addrs[r], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	cc.Connect()
+	return cc, nil
+}
+
+// failoverConn returns the failover connection to replica r for
+// connection c, dialled on first use.
+func (p *replicaPool) failoverConn(r, c int) (*grpc.ClientConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := [2]int{r, c}
+	if cc := p.extra[k]; cc != nil {
+		return cc, nil
+	}
+	cc, err := p.dial(r)
+	if err != nil {
+		return nil, err
+	}
+	p.extra[k] = cc
+	return cc, nil
+}
+
+func (p *replicaPool) close() {
+	for _, ccs := range p.conns {
+		for _, cc := range ccs {
+			_ = cc.Close()
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, cc := range p.extra {
+		_ = cc.Close()
+	}
+}
+
+// failoverTarget is the replica a watcher of replica home on connection c
+// tries at its attempt-th failover call (from 0): the others in turn,
+// connections spread over them.
+func failoverTarget(home, c, attempt, n int) int {
+	return (home + 1 + (c+attempt)%(n-1)) % n
+}
+
+// failoverWait is the wait before the attempt-th call of one resumption
+// (from 1): none for the first, then 100ms doubling up to 1s.
+func failoverWait(attempt int) time.Duration {
+	if attempt <= 1 {
+		return 0
+	}
+	return min(100*time.Millisecond<<min(attempt-2, 4), time.Second)
+}
+
+// retryDelay is the RetryInfo delay of a gRPC error (a gateway shutting
+// down asks for 1s), 0 without one.
+func retryDelay(err error) time.Duration {
+	for _, d := range status.Convert(err).Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return ri.GetRetryDelay().AsDuration()
+		}
+	}
+	return 0
+}
+
+// watch runs one watcher of replica home on its connection c, resuming on
+// the other replicas when failover is set and the stream breaks after it
+// opened (before: an open error) and before its terminal state.
+func (p *replicaPool) watch(ctx context.Context, home, c int, id string, l *ClientLog, failover bool, opened func(error)) error {
+	client := batchv1.NewBatchServiceClient(p.conns[home][c])
+	var tag string
+	var pending *Reconnect
+	calls := 0
+	isOpen := false
+	for {
+		var err error
+		tag, err = watchGRPC(ctx, client, id, tag, l, func(at int64, snapshot bool) {
+			if pending != nil {
+				pending.Resumed, pending.Snapshot = at, snapshot
+				l.Reconnects = append(l.Reconnects, *pending)
+				pending = nil
+			}
+			if !isOpen {
+				isOpen = true
+				opened(nil)
+			}
 		})
-		if len(l.Got) == 1 {
-			opened(nil)
+		switch {
+		case err == nil || ctx.Err() != nil:
+			if pending != nil {
+				l.Reconnects = append(l.Reconnects, *pending)
+			}
+			return err
+		case !failover || !isOpen || (len(l.Got) > 0 && l.Got[len(l.Got)-1].Terminal):
+			return err
 		}
+		if pending == nil {
+			pending = &Reconnect{Broke: time.Now().UnixMicro(), Err: err.Error()}
+		}
+		pending.Attempts++
+		pending.Replica = failoverTarget(home, c, calls, len(p.addrs))
+		calls++
+		wait := max(failoverWait(pending.Attempts), retryDelay(err))
+		if err := sleep(ctx, wait); err != nil {
+			l.Reconnects = append(l.Reconnects, *pending)
+			return nil //nolint:nilerr // the load tool stopped: a clean end
+		}
+		cc, err := p.failoverConn(pending.Replica, c)
+		if err != nil {
+			return err
+		}
+		client = batchv1.NewBatchServiceClient(cc)
 	}
 }
 
@@ -228,7 +497,7 @@ func OpenSSE(ctx context.Context, httpAddr string, n, par int, ids []string) (*C
 	tr := sseTransport()
 	client := &http.Client{Transport: tr}
 	logs := make([]*ClientLog, n)
-	cs := openAll(ctx, n, par, func(ctx context.Context, i int, opened func(error)) {
+	cs := openAll(ctx, oneWave(n), par, func(ctx context.Context, i int, opened func(error)) {
 		b, _ := assign(i, len(ids), 1)
 		l := &ClientLog{Batch: b}
 		logs[i] = l

@@ -27,7 +27,19 @@
 //     changed to a client's first receipt of that state or a later one:
 //     for watchers, the wait for the gateway's next poll plus delivery; for
 //     naive clients, the wait for their own next poll.
+//   - Missed states (CheckStates): per watcher, the states of its batch
+//     that began in the window, lasted longer than one poll interval on
+//     the upstream, and never reached the watcher as themselves (a later
+//     state in their place does not count). States shorter than an
+//     interval may be skipped by design; these may not.
+//   - Terminal events (CountTerminals): per watcher of a batch that became
+//     terminal, whether it got that state in an event marked terminal.
+//   - Resumption (RunReplicas with a kill): the killed replica's watchers
+//     reconnect to the other replicas with the resume tag of their last
+//     state; from the kill to the first event of the resumed stream.
 //
 // All times are wall-clock Unix microseconds on one machine, so the load
-// tool and the gateway share the clock.
+// tool and the gateway share the clock. The simulator's clock can jump
+// forward once (Upstream.FinishIn), to bring the batches to their end;
+// the timelines are replayed in wall time, through the jump.
 package loadtest

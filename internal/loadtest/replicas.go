@@ -107,6 +107,16 @@ type ReplicaPhase struct {
 	// Leases is batchgate_cluster_leases of each replica at the window's
 	// end (cluster only; -1 when unreadable).
 	Leases []int
+	// States checks every watcher for the states that ended in the window
+	// (from its start to the kill, with Takeover) and lasted longer than
+	// an interval (CheckStates).
+	States StateCheck
+	// Counters holds clusterCounters per replica at the window's end
+	// (cluster only).
+	Counters [][]int
+	// Mismatches describes All's observed_at mismatches, with the
+	// watchers' replicas.
+	Mismatches []string
 
 	// Takeover is what followed the SIGKILL of a replica (cluster with
 	// ReplicaOptions.Kill only).
@@ -131,17 +141,42 @@ type Takeover struct {
 	// Delay is, per batch taken over, from the kill to the first poll by
 	// another replica; Gap from the killed replica's last poll to it.
 	Delay, Gap Summary
-	// PollsAfter counts all upstream polls in Window, per interval.
+	// Late counts the batches taken over more than two intervals after
+	// the kill.
+	Late int
+	// PollsAfter counts all upstream polls per interval in Window, or
+	// with Finish from the kill to the finish.
 	PollsAfter Polls
-	// Survivors measures the other replicas' watchers in Window.
-	Survivors Deliveries
-	// KilledWatchers is the number of the killed replica's watchers
-	// (not measured after the kill: their streams broke), KilledErrors how
-	// their streams ended.
-	KilledWatchers int
-	KilledErrors   map[string]int
+	// Finish is the instant (Unix µs) the simulator's clock jumped to
+	// bring every batch to its end (ReplicaOptions.Finish), Completed the
+	// instant the last batch completed by then; both 0 without.
+	Finish, Completed int64
+	// Terminal is the number of batches terminal by Window's end.
+	Terminal int
+	// Counters holds clusterCounters per replica at Window's end.
+	Counters [][]int
+	// Survivors measures the other replicas' watchers in Window;
+	// SurvivorStates and SurvivorTerminals check them for the states that
+	// began in Window and for the terminal events.
+	Survivors         Deliveries
+	SurvivorStates    StateCheck
+	SurvivorTerminals Terminals
+	// KilledWatchers is the number of the killed replica's watchers,
+	// KilledErrors how their streams on it ended. They resume on the
+	// other replicas (Resumptions); Resumed, ResumedStates and
+	// ResumedTerminals measure them in Window as the survivors are.
+	KilledWatchers   int
+	KilledErrors     map[string]int
+	Resumptions      Resumptions
+	Resumed          Deliveries
+	ResumedStates    StateCheck
+	ResumedTerminals Terminals
 
-	at int64
+	at         int64
+	mismatches []string // the survivors' observed_at mismatches
+	// held marks the batches whose last poll before the kill was the
+	// killed replica's.
+	held []bool
 }
 
 // ReplicaOptions configures RunReplicas.
@@ -149,9 +184,22 @@ type ReplicaOptions struct {
 	// Replicas is the number of gateways.
 	Replicas int
 	// Kill, when positive, SIGKILLs the replica holding the most leases
-	// after the cluster phase's window and watches the others for Kill.
+	// after the cluster phase's window and watches the others for Kill;
+	// the killed replica's watchers resume on the others (ReplicaWatch's
+	// Failover).
 	Kill time.Duration
+	// Finish, when positive (with Kill), is how long after the kill the
+	// simulator's clock jumps forward (Upstream.FinishIn) so that every
+	// batch is finalizing, then completes FinishSpan later (plus up to
+	// Phase/100): the terminal events within the kill's window, which must
+	// hold them.
+	Finish time.Duration
 }
+
+// FinishSpan is how long, at least, the batches stay finalizing after
+// ReplicaOptions.Finish's jump: three poll intervals, so that it is a
+// state every watcher must see.
+func FinishSpan(interval time.Duration) time.Duration { return 3 * interval }
 
 // ReplicaResult is the outcome of RunReplicas.
 type ReplicaResult struct {
@@ -175,6 +223,15 @@ func RunReplicas(ctx context.Context, cfg Config, o ReplicaOptions) (*ReplicaRes
 	}
 	if replicas < 1 || cfg.Watchers < replicas || cfg.Conns < replicas {
 		return nil, errors.New("need at least one replica, and one watcher and one connection per replica")
+	}
+	if o.Finish > 0 && o.Kill <= 0 {
+		return nil, errors.New("finishing the batches needs a kill")
+	}
+	if o.Finish > 0 {
+		need := o.Finish + FinishSpan(cfg.Interval) + cfg.Phase/100 + cfg.Interval
+		if o.Kill < need {
+			return nil, fmt.Errorf("finishing %s after the kill needs a kill window of at least %s (finish + 3 intervals + phase/100 + an interval)", o.Finish, need)
+		}
 	}
 	start := time.Now()
 	logf := func(format string, args ...any) {
@@ -200,10 +257,10 @@ func RunReplicas(ctx context.Context, cfg Config, o ReplicaOptions) (*ReplicaRes
 	logf("NATS with JetStream on %s", nats.URL)
 
 	res := &ReplicaResult{Config: cfg, Replicas: replicas}
-	if res.Plain, err = runReplicaPhase(ctx, cfg, up, urls, nil, 0, logf); err != nil {
+	if res.Plain, err = runReplicaPhase(ctx, cfg, up, urls, nil, ReplicaOptions{}, logf); err != nil {
 		return nil, fmt.Errorf("replicas without the cluster: %w", err)
 	}
-	if res.Cluster, err = runReplicaPhase(ctx, cfg, up, urls, nats, o.Kill, logf); err != nil {
+	if res.Cluster, err = runReplicaPhase(ctx, cfg, up, urls, nats, o, logf); err != nil {
 		return nil, fmt.Errorf("replicas with the cluster: %w", err)
 	}
 	_ = up.Close()
@@ -221,7 +278,8 @@ func RunReplicas(ctx context.Context, cfg Config, o ReplicaOptions) (*ReplicaRes
 	return res, nil
 }
 
-func runReplicaPhase(ctx context.Context, cfg Config, up *Upstream, urls []string, nats *NATS, kill time.Duration, logf func(string, ...any)) (_ *ReplicaPhase, err error) {
+func runReplicaPhase(ctx context.Context, cfg Config, up *Upstream, urls []string, nats *NATS, o ReplicaOptions, logf func(string, ...any)) (_ *ReplicaPhase, err error) {
+	kill := o.Kill
 	n := len(urls)
 	r := &ReplicaPhase{Cluster: nats != nil, Replicas: n, Watchers: cfg.Watchers, Conns: cfg.Conns, Errors: map[string]int{}}
 	name, phase := "plain", PhaseGRPC
@@ -252,25 +310,32 @@ func runReplicaPhase(ctx context.Context, cfg Config, up *Upstream, urls []strin
 		logf("%s: replica %d serving gRPC on %s, HTTP on %s", name, i, t.GRPCAddr(), t.HTTPAddr())
 	}
 
-	var all []*Clients
+	if nats != nil {
+		if err := waitShared(ctx, tgts, 30*time.Second); err != nil {
+			return nil, err
+		}
+	}
+	addrs := make([]string, n)
+	for i, t := range tgts {
+		addrs[i] = t.GRPCAddr()
+	}
+	t0 := time.Now()
+	cs, err := OpenReplicas(ctx, ReplicaWatch{
+		Addrs: addrs, Watchers: cfg.Watchers, Conns: cfg.Conns, IDs: up.IDs, Par: cfg.OpenParallel,
+		Failover: r.Cluster && kill > 0,
+	})
+	if err != nil {
+		return nil, err
+	}
+	stopped := false
 	defer func() {
-		for _, cs := range all {
+		if !stopped {
 			cs.Stop()
 		}
 	}()
-	t0 := time.Now()
-	for i, t := range tgts {
-		w := cfg.Watchers/n + btoi(i < cfg.Watchers%n)
-		c := cfg.Conns/n + btoi(i < cfg.Conns%n)
-		cs, err := OpenGRPC(ctx, t.GRPCAddr(), c, w, cfg.OpenParallel, up.IDs)
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, cs)
-		r.OpenErrors += cs.OpenErrors
-		if cs.OpenErrors > 0 {
-			return nil, fmt.Errorf("%d of %d watchers on replica %d failed to open: %v", cs.OpenErrors, w, i, cs.Errors())
-		}
+	r.OpenErrors = cs.OpenErrors
+	if cs.OpenErrors > 0 {
+		return nil, fmt.Errorf("%d of %d watchers failed to open: %v", cs.OpenErrors, cfg.Watchers, cs.Errors())
 	}
 	r.Opened = time.Since(t0)
 	logf("%s: %d watchers open over %d connections on %d replicas in %s", name, cfg.Watchers, cfg.Conns, n, r.Opened.Round(time.Millisecond))
@@ -299,6 +364,7 @@ func runReplicaPhase(ctx context.Context, cfg Config, up *Upstream, urls []strin
 		for _, t := range tgts {
 			r.Leases = append(r.Leases, readLeases(ctx, t.HTTPAddr()))
 		}
+		r.Counters = readCounters(ctx, tgts)
 	}
 	for i, t := range tgts {
 		c, err := t.CPU()
@@ -333,26 +399,46 @@ func runReplicaPhase(ctx context.Context, cfg Config, up *Upstream, urls []strin
 		to.Window = Window{From: to.at, To: to.at + kill.Microseconds(), Interval: cfg.Interval}
 		r.Takeover = to
 		logf("%s: killed replica %d (%d leases); watching the others for %s", name, killed, to.Leases, kill)
-		if err := sleep(ctx, kill+cfg.grace()); err != nil {
+		if o.Finish > 0 {
+			if err := sleep(ctx, time.Until(time.UnixMicro(to.at).Add(o.Finish))); err != nil {
+				return nil, err
+			}
+			to.Finish, to.Completed = up.FinishIn(FinishSpan(cfg.Interval))
+			logf("%s: the simulator's clock jumped: every batch finalizing, completed within %s", name,
+				(time.Duration(to.Completed-to.Finish) * time.Microsecond).Round(time.Millisecond))
+		}
+		if err := sleep(ctx, time.Until(time.UnixMicro(to.Window.To))); err != nil {
+			return nil, err
+		}
+		to.Counters = readCounters(ctx, tgts)
+		if err := sleep(ctx, cfg.grace()); err != nil {
 			return nil, err
 		}
 	}
-	for i, cs := range all {
-		cs.Stop()
-		errs := r.Errors
-		if i == killed {
-			errs = r.Takeover.KilledErrors
-			r.Takeover.KilledWatchers = len(cs.Logs)
+	cs.Stop()
+	stopped = true
+	for g, l := range cs.Logs {
+		rep := cs.Replica[g]
+		r.logs = append(r.logs, l)
+		r.via = append(r.via, int32(rep+1))
+		rcs := l.Reconnects
+		if rep == killed {
+			r.Takeover.KilledWatchers++
+			if len(rcs) > 0 {
+				r.Takeover.KilledErrors[rcs[0].Err]++
+				rcs = rcs[1:]
+			} else if l.Err != nil {
+				r.Takeover.KilledErrors[l.Err.Error()]++
+				continue
+			}
 		}
-		for k, v := range cs.Errors() {
-			errs[k] += v
+		for _, rc := range rcs {
+			r.Errors["broke (resumed on another replica): "+rc.Err]++
 		}
-		for _, l := range cs.Logs {
-			r.logs = append(r.logs, l)
-			r.via = append(r.via, int32(i+1))
+		if l.Err != nil {
+			r.Errors[l.Err.Error()]++
 		}
 	}
-	all = nil
 	logf("%s: done; leases per replica at the window's end: %v", name, r.Leases)
 	return r, nil
 }
@@ -364,9 +450,9 @@ func btoi(b bool) int {
 	return 0
 }
 
-// readLeases reads batchgate_cluster_leases from a gateway's /metrics; -1
-// when it cannot.
-func readLeases(ctx context.Context, httpAddr string) int {
+// readMetric reads the value of the unlabelled metric name from a
+// gateway's /metrics, truncated to an integer; -1 when it cannot.
+func readMetric(ctx context.Context, httpAddr, name string) int {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/metrics", nil)
@@ -375,12 +461,35 @@ func readLeases(ctx context.Context, httpAddr string) int {
 		return -1
 	}
 	defer resp.Body.Close()
-	return parseLeases(bufio.NewScanner(resp.Body))
+	return parseMetric(bufio.NewScanner(resp.Body), name)
 }
 
-func parseLeases(sc *bufio.Scanner) int {
+// clusterCounters are the cluster metrics read at the window's end and
+// after the kill, to explain what the clients saw.
+var clusterCounters = []string{
+	"batchgate_cluster_leases_acquired_total", "batchgate_cluster_leases_lost_total",
+	"batchgate_cluster_unavailable_total", "batchgate_cluster_errors_total", "batchgate_cluster_states_fenced_total",
+}
+
+// readCounters reads clusterCounters from each gateway (-1 for a value it
+// cannot read, e.g. of a killed one).
+func readCounters(ctx context.Context, tgts []Target) [][]int {
+	out := make([][]int, len(tgts))
+	for i, t := range tgts {
+		for _, name := range clusterCounters {
+			out[i] = append(out[i], readMetric(ctx, t.HTTPAddr(), name))
+		}
+	}
+	return out
+}
+
+func readLeases(ctx context.Context, httpAddr string) int {
+	return readMetric(ctx, httpAddr, "batchgate_cluster_leases")
+}
+
+func parseMetric(sc *bufio.Scanner, name string) int {
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "batchgate_cluster_leases "); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
 			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			if err != nil {
 				return -1
@@ -389,6 +498,23 @@ func parseLeases(sc *bufio.Scanner) int {
 		}
 	}
 	return -1
+}
+
+// waitShared waits until every gateway reports batchgate_cluster_shared 1:
+// a replica is ready before it has joined the cluster (it polls alone
+// until then), and a watcher opened on it meanwhile would not take its
+// batch's lease.
+func waitShared(ctx context.Context, tgts []Target, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for i, t := range tgts {
+		for readMetric(ctx, t.HTTPAddr(), "batchgate_cluster_shared") != 1 {
+			if err := sleep(ctx, 20*time.Millisecond); err != nil {
+				return fmt.Errorf("replica %d did not report batchgate_cluster_shared 1 within %s", i, timeout)
+			}
+		}
+	}
+	return nil
 }
 
 // analyzeReplicas fills r's figures. Without the cluster each replica
@@ -415,6 +541,12 @@ func analyzeReplicas(r *ReplicaPhase, reqs []Request, phase int32, tl []*Timelin
 		r.All = Analyze(r.logs, reqs, phase, w, tl)
 		r.Remote = AnalyzeBy(r.logs, reqs, phase, w, tl, func(i int, via int32) bool { return via != r.via[i] })
 		r.Local = AnalyzeBy(r.logs, reqs, phase, w, tl, func(i int, via int32) bool { return via == r.via[i] })
+		sw := w
+		if r.Takeover != nil {
+			sw.To = r.Takeover.at
+		}
+		r.States = CheckStates(r.logs, reqs, phase, sw, tl, w.Interval)
+		r.Mismatches = mismatchNotes(r.All.Mismatches, func(i int) int32 { return r.via[i] })
 		if r.Takeover != nil {
 			analyzeTakeover(r, reqs, phase, tl)
 		}
@@ -439,21 +571,58 @@ func analyzeReplicas(r *ReplicaPhase, reqs []Request, phase int32, tl []*Timelin
 		}
 		r.All = Analyze(vlogs, vreqs, phase, w, vtl)
 		r.Local = r.All
+		r.Mismatches = mismatchNotes(r.All.Mismatches, func(i int) int32 { return r.via[i] })
+		r.States = CheckStates(vlogs, vreqs, phase, w, vtl, w.Interval)
+		for i := range r.States.States {
+			r.States.States[i].Batch %= int(nb)
+		}
 	}
 	r.logs, r.via = nil, nil
+}
+
+// mismatchNotes describes observed_at mismatches, with the replica
+// (via(log) - 1) of each watcher.
+func mismatchNotes(ms []Mismatch, via func(int) int32) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, fmt.Sprintf("batch %d state %d: observed_at %d on a watcher of replica %d, %d (%+d ms) on one of replica %d",
+			m.Batch, m.Idx, m.FirstMs, via(m.FirstLog)-1, m.Ms, m.Ms-m.FirstMs, via(m.Log)-1))
+	}
+	return out
 }
 
 func analyzeTakeover(r *ReplicaPhase, reqs []Request, phase int32, tl []*Timeline) {
 	to := r.Takeover
 	kv := int32(to.Killed + 1)
-	var surv []*ClientLog
+	var surv, killed []*ClientLog
+	var survVia []int32
 	for i, l := range r.logs {
 		if r.via[i] != kv {
 			surv = append(surv, l)
+			survVia = append(survVia, r.via[i])
+		} else {
+			killed = append(killed, l)
 		}
 	}
-	to.Survivors = Analyze(surv, reqs, phase, to.Window, tl)
-	to.PollsAfter = CountPolls(reqs, phase, to.Window, tl)
+	tw := to.Window
+	to.Survivors = Analyze(surv, reqs, phase, tw, tl)
+	to.mismatches = mismatchNotes(to.Survivors.Mismatches, func(i int) int32 { return survVia[i] })
+	to.SurvivorStates = CheckStates(surv, reqs, phase, tw, tl, tw.Interval)
+	to.SurvivorTerminals = CountTerminals(surv, tw, tl)
+	to.Resumptions = SummarizeResumptions(killed, to.at)
+	to.Resumed = Analyze(killed, reqs, phase, tw, tl)
+	to.ResumedStates = CheckStates(killed, reqs, phase, tw, tl, tw.Interval)
+	to.ResumedTerminals = CountTerminals(killed, tw, tl)
+	for _, t := range tl {
+		if s, ok := t.At(tw.To - 1); ok && s.FP.Terminal() {
+			to.Terminal++
+		}
+	}
+	pw := tw
+	if to.Finish > 0 {
+		pw.To = to.Finish
+	}
+	to.PollsAfter = CountPolls(reqs, phase, pw, tl)
 	nb := len(tl)
 	last := make([]*Request, nb)  // last poll before the kill
 	first := make([]*Request, nb) // first poll by another replica after it
@@ -474,14 +643,17 @@ func analyzeTakeover(r *ReplicaPhase, reqs []Request, phase int32, tl []*Timelin
 		}
 	}
 	var delay, gap []time.Duration
+	to.held = make([]bool, nb)
 	for b := range nb {
 		if last[b] == nil || last[b].Via != kv {
 			continue
 		}
+		to.held[b] = true
 		to.Batches++
 		if f := first[b]; f != nil {
 			to.TakenOver++
 			delay = append(delay, time.Duration(f.At-to.at)*time.Microsecond)
+			to.Late += btoi(time.Duration(f.At-to.at)*time.Microsecond > 2*to.Window.Interval)
 			gap = append(gap, time.Duration(f.At-last[b].At)*time.Microsecond)
 		}
 	}
@@ -517,6 +689,7 @@ func (r *ReplicaResult) Markdown() string {
 			triple(d.LatencyUpstream),
 			staleness(d.Staleness),
 			fmt.Sprintf("%s / %d / %d", thousands(int64(d.Pairs)), d.Skipped, d.Missed),
+			states(p.States),
 			fmt.Sprint(d.ObservedMismatch),
 			nats,
 			leases,
@@ -533,6 +706,7 @@ func (r *ReplicaResult) Markdown() string {
 		"delivery latency, upstream answered that poll → watcher got it: p50 / p99 / max",
 		"client-visible delay, upstream change → watcher saw it: mean / p50 / p99",
 		"(watcher, observed change) pairs / skipped / missed",
+		fmt.Sprintf("states that lasted longer than %s, per watcher: missed of (watcher, state) pairs (states ended in the window; with a kill, from its start to the kill)", c.Interval),
 		"states whose observed_at differed between watchers",
 		"NATS traffic per upstream change (server's Varz, whole window)",
 		"leases held per replica at the window's end",
@@ -545,6 +719,129 @@ func (r *ReplicaResult) Markdown() string {
 		fmt.Fprintf(&s, "| %s | %s | %s |\n", l, a[i], b[i])
 	}
 	return s.String()
+}
+
+// states formats a StateCheck: missed of required pairs, and the watchers
+// and distinct states concerned.
+func states(c StateCheck) string {
+	if c.Missed == 0 {
+		return fmt.Sprintf("0 of %s", thousands(int64(c.Required)))
+	}
+	return fmt.Sprintf("**%s** of %s (%s watchers, %d states)", thousands(int64(c.Missed)), thousands(int64(c.Required)), thousands(int64(c.MissedBy)), len(c.States))
+}
+
+// terminals formats a Terminals as the load tool's verdict line.
+func terminals(t Terminals) string {
+	return fmt.Sprintf("got %s of %s expected, missed %s", thousands(int64(t.Got)), thousands(int64(t.Expected)), thousands(int64(t.Missed)))
+}
+
+// since formats the instant at (Unix µs) as an offset from the kill.
+func (to *Takeover) since(at int64) string {
+	return sinceKill(time.Duration(at-to.at) * time.Microsecond)
+}
+
+// sinceKill formats an offset from the kill: kill+1.2s, kill-489ms.
+func sinceKill(d time.Duration) string {
+	d = d.Round(time.Millisecond)
+	if d < 0 {
+		return "kill-" + (-d).String()
+	}
+	return "kill+" + d.String()
+}
+
+// TakeoverMarkdown returns the takeover's table; empty without a kill.
+func (r *ReplicaResult) TakeoverMarkdown() string {
+	to := r.Cluster.Takeover
+	if to == nil {
+		return ""
+	}
+	c := r.Config
+	surv := r.Cluster.Watchers - to.KilledWatchers
+	rs := to.Resumptions
+	polls := "upstream requests per " + c.Interval.String() + " interval after the kill: mean (min–max)"
+	if to.Finish > 0 {
+		polls = "upstream requests per " + c.Interval.String() + " interval from the kill to the finish: mean (min–max)"
+	}
+	rows := [][2]string{
+		{"killed (SIGKILL)", fmt.Sprintf("replica %d, holding %d leases (leases per replica: %v)", to.Killed, to.Leases, r.Cluster.Leases)},
+		{"batches whose last poll before the kill was the killed replica's", fmt.Sprintf("%d; %d polled by another replica within the %s", to.Batches, to.TakenOver, to.Window)},
+		{"kill → first poll of the batch by another replica: p50 / p99 / max (batches later than two intervals)", fmt.Sprintf("%s (%d)", triple(to.Delay), to.Late)},
+		{"killed replica's last poll → that poll (upstream sees no poll for): min / p50 / max", fmt.Sprintf("%s / %s / %s ms", msNum(to.Gap.Min), msNum(to.Gap.P50), msNum(to.Gap.Max))},
+		{polls, requests(to.PollsAfter)},
+	}
+	if to.Finish > 0 {
+		rows = append(rows, [2]string{"finish: the simulator's clock jumps, every batch finalizing → completed",
+			fmt.Sprintf("at %s; completed by %s; %d of %d batches terminal by the window's end", to.since(to.Finish), to.since(to.Completed), to.Terminal, c.Batches)})
+	}
+	group := func(who string, n int, d Deliveries, st StateCheck, t Terminals) {
+		rows = append(rows,
+			[2]string{fmt.Sprintf("%s (%s): (watcher, observed change) pairs / skipped / missed", who, thousands(int64(n))), fmt.Sprintf("%s / %d / %d", thousands(int64(d.Pairs)), d.Skipped, d.Missed)},
+			[2]string{who + ": poll saw the change → watcher got it: p50 / p99 / max", triple(d.Latency)},
+			[2]string{who + ": upstream change → watcher saw it: mean / p50 / p99", staleness(d.Staleness)},
+			[2]string{fmt.Sprintf("%s: states that lasted longer than %s, missed of (watcher, state) pairs", who, c.Interval), states(st)},
+			[2]string{who + ": terminal events", terminals(t)},
+		)
+	}
+	group("surviving watchers", surv, to.Survivors, to.SurvivorStates, to.SurvivorTerminals)
+	rows = append(rows,
+		[2]string{"the killed replica's watchers: their streams there ended with", errs(to.KilledErrors)},
+		[2]string{"the killed replica's watchers: resumed on another replica (resume_tag)", fmt.Sprintf("%s of %s (per replica: %v; %s began with a SNAPSHOT, the rest with a HEARTBEAT; at most %d calls)",
+			thousands(int64(rs.Resumed)), thousands(int64(to.KilledWatchers)), replicaCounts(rs.ByReplica, r.Replicas), thousands(int64(rs.Snapshots)), rs.MaxAttempts)},
+		[2]string{"kill → re-subscribed (first event on the new stream): p50 / p99 / max", triple(rs.Delay)},
+	)
+	group("the killed replica's watchers", to.KilledWatchers, to.Resumed, to.ResumedStates, to.ResumedTerminals)
+	var b strings.Builder
+	b.WriteString("| after the kill | |\n| --- | --- |\n")
+	for _, row := range rows {
+		fmt.Fprintf(&b, "| %s | %s |\n", row[0], row[1])
+	}
+	return b.String()
+}
+
+// replicaCounts lists m's counts for replicas 0 to n-1.
+func replicaCounts(m map[int]int, n int) []int {
+	out := make([]int, n)
+	for k, v := range m {
+		if k >= 0 && k < n {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// Failures returns a line, starting with "MISSED:", for each promise the
+// run found broken: a terminal event or a state that lasted longer than an
+// interval not received, a killed replica's watcher never resumed, a batch
+// not finished in time. None: nil.
+func (r *ReplicaResult) Failures() []string {
+	var out []string
+	add := func(format string, args ...any) { out = append(out, "MISSED: "+fmt.Sprintf(format, args...)) }
+	stateLine := func(who string, c StateCheck) {
+		if c.Missed > 0 {
+			add("%s: %s (watcher, state) pairs of states that lasted longer than %s not received, by %s of %s watchers (%d distinct states)",
+				who, thousands(int64(c.Missed)), r.Config.Interval, thousands(int64(c.MissedBy)), thousands(int64(c.Watchers)), len(c.States))
+		}
+	}
+	termLine := func(who string, t Terminals) {
+		if t.Missed > 0 || t.BadFlag > 0 {
+			add("%s: terminal events: %s; %d receipts with a wrong terminal flag", who, terminals(t), t.BadFlag)
+		}
+	}
+	stateLine("without the cluster", r.Plain.States)
+	stateLine("with the cluster, before the kill", r.Cluster.States)
+	if to := r.Cluster.Takeover; to != nil {
+		stateLine("after the kill, surviving watchers", to.SurvivorStates)
+		stateLine("after the kill, the killed replica's watchers", to.ResumedStates)
+		termLine("surviving watchers", to.SurvivorTerminals)
+		termLine("the killed replica's watchers", to.ResumedTerminals)
+		if rs := to.Resumptions; rs.Resumed < to.KilledWatchers {
+			add("%s of the killed replica's %s watchers never resumed on another replica", thousands(int64(to.KilledWatchers-rs.Resumed)), thousands(int64(to.KilledWatchers)))
+		}
+		if to.Finish > 0 && to.Terminal < r.Config.Batches {
+			add("%d of %d batches terminal by the end of the kill's window", to.Terminal, r.Config.Batches)
+		}
+	}
+	return out
 }
 
 // Raw returns the raw numbers.
@@ -574,6 +871,11 @@ func (r *ReplicaResult) Raw() string {
 		p("%s: latency upstream response→receipt: %s", name, d.LatencyUpstream)
 		p("%s: pairs=%d skipped=%d missed=%d unknown_states=%d observed_at_mismatch=%d", name, d.Pairs, d.Skipped, d.Missed, d.Unknown, d.ObservedMismatch)
 		p("%s: client-visible delay upstream change→receipt: %s (never seen: %d)", name, d.Staleness, d.StaleMissed)
+		statesRaw(p, name+": states that lasted longer than an interval, ended in the window (before the kill)", ph.States, nil)
+		for _, m := range ph.Mismatches {
+			p("%s: observed_at mismatch: %s", name, m)
+		}
+		countersRaw(p, name+": at the window's end", ph.Counters)
 		if ph.Cluster {
 			p("%s: nats in the window: in_msgs=%d out_msgs=%d in_bytes=%d out_bytes=%d; leases per replica at the end=%v", name, ph.NATS.InMsgs, ph.NATS.OutMsgs, ph.NATS.InBytes, ph.NATS.OutBytes, ph.Leases)
 		}
@@ -581,14 +883,72 @@ func (r *ReplicaResult) Raw() string {
 	if to := r.Cluster.Takeover; to != nil {
 		d := to.Survivors
 		p("takeover: killed replica %d (SIGKILL) holding %d leases; %d batches last polled by it, %d polled by another replica within %s", to.Killed, to.Leases, to.Batches, to.TakenOver, to.Window)
-		p("takeover: kill→first poll by another replica: %s", to.Delay)
+		p("takeover: kill→first poll by another replica: %s; later than two intervals: %d", to.Delay, to.Late)
 		p("takeover: killed replica's last poll→that poll: %s", to.Gap)
 		pollsRaw(p, "takeover", to.PollsAfter, to.Window)
 		p("takeover: surviving watchers=%d: pairs=%d skipped=%d missed=%d unknown_states=%d observed_at_mismatch=%d", r.Cluster.Watchers-to.KilledWatchers, d.Pairs, d.Skipped, d.Missed, d.Unknown, d.ObservedMismatch)
 		p("takeover: surviving watchers, latency observed_at→receipt: %s", d.Latency)
 		p("takeover: surviving watchers, client-visible delay upstream change→receipt: %s (never seen: %d)", d.Staleness, d.StaleMissed)
-		p("takeover: the killed replica's %d watchers ended with %s", to.KilledWatchers, errs(to.KilledErrors))
+		for _, m := range to.mismatches {
+			p("takeover: surviving watchers, observed_at mismatch: %s", m)
+		}
+		countersRaw(p, "takeover: at the window's end", to.Counters)
+		statesRaw(p, "takeover: surviving watchers, states that lasted longer than an interval, ended after the kill", to.SurvivorStates, to)
+		p("takeover: surviving watchers, terminal events: %s; ended with OK after it=%d; wrong terminal flags=%d (%d batches terminal by the window's end)",
+			terminals(to.SurvivorTerminals), to.SurvivorTerminals.Ended, to.SurvivorTerminals.BadFlag, to.Terminal)
+		p("takeover: the killed replica's %d watchers: their streams on it ended with %s", to.KilledWatchers, errs(to.KilledErrors))
+		rs := to.Resumptions
+		p("takeover: the killed replica's watchers: broken=%d resumed=%d breaks=%d by_replica=%v snapshots=%d max_calls=%d", rs.Broken, rs.Resumed, rs.Breaks, replicaCounts(rs.ByReplica, r.Replicas), rs.Snapshots, rs.MaxAttempts)
+		p("takeover: the killed replica's watchers: kill→first event on the resumed stream: %s", rs.Delay)
+		p("takeover: the killed replica's watchers: break→first event on the resumed stream: %s", rs.Outage)
+		d = to.Resumed
+		p("takeover: the killed replica's watchers: pairs=%d skipped=%d missed=%d unknown_states=%d observed_at_mismatch=%d", d.Pairs, d.Skipped, d.Missed, d.Unknown, d.ObservedMismatch)
+		p("takeover: the killed replica's watchers, latency observed_at→receipt: %s", d.Latency)
+		p("takeover: the killed replica's watchers, client-visible delay upstream change→receipt: %s (never seen: %d)", d.Staleness, d.StaleMissed)
+		statesRaw(p, "takeover: the killed replica's watchers, states that lasted longer than an interval, ended after the kill", to.ResumedStates, to)
+		p("takeover: the killed replica's watchers, terminal events: %s; ended with OK after it=%d; wrong terminal flags=%d",
+			terminals(to.ResumedTerminals), to.ResumedTerminals.Ended, to.ResumedTerminals.BadFlag)
+		if to.Finish > 0 {
+			p("takeover: finish: the simulator's clock jumped at %s, every batch completed by %s", to.since(to.Finish), to.since(to.Completed))
+		}
 	}
 	p("elapsed %s", r.Elapsed.Round(time.Millisecond))
 	return b.String()
+}
+
+// statesRaw prints a StateCheck and its first missed states; with a
+// takeover, their instants from the kill and whether the killed replica
+// held the batch.
+func statesRaw(p func(string, ...any), name string, c StateCheck, to *Takeover) {
+	p("%s: watchers=%d required (watcher, state) pairs=%d missed=%d by %d watchers, distinct states missed=%d", name, c.Watchers, c.Required, c.Missed, c.MissedBy, len(c.States))
+	const show = 20
+	for i, m := range c.States {
+		if i == show {
+			p("  … %d more", len(c.States)-show)
+			break
+		}
+		at, held := fmt.Sprint(m.At), ""
+		if to != nil {
+			at = to.since(m.At)
+			if m.Batch < len(to.held) {
+				held = fmt.Sprintf(", last polled before the kill by the killed replica: %v", to.held[m.Batch])
+			}
+		}
+		lasted := "until the end"
+		if m.Lasted > 0 {
+			lasted = m.Lasted.Round(time.Millisecond).String()
+		}
+		p("  batch %d state %d at %s lasted %s: missed by %d watchers; returned by a poll: %v%s", m.Batch, m.Idx, at, lasted, m.Watchers, m.Polled, held)
+	}
+}
+
+// countersRaw prints clusterCounters per replica.
+func countersRaw(p func(string, ...any), name string, cs [][]int) {
+	for r, vs := range cs {
+		var parts []string
+		for k, v := range vs {
+			parts = append(parts, fmt.Sprintf("%s=%d", strings.TrimPrefix(clusterCounters[k], "batchgate_cluster_"), v))
+		}
+		p("%s: replica %d: %s", name, r, strings.Join(parts, " "))
+	}
 }

@@ -1,8 +1,10 @@
 package loadtest
 
 import (
+	"bufio"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -194,5 +196,43 @@ func TestParseMachineCPU(t *testing.T) {
 	}
 	if _, err := machineCPU(); err != nil {
 		t.Errorf("machineCPU: %v", err)
+	}
+}
+
+func TestParseMetric(t *testing.T) {
+	t.Parallel()
+	const page = "# HELP batchgate_cluster_leases Leases this replica holds.\n# TYPE batchgate_cluster_leases gauge\n" +
+		"batchgate_cluster_leases 34\nbatchgate_cluster_leases_lost_total 2\nbatchgate_cluster_shared 1\nbatchgate_bad NaNx\n"
+	tests := []struct {
+		name, metric string
+		want         int
+	}{
+		{"a gauge", "batchgate_cluster_leases", 34},
+		{"not a prefix of a longer name", "batchgate_cluster_leases_lost", -1},
+		{"a later line", "batchgate_cluster_shared", 1},
+		{"absent", "batchgate_cluster_nope", -1},
+		{"unparsable", "batchgate_bad", -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := parseMetric(bufio.NewScanner(strings.NewReader(page)), tt.metric); got != tt.want {
+				t.Errorf("parseMetric(%q) = %d, want %d", tt.metric, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSinceKill(t *testing.T) {
+	t.Parallel()
+	for d, want := range map[time.Duration]string{
+		0:                          "kill+0s",
+		1234567 * time.Microsecond: "kill+1.235s",
+		-489 * time.Millisecond:    "kill-489ms",
+		-1400 * time.Microsecond:   "kill-1ms",
+	} {
+		if got := sinceKill(d); got != want {
+			t.Errorf("sinceKill(%v) = %q, want %q", d, got, want)
+		}
 	}
 }

@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,16 +24,22 @@ import (
 // Clock is the simulator's clock: wall time floored to a grid of Tick, so
 // that every upstream change happens at a known grid instant. It can be
 // switched to a manual time, to create batches in the past and to replay
-// their history afterwards.
+// their history afterwards, and it can jump forward once (Jump), to bring
+// the batches to their end during a run.
 type Clock struct {
 	baseUs, tickUs int64
 	manual         atomic.Bool
 	manualUs       atomic.Int64
+	// From the wall instant jumpAt (Unix µs, on the grid) on, the clock
+	// reads jumpBy µs ahead of wall time.
+	jumpAt, jumpBy atomic.Int64
 }
 
 // NewClock returns a running clock whose grid starts at base.
 func NewClock(base time.Time, tick time.Duration) *Clock {
-	return &Clock{baseUs: base.UnixMicro(), tickUs: max(tick.Microseconds(), 1)}
+	c := &Clock{baseUs: base.UnixMicro(), tickUs: max(tick.Microseconds(), 1)}
+	c.jumpAt.Store(math.MaxInt64)
+	return c
 }
 
 // Now is the simulator's Options.Now.
@@ -39,7 +47,30 @@ func (c *Clock) Now() time.Time {
 	if c.manual.Load() {
 		return time.UnixMicro(c.manualUs.Load())
 	}
-	return time.UnixMicro(c.Grid(c.Step(time.Now().UnixMicro())))
+	return time.UnixMicro(c.Sim(time.Now().UnixMicro()))
+}
+
+// Sim returns what the running clock reads at wall instant us (Unix µs):
+// us floored to the grid, plus the jump once it happened.
+func (c *Clock) Sim(us int64) int64 {
+	g := c.Grid(c.Step(us))
+	if g >= c.jumpAt.Load() {
+		g += c.jumpBy.Load()
+	}
+	return g
+}
+
+// Jump makes the clock read by (a whole number of ticks, rounded down)
+// ahead of wall time from the wall instant at on (rounded up to the grid):
+// every state the simulator would have shown in between is skipped. One
+// jump per clock; a later call replaces the earlier.
+func (c *Clock) Jump(at int64, by time.Duration) {
+	k := c.Step(at)
+	if c.Grid(k) < at {
+		k++
+	}
+	c.jumpBy.Store(by.Microseconds() / c.tickUs * c.tickUs)
+	c.jumpAt.Store(c.Grid(k))
 }
 
 // Step returns the grid step in force at instant us (Unix µs).
@@ -115,6 +146,10 @@ type Upstream struct {
 	// the simulator's eyes, one Phase (and a stagger) later than their
 	// created_at.
 	Start int64
+	// created holds each batch's creation instant on the simulator's
+	// clock (Unix µs); simPhase is the simulator's Phase.
+	created  []int64
+	simPhase time.Duration
 
 	srv   *http.Server
 	phase atomic.Int32
@@ -140,10 +175,11 @@ func StartUpstream(ctx context.Context, o UpstreamOptions) (*Upstream, error) {
 	_, _ = rand.Read(raw[:])
 	now := time.Now()
 	u := &Upstream{
-		Clock: NewClock(now, o.Tick),
-		Key:   "sk-load-" + hex.EncodeToString(raw[:]),
-		index: make(map[string]int32, o.Batches),
-		bufs:  sync.Pool{New: func() any { return new(bytes.Buffer) }},
+		Clock:    NewClock(now, o.Tick),
+		Key:      "sk-load-" + hex.EncodeToString(raw[:]),
+		index:    make(map[string]int32, o.Batches),
+		bufs:     sync.Pool{New: func() any { return new(bytes.Buffer) }},
+		simPhase: o.Phase,
 	}
 	u.Sim = simulator.New(simulator.Options{APIKey: u.Key, Now: u.Clock.Now, Phase: o.Phase})
 
@@ -155,10 +191,12 @@ func StartUpstream(ctx context.Context, o UpstreamOptions) (*Upstream, error) {
 	step := o.Phase / 100
 	for i := range o.Batches {
 		stagger := (step * time.Duration(i) / time.Duration(o.Batches)).Truncate(o.Tick)
-		u.Clock.SetManual(now0 - (o.Phase + stagger).Microseconds())
+		at := now0 - (o.Phase + stagger).Microseconds()
+		u.Clock.SetManual(at)
 		b := u.Sim.Create(simulator.CreateRequest{InputFileID: fmt.Sprintf("file_load_%03d", i)})
 		u.index[b.ID] = int32(i)
 		u.IDs = append(u.IDs, b.ID)
+		u.created = append(u.created, at)
 	}
 	u.Clock.Run()
 	u.Start = now0
@@ -191,6 +229,26 @@ func (u *Upstream) Listen(ctx context.Context) (string, error) {
 	u.vias.Store(&m)
 	go func() { _ = u.srv.Serve(lis) }()
 	return "http://" + lis.Addr().String(), nil
+}
+
+// FinishIn fast-forwards the simulator's clock (Clock.Jump) at its next
+// grid instant so that every batch completes, its terminal state, between
+// d and d + Phase/100 later in wall time (the batches' creations are
+// staggered over Phase/100), and returns the wall instants of the jump and
+// of the last completion (Unix µs). With d well below Phase, every batch is
+// finalizing from the jump to its completion. The clock never goes back: a
+// batch that would complete before d does so on its own time.
+func (u *Upstream) FinishIn(d time.Duration) (at, done int64) {
+	c := u.Clock
+	at = c.Grid(c.Step(time.Now().UnixMicro()) + 1)
+	first, last := slices.Min(u.created), slices.Max(u.created)
+	end := 3 * u.simPhase.Microseconds() // validating, in_progress, finalizing
+	// The first batch completes at first+end on the simulator's clock,
+	// which must read that at the wall instant at+d.
+	by := max(first+end-(at+d.Microseconds()), c.jumpBy.Load())
+	c.Jump(at, time.Duration(by)*time.Microsecond)
+	by = c.jumpBy.Load()
+	return at, last + end - by
 }
 
 // Close stops the server.
@@ -277,7 +335,9 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // Timelines replays the batches' history from Start to until
-// (Unix µs) on the simulator's grid and returns one Timeline per batch.
+// (Unix µs) on the simulator's grid and returns one Timeline per batch. The
+// instants are wall time: after a Jump, the states the jump skipped are
+// not in it.
 // It stops the clock while it runs: call it after the servers stopped.
 func (u *Upstream) Timelines(until int64) ([]*Timeline, error) {
 	defer u.Clock.Run()
@@ -288,7 +348,7 @@ func (u *Upstream) Timelines(until int64) ([]*Timeline, error) {
 		var states []State
 		for k := from; k <= to; k++ {
 			at := u.Clock.Grid(k)
-			u.Clock.SetManual(at)
+			u.Clock.SetManual(u.Clock.Sim(at))
 			fp, err := u.peek(id)
 			if err != nil {
 				return nil, fmt.Errorf("replaying %s: %w", id, err)

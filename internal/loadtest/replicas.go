@@ -920,7 +920,15 @@ func (r *ReplicaResult) Raw() string {
 // takeover, their instants from the kill and whether the killed replica
 // held the batch.
 func statesRaw(p func(string, ...any), name string, c StateCheck, to *Takeover) {
-	p("%s: watchers=%d required (watcher, state) pairs=%d missed=%d by %d watchers, distinct states missed=%d", name, c.Watchers, c.Required, c.Missed, c.MissedBy, len(c.States))
+	polled, held := 0, 0
+	for _, m := range c.States {
+		polled += btoi(m.Polled)
+		if to != nil && m.Batch < len(to.held) {
+			held += btoi(to.held[m.Batch])
+		}
+	}
+	p("%s: watchers=%d required (watcher, state) pairs=%d missed=%d by %d watchers, distinct states missed=%d (returned by a poll: %d; of batches the killed replica polled last: %d)",
+		name, c.Watchers, c.Required, c.Missed, c.MissedBy, len(c.States), polled, held)
 	const show = 20
 	for i, m := range c.States {
 		if i == show {

@@ -18,6 +18,7 @@ import (
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/cluster"
+	"github.com/batchgate/batchgate/internal/testutil"
 	"github.com/batchgate/batchgate/internal/watch"
 	"github.com/batchgate/batchgate/internal/wire"
 )
@@ -707,31 +708,13 @@ func TestStaleWriterFenced(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestUnreachableAtStartLogged: a NATS that is down when the replica
 // starts is logged once, with the reason, and the replica shares once it
 // is up; a later outage is logged again.
 func TestUnreachableAtStartLogged(t *testing.T) {
 	n := startNATS(t)
 	n.stop()
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	cl, err := cluster.New(cluster.Options{
 		URL: n.url(), Bucket: "test", PollInterval: 100 * time.Millisecond, ReplicaID: "r0",
 		OpTimeout: time.Second, ReconnectWait: 20 * time.Millisecond,

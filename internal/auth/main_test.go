@@ -6,14 +6,12 @@ import (
 	"testing"
 
 	"github.com/batchgate/batchgate/internal/testutil"
-
-	"go.uber.org/goleak"
 )
 
 // TestMain fails the package when a test leaves a goroutine behind (gRPC
 // servers, client connections, HTTP transports).
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	testutil.VerifyTestMain(m)
 }
 
 // Tokens used throughout. Each is recognisable, so that a test can look

@@ -3,9 +3,9 @@ package loadtest_test
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/batchgate/batchgate/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	testutil.VerifyTestMain(m)
 }

@@ -10,9 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/batchgate/batchgate/internal/testutil"
-
-	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
@@ -23,9 +20,10 @@ import (
 
 	"github.com/batchgate/batchgate/internal/callinfo"
 	"github.com/batchgate/batchgate/internal/reqlog"
+	"github.com/batchgate/batchgate/internal/testutil"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testutil.VerifyTestMain(m) }
 
 // logBuffer is a concurrency-safe log sink.
 type logBuffer = testutil.SyncBuffer

@@ -3,11 +3,11 @@ package simulator
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/batchgate/batchgate/internal/testutil"
 )
 
 // TestMain fails the run when goroutines outlive the tests (servers,
 // connections, fault delays).
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	testutil.VerifyTestMain(m)
 }

@@ -12,18 +12,18 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"go.uber.org/goleak"
 
 	"google.golang.org/grpc"
 
 	"github.com/batchgate/batchgate/internal/callinfo"
+	"github.com/batchgate/batchgate/internal/testutil"
 )
 
 // TestMain fails the package when a test leaves a goroutine behind: gRPC
 // servers and clients, HTTP connections, the OTLP exporter and the span
 // batcher must all stop with their test. No goroutine is ignored.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	testutil.VerifyTestMain(m)
 }
 
 // noEnv is a Getenv for an empty environment: tracing off.

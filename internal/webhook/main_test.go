@@ -3,7 +3,7 @@ package webhook
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/batchgate/batchgate/internal/testutil"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testutil.VerifyTestMain(m) }

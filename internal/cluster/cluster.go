@@ -13,9 +13,10 @@
 //     Retry-After wait longer than LeaseTTL does not let it lapse; deleted
 //     when its poller stops (and so at shutdown). A renewal that finds the
 //     lease changed marks it lost: the next Acquire reports it not held
-//     unless it can take it again. A lease whose holder died expires after
-//     LeaseTTL; its delete marker wakes the followers, which take it over
-//     at once.
+//     unless it can take it again. A lease whose holder died is reclaimed
+//     by a follower once the holder's heartbeats stop (below), or expires
+//     after LeaseTTL if nobody follows it; either way its delete marker
+//     wakes the followers, which take it over at once.
 //   - state.<cred>.<batch>: the batch's canonical JSON
 //     (wire.MarshalBatch) and when the holder observed it, written by the
 //     holder after every poll, with a per-key TTL of StateTTL. Each state
@@ -42,13 +43,23 @@
 // Get waits for the poll the lease holder makes anyway after a poke. A
 // poller elsewhere that finds a Get's lease follows its state and takes
 // the lease over when it is deleted, or, if the replica died mid-call,
-// after LeaseTTL, as after a poller's death. When this replica's own
+// once it is reclaimed or expires, as after a poller's death. When this replica's own
 // poller holds the lease, the Get calls and publishes under it.
 //
 // <cred> is the watch.Key's credential identifier, which is already an
 // HMAC of the caller's key ("_" for the gateway's own key), never the key;
 // <batch> is the batch id. Anything outside the characters NATS keys allow
 // is base64url-encoded behind a "=". Nothing secret is stored in NATS.
+//
+// Every replica says it is alive on the core NATS subject
+// <bucket>.alive.<replica> every Heartbeat, and listens to the others'.
+// A follower that has heard nothing from a lease's holder for DeadAfter
+// deletes that lease, by compare-and-set on the revision it last saw (so
+// a lease renewed or taken meanwhile stays), and the followers take it
+// over: a holder killed without releasing its leases is replaced within
+// DeadAfter plus a heartbeat, independently of LeaseTTL and of how
+// promptly NATS expires keys. A holder that is alive but slow (a long
+// fetch, a Retry-After wait) keeps beating and keeps its leases.
 //
 // Pokes travel on the core NATS subject <bucket>.poke.<batch>: every
 // replica publishes there the pokes it gets (webhooks, cancels) and
@@ -136,6 +147,12 @@ type Options struct {
 	// StateTTL is how long a shared state lives without a new poll.
 	// Default twice LeaseTTL.
 	StateTTL time.Duration
+	// Heartbeat is how often the replica says it is alive. Default a
+	// tenth of PollInterval, at most 1s.
+	Heartbeat time.Duration
+	// DeadAfter is how long a lease holder may stay silent before a
+	// follower reclaims its leases. Default three Heartbeats.
+	DeadAfter time.Duration
 	// OpTimeout bounds each NATS operation. Default 2s.
 	OpTimeout time.Duration
 	// ReconnectWait is the wait between attempts to reach NATS. Default 1s.
@@ -164,6 +181,12 @@ func (o Options) withDefaults() Options {
 		o.StateTTL = 2 * o.LeaseTTL
 	}
 	o.StateTTL = wholeSeconds(o.StateTTL)
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = min(o.PollInterval/10, time.Second)
+	}
+	if o.DeadAfter <= 0 {
+		o.DeadAfter = 3 * o.Heartbeat
+	}
 	if o.OpTimeout <= 0 {
 		o.OpTimeout = 2 * time.Second
 	}
@@ -197,6 +220,9 @@ type Stats struct {
 	// Acquired counts leases taken (created or taken over), Lost leases
 	// found taken by another replica at renewal.
 	Acquired, Lost uint64
+	// Reclaimed counts leases this replica deleted because their holder
+	// had been silent for DeadAfter.
+	Reclaimed uint64
 	// GetLeases counts leases taken for one upstream call on behalf of a
 	// Get (LeaseGet), not counted in Acquired.
 	GetLeases uint64
@@ -226,6 +252,7 @@ type Cluster struct {
 	js     jetstream.JetStream
 	prefix string // "$KV.<bucket>.": the subjects of the bucket's keys
 	poke   string // "<bucket>.poke."
+	alive  string // "<bucket>.alive."
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -243,9 +270,15 @@ type Cluster struct {
 	follows map[string]map[*follower]struct{}
 	fence   map[string]uint64 // followed "<cred>.<batch>" → highest state token seen
 	onPoke  func(batchID string)
+	// holders are the other replicas' leases of followed keys, by
+	// "<cred>.<batch>", as last seen on the bucket's watch; heard is when
+	// each replica was last heard from (a heartbeat, or the first sight of
+	// it or of one of its leases since the bucket was set up).
+	holders map[string]holder
+	heard   map[string]time.Time
 
-	acquired, lost, unavailable, written, received, fenced atomic.Uint64
-	pokesSent, pokesReceived, errs, getLeases              atomic.Uint64
+	acquired, lost, unavailable, written, received, fenced, reclaimed atomic.Uint64
+	pokesSent, pokesReceived, errs, getLeases                         atomic.Uint64
 }
 
 // lease is one lease this replica holds. mu serializes its renewals
@@ -261,6 +294,12 @@ func newLease(rev uint64) *lease {
 	l := &lease{}
 	l.rev.Store(rev)
 	return l
+}
+
+// holder is another replica's lease as seen on the bucket's watch.
+type holder struct {
+	replica string
+	rev     uint64
 }
 
 // kvHandle is the bucket while it is available.
@@ -295,12 +334,15 @@ func New(o Options) (*Cluster, error) {
 		log:     o.Logger,
 		prefix:  "$KV." + o.Bucket + ".",
 		poke:    o.Bucket + ".poke.",
+		alive:   o.Bucket + ".alive.",
 		ctx:     ctx,
 		cancel:  cancel,
 		wake:    make(chan struct{}, 1),
 		leases:  make(map[string]*lease),
 		follows: make(map[string]map[*follower]struct{}),
 		fence:   make(map[string]uint64),
+		holders: make(map[string]holder),
+		heard:   make(map[string]time.Time),
 	}
 	wake := func(*nats.Conn) { signal(c.wake) }
 	opts := []nats.Option{
@@ -340,14 +382,17 @@ func New(o Options) (*Cluster, error) {
 		cancel()
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	if _, err = nc.Subscribe(c.poke+"*", c.gotPoke); err != nil {
-		nc.Close()
-		cancel()
-		return nil, fmt.Errorf("cluster: %w", err)
+	for subj, fn := range map[string]nats.MsgHandler{c.poke + "*": c.gotPoke, c.alive + "*": c.gotBeat} {
+		if _, err = nc.Subscribe(subj, fn); err != nil {
+			nc.Close()
+			cancel()
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
 	}
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go c.maintain()
 	go c.renewLoop()
+	go c.beatLoop()
 	return c, nil
 }
 
@@ -395,6 +440,7 @@ func (c *Cluster) Stats() Stats {
 		Leases:         int64(n),
 		Acquired:       c.acquired.Load(),
 		Lost:           c.lost.Load(),
+		Reclaimed:      c.reclaimed.Load(),
 		GetLeases:      c.getLeases.Load(),
 		Unavailable:    c.unavailable.Load(),
 		StatesWritten:  c.written.Load(),
@@ -466,8 +512,11 @@ func (c *Cluster) maintain() {
 		c.failLogged.Store(false)
 		// The bucket may be new (the server lost its storage), its
 		// revisions, and so the fencing tokens, starting again from 1.
+		// Nobody has been heard from while this replica was away.
 		c.mu.Lock()
 		clear(c.fence)
+		clear(c.holders)
+		clear(c.heard)
 		c.mu.Unlock()
 		w = nw
 		done = make(chan struct{})
@@ -508,8 +557,14 @@ func (c *Cluster) dispatch(w jetstream.KeyWatcher, done chan struct{}) {
 		key := e.Key()
 		switch {
 		case strings.HasPrefix(key, "lease."):
+			id := key[len("lease."):]
 			if op := e.Operation(); op == jetstream.KeyValueDelete || op == jetstream.KeyValuePurge {
-				c.notify(key[len("lease."):], nil, time.Time{})
+				c.mu.Lock()
+				delete(c.holders, id)
+				c.mu.Unlock()
+				c.notify(id, nil, time.Time{})
+			} else {
+				c.sawLease(id, string(e.Value()), e.Revision())
 			}
 		case strings.HasPrefix(key, "state.") && e.Operation() == jetstream.KeyValuePut:
 			id := key[len("state."):]
@@ -883,6 +938,7 @@ func (c *Cluster) Follow(k watch.Key, fn func(*batchv1.Batch, time.Time)) func()
 		if len(c.follows[key]) == 0 {
 			delete(c.follows, key)
 			delete(c.fence, key)
+			delete(c.holders, key)
 		}
 		c.mu.Unlock()
 	}
@@ -899,6 +955,103 @@ func (c *Cluster) Poke(batchID string) {
 		return
 	}
 	c.pokesSent.Add(1)
+}
+
+// sawLease records that replica holds the lease of the followed id at
+// revision rev.
+func (c *Cluster) sawLease(id, replica string, rev uint64) {
+	if replica == c.o.ReplicaID {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.follows[id]) == 0 {
+		return
+	}
+	c.holders[id] = holder{replica: replica, rev: rev}
+	if _, ok := c.heard[replica]; !ok {
+		c.heard[replica] = time.Now()
+	}
+}
+
+// gotBeat records a heartbeat of another replica.
+func (c *Cluster) gotBeat(m *nats.Msg) {
+	replica, ok := untoken(strings.TrimPrefix(m.Subject, c.alive))
+	if !ok || replica == c.o.ReplicaID {
+		return
+	}
+	c.mu.Lock()
+	c.heard[replica] = time.Now()
+	c.mu.Unlock()
+}
+
+// beatLoop says this replica is alive every Heartbeat and reclaims the
+// leases of followed keys whose holders have been silent for DeadAfter,
+// until Close.
+func (c *Cluster) beatLoop() {
+	defer c.wg.Done()
+	subj := c.alive + token(c.o.ReplicaID)
+	t := time.NewTicker(c.o.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !c.nc.IsConnected() {
+			continue
+		}
+		if err := c.nc.Publish(subj, nil); err != nil {
+			c.errs.Add(1)
+		}
+		if h := c.handle(); h != nil {
+			c.reclaim(h)
+		}
+	}
+}
+
+// reclaim deletes the leases of followed keys whose holder has not been
+// heard from for DeadAfter, each unless it changed since it was seen.
+func (c *Cluster) reclaim(h *kvHandle) {
+	now := time.Now()
+	type stale struct {
+		id string
+		holder
+	}
+	var dead []stale
+	c.mu.Lock()
+	for id, ho := range c.holders {
+		if now.Sub(c.heard[ho.replica]) > c.o.DeadAfter {
+			dead = append(dead, stale{id, ho})
+			delete(c.holders, id) // once; a new lease is seen anew
+		}
+	}
+	c.mu.Unlock()
+	for _, d := range dead {
+		ctx, cancel := context.WithTimeout(c.ctx, c.o.OpTimeout)
+		err := h.kv.Delete(ctx, "lease."+d.id, jetstream.LastRevision(d.rev))
+		cancel()
+		var api *jetstream.APIError
+		switch {
+		case err == nil:
+			c.reclaimed.Add(1)
+			c.log.Info("cluster: reclaimed the lease of a silent replica", slog.String("lease", "lease."+d.id),
+				slog.String("holder", d.replica), slog.Duration("silent_for", now.Sub(c.heardAt(d.replica))))
+		case errors.As(err, &api):
+			// Renewed or taken meanwhile: not stale after all.
+		default:
+			c.errs.Add(1)
+			c.log.Debug("cluster: reclaiming a lease failed", slog.Any("error", err))
+		}
+	}
+}
+
+// heardAt is when replica was last heard from.
+func (c *Cluster) heardAt(replica string) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.heard[replica]
 }
 
 // gotPoke handles a poke from another replica (its own are ignored).

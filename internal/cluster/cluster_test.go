@@ -182,12 +182,18 @@ func (r *replica) close() {
 	})
 }
 
-func newReplica(t *testing.T, n *natsServer, u *fakeUpstream, name string, interval time.Duration) *replica {
+// newReplica starts a replica named name; mutate changes its cluster
+// options.
+func newReplica(t *testing.T, n *natsServer, u *fakeUpstream, name string, interval time.Duration, mutate ...func(*cluster.Options)) *replica {
 	t.Helper()
-	cl, err := cluster.New(cluster.Options{
+	o := cluster.Options{
 		URL: n.url(), Bucket: "test", PollInterval: interval, ReplicaID: name,
 		OpTimeout: time.Second, ReconnectWait: 50 * time.Millisecond,
-	})
+	}
+	for _, m := range mutate {
+		m(&o)
+	}
+	cl, err := cluster.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,14 +394,46 @@ func TestTakeoverOnShutdown(t *testing.T) {
 }
 
 // A holder that dies without releasing its lease (its NATS connection
-// gone, its pollers stopped) loses it at the lease TTL; a follower takes
-// over.
+// gone) falls silent; a follower reclaims its lease long before the lease
+// TTL (here an hour) and takes over.
+func TestTakeoverOnSilence(t *testing.T) {
+	const interval = 200 * time.Millisecond
+	n := startNATS(t)
+	u := newUpstream()
+	hourLease := func(o *cluster.Options) { o.LeaseTTL, o.Heartbeat = time.Hour, 20*time.Millisecond }
+	a := newReplica(t, n, u, "a", interval, hourLease)
+	b := newReplica(t, n, u, "b", interval, hourLease)
+	c := newReplica(t, n, u, "c", interval, hourLease)
+	k := watch.Key{BatchID: "batch_silent"}
+	subscribe(t, a, k)
+	waitFor(t, "a holds", func() bool { return a.cl.Stats().Leases == 1 })
+	sb, sc := subscribe(t, b, k), subscribe(t, c, k)
+	// While a beats, its lease stays a's, whatever the followers see.
+	waitFor(t, "b and c follow a's states", func() bool { return b.cl.Stats().StatesReceived >= 3 && c.cl.Stats().StatesReceived >= 3 })
+	for _, r := range []*replica{b, c} {
+		if st := r.cl.Stats(); st.Reclaimed != 0 || st.Leases != 0 {
+			t.Fatalf("%s while a is alive: %+v", r.name, st)
+		}
+	}
+	a.cl.Abandon()
+	waitFor(t, "b or c takes over", func() bool { return len(holders([]*replica{b, c})) == 1 })
+	if got := b.cl.Stats().Reclaimed + c.cl.Stats().Reclaimed; got < 1 {
+		t.Errorf("leases reclaimed by b and c: %d, want at least 1", got)
+	}
+	u.set("", k.BatchID, 10, batchv1.BatchStatus_BATCH_STATUS_COMPLETED)
+	waitTerminal(t, sb, "b")
+	waitTerminal(t, sc, "c")
+}
+
+// A holder that dies without releasing its lease, where no follower
+// listens for heartbeats long enough to call it silent (DeadAfter an
+// hour), loses it at the lease TTL; a follower takes over.
 func TestTakeoverOnExpiry(t *testing.T) {
 	const interval = 200 * time.Millisecond
 	n := startNATS(t)
 	u := newUpstream()
 	a := newReplica(t, n, u, "a", interval)
-	b := newReplica(t, n, u, "b", interval)
+	b := newReplica(t, n, u, "b", interval, func(o *cluster.Options) { o.DeadAfter = time.Hour })
 	k := watch.Key{BatchID: "batch_expiry"}
 	sa := subscribe(t, a, k)
 	waitFor(t, "a holds", func() bool { return a.cl.Stats().Leases == 1 })
@@ -404,6 +442,9 @@ func TestTakeoverOnExpiry(t *testing.T) {
 	a.cl.Abandon()
 	before := u.callsOf("b")
 	waitFor(t, "b takes over", func() bool { return b.cl.Stats().Leases == 1 && u.callsOf("b") > before })
+	if st := b.cl.Stats(); st.Reclaimed != 0 {
+		t.Errorf("b reclaimed %d leases with DeadAfter an hour", st.Reclaimed)
+	}
 	u.set("", k.BatchID, 10, batchv1.BatchStatus_BATCH_STATUS_COMPLETED)
 	waitTerminal(t, sb, "b")
 	_ = sa
@@ -621,6 +662,9 @@ func TestLeaseRenewedDuringLongFetch(t *testing.T) {
 	if st := a.cl.Stats(); st.Leases != 1 || st.Lost != 0 {
 		t.Fatalf("a's stats after its long fetch: %+v", st)
 	}
+	if st := b.cl.Stats(); st.Reclaimed != 0 {
+		t.Fatalf("b reclaimed the lease of a, which beats through its long fetch: %+v", st)
+	}
 }
 
 // A renewal that finds the lease changed (another replica holds it) marks
@@ -629,7 +673,9 @@ func TestRenewalLosesChangedLease(t *testing.T) {
 	const interval = 200 * time.Millisecond // lease TTL: 1s
 	n := startNATS(t)
 	u := newUpstream()
-	a := newReplica(t, n, u, "a", interval)
+	// DeadAfter an hour: the intruder never beats, and a would otherwise
+	// reclaim the lease from it as from a dead replica.
+	a := newReplica(t, n, u, "a", interval, func(o *cluster.Options) { o.DeadAfter = time.Hour })
 	k := watch.Key{BatchID: "batch_stolen"}
 	subscribe(t, a, k)
 	waitFor(t, "a holds", func() bool { return a.cl.Stats().Leases == 1 })

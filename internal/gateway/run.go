@@ -230,6 +230,7 @@ func clusterMetrics(cl *cluster.Cluster, hub func() watch.Stats) []prometheus.Co
 		counter("leases_acquired_total", "Leases taken.", func(s cluster.Stats) uint64 { return s.Acquired }),
 		counter("get_leases_total", "Leases taken for one GetBatch upstream call shared with the other replicas.", func(s cluster.Stats) uint64 { return s.GetLeases }),
 		counter("leases_lost_total", "Leases found taken by another replica at renewal.", func(s cluster.Stats) uint64 { return s.Lost }),
+		counter("leases_reclaimed_total", "Leases of silent replicas (no heartbeat for three heartbeats) deleted by this replica so that a follower takes them over.", func(s cluster.Stats) uint64 { return s.Reclaimed }),
 		counter("unavailable_total", "Lease requests refused because NATS was unavailable (polls made alone).", func(s cluster.Stats) uint64 { return s.Unavailable }),
 		counter("states_written_total", "Shared batch states written.", func(s cluster.Stats) uint64 { return s.StatesWritten }),
 		counter("states_received_total", "Shared batch states received for local watchers.", func(s cluster.Stats) uint64 { return s.StatesReceived }),

@@ -1,18 +1,11 @@
 package cluster_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,86 +15,9 @@ import (
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/cluster"
+	"github.com/batchgate/batchgate/internal/testutil"
 	"github.com/batchgate/batchgate/internal/watch"
 )
-
-// testCA is a certificate authority made up for one test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Minute),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue signs a short-lived leaf certificate, for the server (127.0.0.1)
-// or for a client, and returns it and its key as PEM.
-func (ca *testCA) issue(t *testing.T, name string, server bool) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Minute),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-}
-
-func writeFile(t *testing.T, dir, name string, data []byte) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 // serverTLS says how startTLSNATS's server talks: plaintext, TLS, or TLS
 // requiring client certificates signed by its CA (mTLS).
@@ -116,14 +32,14 @@ const (
 // startTLSNATS starts an in-process NATS server with JetStream, its
 // certificate signed by ca unless mode is plaintext, and returns its
 // nats:// URL.
-func startTLSNATS(t *testing.T, ca *testCA, mode serverTLS) string {
+func startTLSNATS(t *testing.T, ca *testutil.CA, mode serverTLS) string {
 	t.Helper()
 	o := &server.Options{
 		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
 		NoLog: true, NoSigs: true,
 	}
 	if mode != plaintext {
-		certPEM, keyPEM := ca.issue(t, "nats", true)
+		certPEM, keyPEM := ca.Issue(t, "nats", true)
 		cert, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
 			t.Fatal(err)
@@ -132,10 +48,8 @@ func startTLSNATS(t *testing.T, ca *testCA, mode serverTLS) string {
 		o.TLSTimeout = 2
 		o.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		if mode == mutual {
-			pool := x509.NewCertPool()
-			pool.AddCert(ca.cert)
 			o.TLSVerify = true
-			o.TLSConfig.ClientCAs = pool
+			o.TLSConfig.ClientCAs = ca.Pool
 			o.TLSConfig.ClientAuth = tls.RequireAndVerifyClientCert
 		}
 	}
@@ -156,14 +70,14 @@ func startTLSNATS(t *testing.T, ca *testCA, mode serverTLS) string {
 // which poll alone.
 func TestTLS(t *testing.T) {
 	t.Parallel()
-	ca, otherCA := newTestCA(t, "batchgate test CA"), newTestCA(t, "some other CA")
+	ca, otherCA := testutil.NewCA(t, "batchgate test CA"), testutil.NewCA(t, "some other CA")
 	dir := t.TempDir()
-	caFile := writeFile(t, dir, "ca.pem", ca.pem)
-	otherCAFile := writeFile(t, dir, "other-ca.pem", otherCA.pem)
-	c, k := ca.issue(t, "replica", false)
-	certFile, keyFile := writeFile(t, dir, "client.pem", c), writeFile(t, dir, "client-key.pem", k)
-	sc, sk := otherCA.issue(t, "replica", false) // same name, wrong CA
-	strangerCert, strangerKey := writeFile(t, dir, "stranger.pem", sc), writeFile(t, dir, "stranger-key.pem", sk)
+	caFile := testutil.WriteFile(t, dir, "ca.pem", ca.PEM)
+	otherCAFile := testutil.WriteFile(t, dir, "other-ca.pem", otherCA.PEM)
+	c, k := ca.Issue(t, "replica", false)
+	certFile, keyFile := testutil.WriteFile(t, dir, "client.pem", c), testutil.WriteFile(t, dir, "client-key.pem", k)
+	sc, sk := otherCA.Issue(t, "replica", false) // same name, wrong CA
+	strangerCert, strangerKey := testutil.WriteFile(t, dir, "stranger.pem", sc), testutil.WriteFile(t, dir, "stranger-key.pem", sk)
 
 	tests := []struct {
 		name          string
@@ -230,15 +144,15 @@ func TestTLS(t *testing.T) {
 // what they hold.
 func TestTLSBadFiles(t *testing.T) {
 	t.Parallel()
-	ca := newTestCA(t, "batchgate test CA")
+	ca := testutil.NewCA(t, "batchgate test CA")
 	dir := t.TempDir()
-	caFile := writeFile(t, dir, "ca.pem", ca.pem)
-	c, k := ca.issue(t, "replica", false)
-	certFile, keyFile := writeFile(t, dir, "client.pem", c), writeFile(t, dir, "client-key.pem", k)
-	_, k2 := ca.issue(t, "other", false)
-	otherKey := writeFile(t, dir, "other-key.pem", k2)
-	junk := writeFile(t, dir, "junk.pem", []byte("sekrit-junk, not PEM\n"))
-	badDER := writeFile(t, dir, "bad-der.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("sekrit-der")}))
+	caFile := testutil.WriteFile(t, dir, "ca.pem", ca.PEM)
+	c, k := ca.Issue(t, "replica", false)
+	certFile, keyFile := testutil.WriteFile(t, dir, "client.pem", c), testutil.WriteFile(t, dir, "client-key.pem", k)
+	_, k2 := ca.Issue(t, "other", false)
+	otherKey := testutil.WriteFile(t, dir, "other-key.pem", k2)
+	junk := testutil.WriteFile(t, dir, "junk.pem", []byte("sekrit-junk, not PEM\n"))
+	badDER := testutil.WriteFile(t, dir, "bad-der.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("sekrit-der")}))
 	missing := filepath.Join(dir, "nope.pem")
 
 	// Nobody listens: New must fail before it tries.

@@ -17,6 +17,7 @@ import (
 	"github.com/batchgate/batchgate/internal/config"
 	"github.com/batchgate/batchgate/internal/gateway"
 	"github.com/batchgate/batchgate/internal/simulator"
+	"github.com/batchgate/batchgate/internal/testutil"
 )
 
 // getText GETs a text page of the HTTP port.
@@ -99,14 +100,14 @@ func TestClusterReadiness(t *testing.T) {
 // not start polling alone.
 func TestClusterTLS(t *testing.T) {
 	t.Parallel()
-	ca := newTestCA(t, "batchgate NATS CA")
+	ca := testutil.NewCA(t, "batchgate NATS CA")
 	dir := t.TempDir()
-	srvCert, srvKey := ca.issue(t, "nats", true)
-	c, k := ca.issue(t, "gateway", false)
-	_, otherKey := ca.issue(t, "other", false)
-	caFile, certFile, keyFile := writeFile(t, dir, "ca.pem", ca.pem), writeFile(t, dir, "tls.crt", c), writeFile(t, dir, "tls.key", k)
-	otherKeyFile := writeFile(t, dir, "other.key", otherKey)
-	junk := writeFile(t, dir, "junk.pem", []byte("sekrit, not PEM\n"))
+	srvCert, srvKey := ca.Issue(t, "nats", true)
+	c, k := ca.Issue(t, "gateway", false)
+	_, otherKey := ca.Issue(t, "other", false)
+	caFile, certFile, keyFile := testutil.WriteFile(t, dir, "ca.pem", ca.PEM), testutil.WriteFile(t, dir, "tls.crt", c), testutil.WriteFile(t, dir, "tls.key", k)
+	otherKeyFile := testutil.WriteFile(t, dir, "other.key", otherKey)
+	junk := testutil.WriteFile(t, dir, "junk.pem", []byte("sekrit, not PEM\n"))
 	missing := filepath.Join(dir, "nope.pem")
 
 	cert, err := tls.X509KeyPair(srvCert, srvKey)
@@ -116,7 +117,7 @@ func TestClusterTLS(t *testing.T) {
 	s, err := server.NewServer(&server.Options{
 		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
 		TLS: true, TLSVerify: true, TLSTimeout: 2, TLSConfig: &tls.Config{
-			Certificates: []tls.Certificate{cert}, ClientCAs: ca.pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12,
+			Certificates: []tls.Certificate{cert}, ClientCAs: ca.Pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12,
 		},
 	})
 	if err != nil {

@@ -2,22 +2,13 @@ package gateway_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
-	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -31,99 +22,8 @@ import (
 	"github.com/batchgate/batchgate/internal/gateway"
 	"github.com/batchgate/batchgate/internal/gatewaytest"
 	"github.com/batchgate/batchgate/internal/simulator"
+	"github.com/batchgate/batchgate/internal/testutil"
 )
-
-// testCA is a certificate authority made up for one test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-	pool *x509.CertPool
-}
-
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pool: pool}
-}
-
-// issue signs a leaf certificate: for the server (127.0.0.1, ::1,
-// localhost) or for a client. It returns the certificate and key as PEM.
-func (ca *testCA) issue(t *testing.T, name string, server bool) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.DNSNames = []string{"localhost"}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-}
-
-func (ca *testCA) clientCert(t *testing.T, name string) tls.Certificate {
-	t.Helper()
-	c, k := ca.issue(t, name, false)
-	cert, err := tls.X509KeyPair(c, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
-}
-
-func writeFile(t *testing.T, dir, name string, data []byte) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 // grpcTLS and httpsClient make TLS clients trusting pool, presenting
 // certs (none: no client certificate).
@@ -142,13 +42,13 @@ func httpsClient(pool *x509.CertPool, certs ...tls.Certificate) *http.Client {
 // up here, and checks who gets through.
 func TestTLS(t *testing.T) {
 	t.Parallel()
-	ca, otherCA := newTestCA(t, "batchgate test CA"), newTestCA(t, "some other CA")
+	ca, otherCA := testutil.NewCA(t, "batchgate test CA"), testutil.NewCA(t, "some other CA")
 	dir := t.TempDir()
-	srvCert, srvKey := ca.issue(t, "batchgate", true)
-	certFile, keyFile := writeFile(t, dir, "server.pem", srvCert), writeFile(t, dir, "server-key.pem", srvKey)
-	caFile := writeFile(t, dir, "ca.pem", ca.pem)
-	client := ca.clientCert(t, "svc-a")
-	stranger := otherCA.clientCert(t, "svc-a") // same name, wrong CA
+	srvCert, srvKey := ca.Issue(t, "batchgate", true)
+	certFile, keyFile := testutil.WriteFile(t, dir, "server.pem", srvCert), testutil.WriteFile(t, dir, "server-key.pem", srvKey)
+	caFile := testutil.WriteFile(t, dir, "ca.pem", ca.PEM)
+	client := ca.ClientCert(t, "svc-a")
+	stranger := otherCA.ClientCert(t, "svc-a") // same name, wrong CA
 
 	for _, mtls := range []bool{false, true} {
 		name := "tls"
@@ -161,7 +61,7 @@ func TestTLS(t *testing.T) {
 			if mtls {
 				certs = []tls.Certificate{client}
 			}
-			e := startWith(t, gatewaytest.Options{Dial: []grpc.DialOption{grpcTLS(ca.pool, certs...)}, HTTPClient: httpsClient(ca.pool, certs...)},
+			e := startWith(t, gatewaytest.Options{Dial: []grpc.DialOption{grpcTLS(ca.Pool, certs...)}, HTTPClient: httpsClient(ca.Pool, certs...)},
 				func(c *config.Config) {
 					c.Server.TLSCert, c.Server.TLSKey = certFile, keyFile
 					if mtls {
@@ -228,21 +128,21 @@ func TestTLS(t *testing.T) {
 			})
 			t.Run("clients not trusting the server", func(t *testing.T) {
 				t.Parallel()
-				expectGRPCRefused(t, addr, grpcTLS(otherCA.pool, certs...))
-				expectHTTPSRefused(t, e, httpsClient(otherCA.pool, certs...))
+				expectGRPCRefused(t, addr, grpcTLS(otherCA.Pool, certs...))
+				expectHTTPSRefused(t, e, httpsClient(otherCA.Pool, certs...))
 			})
 			if !mtls {
 				return
 			}
 			t.Run("mtls without a client certificate", func(t *testing.T) {
 				t.Parallel()
-				expectGRPCRefused(t, addr, grpcTLS(ca.pool))
-				expectHTTPSRefused(t, e, httpsClient(ca.pool))
+				expectGRPCRefused(t, addr, grpcTLS(ca.Pool))
+				expectHTTPSRefused(t, e, httpsClient(ca.Pool))
 			})
 			t.Run("mtls with a certificate from another CA", func(t *testing.T) {
 				t.Parallel()
-				expectGRPCRefused(t, addr, grpcTLS(ca.pool, stranger))
-				expectHTTPSRefused(t, e, httpsClient(ca.pool, stranger))
+				expectGRPCRefused(t, addr, grpcTLS(ca.Pool, stranger))
+				expectHTTPSRefused(t, e, httpsClient(ca.Pool, stranger))
 			})
 		})
 	}
@@ -296,13 +196,13 @@ func expectHTTPSRefused(t *testing.T, e *e2e, hc *http.Client) {
 // mismatched files, and starts nothing.
 func TestTLSBadMaterial(t *testing.T) {
 	t.Parallel()
-	ca := newTestCA(t, "batchgate test CA")
+	ca := testutil.NewCA(t, "batchgate test CA")
 	dir := t.TempDir()
-	c1, k1 := ca.issue(t, "one", true)
-	_, k2 := ca.issue(t, "two", true)
-	cert, key := writeFile(t, dir, "c1.pem", c1), writeFile(t, dir, "k1.pem", k1)
-	otherKey := writeFile(t, dir, "k2.pem", k2)
-	notPEM := writeFile(t, dir, "junk.pem", []byte("not a certificate\n"))
+	c1, k1 := ca.Issue(t, "one", true)
+	_, k2 := ca.Issue(t, "two", true)
+	cert, key := testutil.WriteFile(t, dir, "c1.pem", c1), testutil.WriteFile(t, dir, "k1.pem", k1)
+	otherKey := testutil.WriteFile(t, dir, "k2.pem", k2)
+	notPEM := testutil.WriteFile(t, dir, "junk.pem", []byte("not a certificate\n"))
 	tests := []struct {
 		name                string
 		cert, key, clientCA string

@@ -272,8 +272,8 @@ type Cluster struct {
 	onPoke  func(batchID string)
 	// holders are the other replicas' leases of followed keys, by
 	// "<cred>.<batch>", as last seen on the bucket's watch; heard is when
-	// each replica was last heard from (a heartbeat, or the first sight of
-	// it or of one of its leases since the bucket was set up).
+	// each replica was last heard from (a heartbeat, or a write of one of
+	// its leases, since the bucket was set up).
 	holders map[string]holder
 	heard   map[string]time.Time
 
@@ -958,7 +958,9 @@ func (c *Cluster) Poke(batchID string) {
 }
 
 // sawLease records that replica holds the lease of the followed id at
-// revision rev.
+// revision rev. Only the holder writes its lease, so a write (a take or a
+// renewal) is heard from it as a heartbeat is: a holder whose beats are
+// late but whose renewals are not keeps its leases.
 func (c *Cluster) sawLease(id, replica string, rev uint64) {
 	if replica == c.o.ReplicaID {
 		return
@@ -969,9 +971,7 @@ func (c *Cluster) sawLease(id, replica string, rev uint64) {
 		return
 	}
 	c.holders[id] = holder{replica: replica, rev: rev}
-	if _, ok := c.heard[replica]; !ok {
-		c.heard[replica] = time.Now()
-	}
+	c.heard[replica] = time.Now()
 }
 
 // gotBeat records a heartbeat of another replica.

@@ -467,7 +467,7 @@ func readMetric(ctx context.Context, httpAddr, name string) int {
 // clusterCounters are the cluster metrics read at the window's end and
 // after the kill, to explain what the clients saw.
 var clusterCounters = []string{
-	"batchgate_cluster_leases_acquired_total", "batchgate_cluster_leases_lost_total",
+	"batchgate_cluster_leases_acquired_total", "batchgate_cluster_leases_lost_total", "batchgate_cluster_leases_reclaimed_total",
 	"batchgate_cluster_unavailable_total", "batchgate_cluster_errors_total", "batchgate_cluster_states_fenced_total",
 }
 

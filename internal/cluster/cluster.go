@@ -141,14 +141,17 @@ type Options struct {
 	// PollInterval is the hub's poll interval, from which the TTLs
 	// follow. Default 30s.
 	PollInterval time.Duration
-	// LeaseTTL is how long a lease lives without renewal. Default twice
-	// PollInterval. NATS counts TTLs in whole seconds, from 1s.
+	// LeaseTTL is how long a lease lives without renewal: the backstop
+	// for a holder that died where no follower reclaims its lease (see
+	// DeadAfter). Default twice PollInterval, at least 5s, so that a
+	// holder stalled for a few short intervals (CPU throttling, a long
+	// pause) keeps its leases. NATS counts TTLs in whole seconds, from 1s.
 	LeaseTTL time.Duration
 	// StateTTL is how long a shared state lives without a new poll.
 	// Default twice LeaseTTL.
 	StateTTL time.Duration
 	// Heartbeat is how often the replica says it is alive. Default a
-	// tenth of PollInterval, at most 1s.
+	// tenth of PollInterval, from 100ms to 1s.
 	Heartbeat time.Duration
 	// DeadAfter is how long a lease holder may stay silent before a
 	// follower reclaims its leases. Default three Heartbeats.
@@ -174,7 +177,7 @@ func (o Options) withDefaults() Options {
 		o.PollInterval = 30 * time.Second
 	}
 	if o.LeaseTTL <= 0 {
-		o.LeaseTTL = 2 * o.PollInterval
+		o.LeaseTTL = max(2*o.PollInterval, minLeaseTTL)
 	}
 	o.LeaseTTL = wholeSeconds(o.LeaseTTL)
 	if o.StateTTL <= 0 {
@@ -182,7 +185,7 @@ func (o Options) withDefaults() Options {
 	}
 	o.StateTTL = wholeSeconds(o.StateTTL)
 	if o.Heartbeat <= 0 {
-		o.Heartbeat = min(o.PollInterval/10, time.Second)
+		o.Heartbeat = min(max(o.PollInterval/10, 100*time.Millisecond), time.Second)
 	}
 	if o.DeadAfter <= 0 {
 		o.DeadAfter = 3 * o.Heartbeat
@@ -203,6 +206,9 @@ func (o Options) withDefaults() Options {
 	}
 	return o
 }
+
+// minLeaseTTL is the least default LeaseTTL.
+const minLeaseTTL = 5 * time.Second
 
 // wholeSeconds rounds d up to whole seconds, at least one: NATS's TTL unit.
 func wholeSeconds(d time.Duration) time.Duration {
@@ -666,10 +672,44 @@ func (c *Cluster) Acquire(ctx context.Context, k watch.Key) (bool, error) {
 		c.acquired.Add(1)
 		return true, nil
 	case errors.Is(err, jetstream.ErrKeyExists):
+		c.learnHolder(ctx, h, key)
 		return false, nil
 	default:
 		c.errs.Add(1)
 		return false, err
+	}
+}
+
+// learnHolder reads the lease key, held by another replica, if its holder
+// is not known yet: a follower that came after the holder's last write
+// (the holder may have died before this replica's first watcher came)
+// can then reclaim it like any other.
+func (c *Cluster) learnHolder(ctx context.Context, h *kvHandle, key string) {
+	id := key[len("lease."):]
+	c.mu.Lock()
+	_, known := c.holders[id]
+	c.mu.Unlock()
+	if known {
+		return
+	}
+	e, err := h.kv.Get(ctx, key)
+	if err != nil {
+		return // gone meanwhile (its delete wakes the followers), or NATS trouble
+	}
+	replica := string(e.Value())
+	if replica == c.o.ReplicaID {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.follows[id]) == 0 {
+		return
+	}
+	if _, known := c.holders[id]; !known {
+		c.holders[id] = holder{replica: replica, rev: e.Revision()}
+	}
+	if _, ok := c.heard[replica]; !ok {
+		c.heard[replica] = time.Now() // DeadAfter from now, not from its last write
 	}
 }
 
@@ -993,17 +1033,32 @@ func (c *Cluster) beatLoop() {
 	subj := c.alive + token(c.o.ReplicaID)
 	t := time.NewTicker(c.o.Heartbeat)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-c.ctx.Done():
 			return
 		case <-t.C:
 		}
+		now := time.Now()
+		stalled := now.Sub(last) > 2*c.o.Heartbeat
+		last = now
 		if !c.nc.IsConnected() {
 			continue
 		}
 		if err := c.nc.Publish(subj, nil); err != nil {
 			c.errs.Add(1)
+		}
+		if stalled {
+			// This replica was paused itself (CPU starved, stopped): the
+			// beats that came meanwhile may not be read yet. Hear everyone
+			// anew rather than take their silence for death.
+			c.mu.Lock()
+			for r := range c.heard {
+				c.heard[r] = now
+			}
+			c.mu.Unlock()
+			continue
 		}
 		if h := c.handle(); h != nil {
 			c.reclaim(h)

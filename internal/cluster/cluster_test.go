@@ -425,6 +425,30 @@ func TestTakeoverOnSilence(t *testing.T) {
 	waitTerminal(t, sc, "c")
 }
 
+// A holder that died before any other replica followed its batch (so no
+// follower saw its lease written) is reclaimed all the same, long before
+// its hour-long lease TTL, once a replica that needs the batch has found
+// the lease taken and heard nothing from its holder.
+func TestTakeoverOfLeaseFoundLate(t *testing.T) {
+	const interval = 200 * time.Millisecond
+	n := startNATS(t)
+	u := newUpstream()
+	hourLease := func(o *cluster.Options) { o.LeaseTTL = time.Hour }
+	a := newReplica(t, n, u, "a", interval, hourLease)
+	b := newReplica(t, n, u, "b", interval, hourLease)
+	k := watch.Key{BatchID: "batch_found_late"}
+	subscribe(t, a, k)
+	waitFor(t, "a holds", func() bool { return a.cl.Stats().Leases == 1 })
+	a.cl.Abandon()
+	sb := subscribe(t, b, k)
+	waitFor(t, "b takes over", func() bool { return b.cl.Stats().Leases == 1 })
+	if st := b.cl.Stats(); st.Reclaimed != 1 {
+		t.Errorf("b reclaimed %d leases, want 1", st.Reclaimed)
+	}
+	u.set("", k.BatchID, 10, batchv1.BatchStatus_BATCH_STATUS_COMPLETED)
+	waitTerminal(t, sb, "b")
+}
+
 // A holder that dies without releasing its lease, where no follower
 // listens for heartbeats long enough to call it silent (DeadAfter an
 // hour), loses it at the lease TTL; a follower takes over.
@@ -432,7 +456,7 @@ func TestTakeoverOnExpiry(t *testing.T) {
 	const interval = 200 * time.Millisecond
 	n := startNATS(t)
 	u := newUpstream()
-	a := newReplica(t, n, u, "a", interval)
+	a := newReplica(t, n, u, "a", interval, func(o *cluster.Options) { o.LeaseTTL = time.Second })
 	b := newReplica(t, n, u, "b", interval, func(o *cluster.Options) { o.DeadAfter = time.Hour })
 	k := watch.Key{BatchID: "batch_expiry"}
 	sa := subscribe(t, a, k)
@@ -635,11 +659,12 @@ func TestOddKeys(t *testing.T) {
 // renewed on its own timer, not only at poll time, so no second replica
 // starts polling meanwhile.
 func TestLeaseRenewedDuringLongFetch(t *testing.T) {
-	const interval = 200 * time.Millisecond // lease TTL: 1s
+	const interval = 200 * time.Millisecond
 	n := startNATS(t)
 	u := newUpstream()
-	a := newReplica(t, n, u, "a", interval)
-	b := newReplica(t, n, u, "b", interval)
+	oneSecond := func(o *cluster.Options) { o.LeaseTTL = time.Second }
+	a := newReplica(t, n, u, "a", interval, oneSecond)
+	b := newReplica(t, n, u, "b", interval, oneSecond)
 	k := watch.Key{BatchID: "batch_slow"}
 	subscribe(t, a, k)
 	waitFor(t, "a holds", func() bool { return a.cl.Stats().Leases == 1 })
@@ -670,12 +695,12 @@ func TestLeaseRenewedDuringLongFetch(t *testing.T) {
 // A renewal that finds the lease changed (another replica holds it) marks
 // it lost: the next Acquire reports it not held.
 func TestRenewalLosesChangedLease(t *testing.T) {
-	const interval = 200 * time.Millisecond // lease TTL: 1s
+	const interval = 200 * time.Millisecond
 	n := startNATS(t)
 	u := newUpstream()
 	// DeadAfter an hour: the intruder never beats, and a would otherwise
 	// reclaim the lease from it as from a dead replica.
-	a := newReplica(t, n, u, "a", interval, func(o *cluster.Options) { o.DeadAfter = time.Hour })
+	a := newReplica(t, n, u, "a", interval, func(o *cluster.Options) { o.DeadAfter, o.LeaseTTL = time.Hour, time.Second })
 	k := watch.Key{BatchID: "batch_stolen"}
 	subscribe(t, a, k)
 	waitFor(t, "a holds", func() bool { return a.cl.Stats().Leases == 1 })

@@ -400,7 +400,7 @@ func TestTakeoverOnSilence(t *testing.T) {
 	const interval = 200 * time.Millisecond
 	n := startNATS(t)
 	u := newUpstream()
-	hourLease := func(o *cluster.Options) { o.LeaseTTL, o.Heartbeat = time.Hour, 20*time.Millisecond }
+	hourLease := func(o *cluster.Options) { o.LeaseTTL = time.Hour }
 	a := newReplica(t, n, u, "a", interval, hourLease)
 	b := newReplica(t, n, u, "b", interval, hourLease)
 	c := newReplica(t, n, u, "c", interval, hourLease)

@@ -570,7 +570,7 @@ func (c *Cluster) dispatch(w jetstream.KeyWatcher, done chan struct{}) {
 				c.mu.Unlock()
 				c.notify(id, nil, time.Time{})
 			} else {
-				c.sawLease(id, string(e.Value()), e.Revision())
+				c.noteHolder(id, string(e.Value()), e.Revision(), true)
 			}
 		case strings.HasPrefix(key, "state.") && e.Operation() == jetstream.KeyValuePut:
 			id := key[len("state."):]
@@ -696,21 +696,7 @@ func (c *Cluster) learnHolder(ctx context.Context, h *kvHandle, key string) {
 	if err != nil {
 		return // gone meanwhile (its delete wakes the followers), or NATS trouble
 	}
-	replica := string(e.Value())
-	if replica == c.o.ReplicaID {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.follows[id]) == 0 {
-		return
-	}
-	if _, known := c.holders[id]; !known {
-		c.holders[id] = holder{replica: replica, rev: e.Revision()}
-	}
-	if _, ok := c.heard[replica]; !ok {
-		c.heard[replica] = time.Now() // DeadAfter from now, not from its last write
-	}
+	c.noteHolder(id, string(e.Value()), e.Revision(), false)
 }
 
 // renew renews l, the lease of key, by compare-and-set on its revision.
@@ -997,11 +983,14 @@ func (c *Cluster) Poke(batchID string) {
 	c.pokesSent.Add(1)
 }
 
-// sawLease records that replica holds the lease of the followed id at
-// revision rev. Only the holder writes its lease, so a write (a take or a
-// renewal) is heard from it as a heartbeat is: a holder whose beats are
-// late but whose renewals are not keeps its leases.
-func (c *Cluster) sawLease(id, replica string, rev uint64) {
+// noteHolder records that replica holds the lease of the followed id at
+// revision rev. written says the lease was written just now (seen on the
+// bucket's watch): only the holder writes its lease, so a take or a
+// renewal is heard from it as a heartbeat is, and a holder whose beats are
+// late but whose renewals are not keeps its leases. A lease only read
+// (written at some unknown time) fills in what is not known yet, its
+// holder's silence counted from now.
+func (c *Cluster) noteHolder(id, replica string, rev uint64, written bool) {
 	if replica == c.o.ReplicaID {
 		return
 	}
@@ -1010,8 +999,12 @@ func (c *Cluster) sawLease(id, replica string, rev uint64) {
 	if len(c.follows[id]) == 0 {
 		return
 	}
-	c.holders[id] = holder{replica: replica, rev: rev}
-	c.heard[replica] = time.Now()
+	if _, known := c.holders[id]; written || !known {
+		c.holders[id] = holder{replica: replica, rev: rev}
+	}
+	if _, ok := c.heard[replica]; written || !ok {
+		c.heard[replica] = time.Now()
+	}
 }
 
 // gotBeat records a heartbeat of another replica.
@@ -1067,19 +1060,27 @@ func (c *Cluster) beatLoop() {
 }
 
 // reclaim deletes the leases of followed keys whose holder has not been
-// heard from for DeadAfter, each unless it changed since it was seen.
+// heard from for DeadAfter, each unless it changed since it was seen. It
+// forgets replicas silent for longer than a lease lives: none of their
+// leases is left, and one that comes back is heard anew.
 func (c *Cluster) reclaim(h *kvHandle) {
 	now := time.Now()
 	type stale struct {
 		id string
 		holder
+		silent time.Duration
 	}
 	var dead []stale
 	c.mu.Lock()
 	for id, ho := range c.holders {
-		if now.Sub(c.heard[ho.replica]) > c.o.DeadAfter {
-			dead = append(dead, stale{id, ho})
+		if silent := now.Sub(c.heard[ho.replica]); silent > c.o.DeadAfter {
+			dead = append(dead, stale{id, ho, silent})
 			delete(c.holders, id) // once; a new lease is seen anew
+		}
+	}
+	for r, at := range c.heard {
+		if now.Sub(at) > c.o.LeaseTTL+c.o.DeadAfter {
+			delete(c.heard, r)
 		}
 	}
 	c.mu.Unlock()
@@ -1092,7 +1093,7 @@ func (c *Cluster) reclaim(h *kvHandle) {
 		case err == nil:
 			c.reclaimed.Add(1)
 			c.log.Info("cluster: reclaimed the lease of a silent replica", slog.String("lease", "lease."+d.id),
-				slog.String("holder", d.replica), slog.Duration("silent_for", now.Sub(c.heardAt(d.replica))))
+				slog.String("holder", d.replica), slog.Duration("silent_for", d.silent))
 		case errors.As(err, &api):
 			// Renewed or taken meanwhile: not stale after all.
 		default:
@@ -1100,13 +1101,6 @@ func (c *Cluster) reclaim(h *kvHandle) {
 			c.log.Debug("cluster: reclaiming a lease failed", slog.Any("error", err))
 		}
 	}
-}
-
-// heardAt is when replica was last heard from.
-func (c *Cluster) heardAt(replica string) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.heard[replica]
 }
 
 // gotPoke handles a poke from another replica (its own are ignored).

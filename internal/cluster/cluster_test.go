@@ -449,6 +449,21 @@ func TestTakeoverOfLeaseFoundLate(t *testing.T) {
 	waitTerminal(t, sb, "b")
 }
 
+// A replica that has stopped beating is forgotten once it has been silent
+// for longer than a lease lives, so that replicas come and gone (every
+// rolling deploy names new ones) do not pile up.
+func TestSilentReplicaForgotten(t *testing.T) {
+	const interval = 200 * time.Millisecond
+	n := startNATS(t)
+	u := newUpstream()
+	shortLease := func(o *cluster.Options) { o.LeaseTTL = time.Second }
+	a := newReplica(t, n, u, "a", interval, shortLease)
+	b := newReplica(t, n, u, "b", interval, shortLease)
+	waitFor(t, "a hears b", func() bool { return a.cl.Heard() == 1 })
+	b.close()
+	waitFor(t, "a forgets b", func() bool { return a.cl.Heard() == 0 })
+}
+
 // A holder that dies without releasing its lease, where no follower
 // listens for heartbeats long enough to call it silent (DeadAfter an
 // hour), loses it at the lease TTL; a follower takes over.

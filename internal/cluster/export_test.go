@@ -21,3 +21,10 @@ func (c *Cluster) Abandon() {
 func (c *Cluster) WriteState(k watch.Key, b *batchv1.Batch, at time.Time, token uint64) {
 	c.writeState(k, b, at, token)
 }
+
+// Heard returns how many other replicas this one remembers hearing from.
+func (c *Cluster) Heard() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.heard)
+}

@@ -198,7 +198,7 @@ func NewServer(ctx context.Context, svcs Services, opts ServerOptions) (_ *Serve
 	}
 	// Replaces the generated GET /v1/batches/{batch_id}: ETag and
 	// If-None-Match.
-	if err := rest.RegisterGetBatchHandler(gw, batches); err != nil {
+	if err := rest.RegisterGetBatchHandler(gw, conn); err != nil {
 		return nil, fmt.Errorf("register REST get handler: %w", err)
 	}
 	files := batchv1.NewFileServiceClient(conn)

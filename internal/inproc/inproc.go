@@ -76,18 +76,39 @@ func (c *Conn) RegisterService(desc *grpc.ServiceDesc, impl any) {
 // Invoke implements grpc.ClientConnInterface: it runs the unary method's
 // handler with args and hands its answer over into reply.
 func (c *Conn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
-	m, ok := c.methods[method]
-	if !ok {
-		return status.Errorf(codes.Unimplemented, "unknown method %s", method)
+	out, header, trailer, err := c.CallUnary(incoming(ctx), method, args)
+	for _, o := range opts {
+		switch o := o.(type) {
+		case grpc.HeaderCallOption:
+			*o.HeaderAddr = header
+		case grpc.TrailerCallOption:
+			*o.TrailerAddr = trailer
+		}
 	}
-	ts := &transportStream{method: method}
-	ctx = grpc.NewContextWithServerTransportStream(incoming(ctx), ts)
-	out, err := m.desc.Handler(m.srv, ctx, func(v any) error { return transfer(v, args) }, c.unary)
-	ts.deliver(opts)
 	if err != nil {
 		return err
 	}
 	return transfer(reply, out)
+}
+
+// CallUnary runs the unary method's handler with a copy of args, behind
+// the Conn's interceptors, as Invoke does, but for a caller that holds the
+// call's incoming metadata already (runtime.AnnotateIncomingContext puts it
+// on ctx, where the handler reads it) and takes the answer as the handler
+// gave it: reply is the handler's own message, not a copy, and must not be
+// modified. header and trailer are what the handler set (nil for none).
+// An unknown method is an Unimplemented error.
+func (c *Conn) CallUnary(ctx context.Context, method string, args any) (reply any, header, trailer metadata.MD, err error) {
+	m, ok := c.methods[method]
+	if !ok {
+		return nil, nil, nil, status.Errorf(codes.Unimplemented, "unknown method %s", method)
+	}
+	ts := &transportStream{method: method}
+	ctx = grpc.NewContextWithServerTransportStream(ctx, ts)
+	reply, err = m.desc.Handler(m.srv, ctx, func(v any) error { return transfer(v, args) }, c.unary)
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return reply, ts.header, ts.trailer, err
 }
 
 // NewStream implements grpc.ClientConnInterface: it starts the stream's
@@ -177,20 +198,6 @@ func (t *transportStream) SetTrailer(md metadata.MD) error {
 	defer t.mu.Unlock()
 	t.trailer = metadata.Join(t.trailer, md)
 	return nil
-}
-
-// deliver hands the headers and trailers to the call options that ask.
-func (t *transportStream) deliver(opts []grpc.CallOption) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, o := range opts {
-		switch o := o.(type) {
-		case grpc.HeaderCallOption:
-			*o.HeaderAddr = t.header
-		case grpc.TrailerCallOption:
-			*o.TrailerAddr = t.trailer
-		}
-	}
 }
 
 // pipe connects a stream's handler (serverStream) to its caller

@@ -24,10 +24,11 @@ func TestMain(m *testing.M) { testutil.VerifyTestMain(m) }
 type scripted struct {
 	batchv1.UnimplementedBatchServiceServer
 	batchv1.UnimplementedFileServiceServer
-	n     int        // WatchBatch: events to send
-	block bool       // WatchBatch: then wait for the context
-	end   error      // WatchBatch: then return this
-	ended chan error // WatchBatch's return value
+	n     int                       // WatchBatch: events to send
+	block bool                      // WatchBatch: then wait for the context
+	end   error                     // WatchBatch: then return this
+	ended chan error                // WatchBatch's return value
+	last  *batchv1.GetBatchResponse // GetBatch's last answer
 }
 
 func (s *scripted) GetBatch(ctx context.Context, req *batchv1.GetBatchRequest) (*batchv1.GetBatchResponse, error) {
@@ -38,7 +39,8 @@ func (s *scripted) GetBatch(ctx context.Context, req *batchv1.GetBatchRequest) (
 	if req.GetBatchId() == "missing" {
 		return nil, status.Error(codes.NotFound, "no such batch")
 	}
-	return &batchv1.GetBatchResponse{Batch: &batchv1.Batch{Id: req.GetBatchId(), Metadata: &batchv1.Metadata{Pairs: map[string]string{"k": "v"}}}}, nil
+	s.last = &batchv1.GetBatchResponse{Batch: &batchv1.Batch{Id: req.GetBatchId(), Metadata: &batchv1.Metadata{Pairs: map[string]string{"k": "v"}}}}
+	return s.last, nil
 }
 
 func (s *scripted) WatchBatch(_ *batchv1.WatchBatchRequest, stream batchv1.BatchService_WatchBatchServer) (err error) {
@@ -120,6 +122,44 @@ func TestUnary(t *testing.T) {
 	}
 	if err := conn.Invoke(ctx, "/no.Such/Method", &batchv1.GetBatchRequest{}, &batchv1.GetBatchResponse{}); status.Code(err) != codes.Unimplemented {
 		t.Errorf("unknown method: %v", err)
+	}
+}
+
+// TestCallUnary: CallUnary runs the handler behind the interceptors with
+// ctx's incoming metadata, returns the handler's own answer and the
+// headers it set (on errors too), and refuses unknown methods.
+func TestCallUnary(t *testing.T) {
+	t.Parallel()
+	calls := 0
+	srv := &scripted{}
+	conn := newConn(srv, []grpc.UnaryServerInterceptor{func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		calls++
+		return h(ctx, req)
+	}}, nil)
+	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("x-in", "direct"))
+	req := &batchv1.GetBatchRequest{BatchId: "b1"}
+	reply, header, trailer, err := conn.CallUnary(ctx, batchv1.BatchService_GetBatch_FullMethodName, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reply != any(srv.last) || srv.last == nil {
+		t.Errorf("reply %p is not the handler's answer %p", reply, srv.last)
+	}
+	if got := header.Get("x-seen"); len(got) != 1 || got[0] != "direct" {
+		t.Errorf("header x-seen = %q, want [direct]", got)
+	}
+	if trailer != nil {
+		t.Errorf("trailer = %v, want none", trailer)
+	}
+	_, header, _, err = conn.CallUnary(ctx, batchv1.BatchService_GetBatch_FullMethodName, &batchv1.GetBatchRequest{BatchId: "missing"})
+	if status.Code(err) != codes.NotFound || len(header.Get("x-seen")) != 1 {
+		t.Errorf("missing: %v with header %v, want NotFound with x-seen", err, header)
+	}
+	if _, _, _, err := conn.CallUnary(ctx, "/no.Such/Method", req); status.Code(err) != codes.Unimplemented {
+		t.Errorf("unknown method: %v", err)
+	}
+	if calls != 2 {
+		t.Errorf("interceptor ran %d times, want 2", calls)
 	}
 }
 

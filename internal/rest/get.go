@@ -8,7 +8,9 @@ import (
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/wire"
@@ -23,11 +25,23 @@ const GetBatchPath = "/v1/batches/{batch_id}"
 // the caller's credential).
 const GetBatchCacheControl = "private, no-cache"
 
+// UnaryCaller runs a unary method of a registered service in process, as
+// inproc.Conn.CallUnary does: the call's incoming metadata is on ctx, and
+// reply is the handler's own message (not to be modified), with the
+// headers and trailers it set.
+type UnaryCaller interface {
+	CallUnary(ctx context.Context, method string, args any) (reply any, header, trailer metadata.MD, err error)
+}
+
 // RegisterGetBatchHandler serves GET /v1/batches/{batch_id} on mux by
-// calling client.GetBatch, in place of grpc-gateway's generated handler
-// (register it after batchv1.RegisterBatchServiceHandlerClient: the
-// handler registered last for a pattern wins). The answer is the generated
-// handler's — the bare batch as wire.MarshalBatch writes it, through
+// calling GetBatch through caller, in place of grpc-gateway's generated
+// handler (register it after batchv1.RegisterBatchServiceHandlerClient:
+// the handler registered last for a pattern wins). The call reaches the
+// service as through the generated client — the request's headers become
+// its metadata by the mux's rules (runtime.AnnotateIncomingContext) and it
+// runs behind the caller's interceptors — but hands the answer over
+// without copying it. The answer is the generated handler's — the bare
+// batch as wire.MarshalBatch writes it, through
 // runtime.ForwardResponseMessage, errors through the mux's error handler —
 // plus conditional reads:
 //
@@ -40,20 +54,21 @@ const GetBatchCacheControl = "private, no-cache"
 //
 // The batch is still fetched as for any GET (through the hub's cache and
 // shared calls): If-None-Match saves the body, not the upstream call.
-func RegisterGetBatchHandler(mux *runtime.ServeMux, client batchv1.BatchServiceClient) error {
-	if mux == nil || client == nil {
-		return errors.New("rest: RegisterGetBatchHandler needs a mux and a client")
+func RegisterGetBatchHandler(mux *runtime.ServeMux, caller UnaryCaller) error {
+	if mux == nil || caller == nil {
+		return errors.New("rest: RegisterGetBatchHandler needs a mux and a caller")
 	}
 	return mux.HandlePath(http.MethodGet, GetBatchPath, func(w http.ResponseWriter, r *http.Request, params map[string]string) {
-		serveGetBatch(mux, client, w, r, params)
+		serveGetBatch(mux, caller, w, r, params)
 	})
 }
 
-func serveGetBatch(mux *runtime.ServeMux, client batchv1.BatchServiceClient, w http.ResponseWriter, r *http.Request, params map[string]string) {
-	ctx, cancel := context.WithCancel(r.Context())
+func serveGetBatch(mux *runtime.ServeMux, caller UnaryCaller, w http.ResponseWriter, r *http.Request, params map[string]string) {
+	const method = batchv1.BatchService_GetBatch_FullMethodName
+	ctx, cancel := context.WithCancel(r.Context()) // ends a Grpc-Timeout's timer
 	defer cancel()
 	_, outbound := runtime.MarshalerForRequest(mux, r)
-	ctx, err := runtime.AnnotateContext(ctx, mux, r, batchv1.BatchService_GetBatch_FullMethodName, runtime.WithHTTPPathPattern(GetBatchPath))
+	ctx, err := runtime.AnnotateIncomingContext(ctx, mux, r, method, runtime.WithHTTPPathPattern(GetBatchPath))
 	if err != nil {
 		runtime.HTTPError(ctx, mux, outbound, w, r, err)
 		return
@@ -61,11 +76,15 @@ func serveGetBatch(mux *runtime.ServeMux, client batchv1.BatchServiceClient, w h
 	if r.Body != nil {
 		_, _ = io.Copy(io.Discard, r.Body) // as the generated handler does
 	}
-	var md runtime.ServerMetadata
-	resp, err := client.GetBatch(ctx, &batchv1.GetBatchRequest{BatchId: params["batch_id"]}, grpc.Header(&md.HeaderMD), grpc.Trailer(&md.TrailerMD))
-	ctx = runtime.NewServerMetadataContext(ctx, md)
+	reply, header, trailer, err := caller.CallUnary(ctx, method, &batchv1.GetBatchRequest{BatchId: params["batch_id"]})
+	ctx = runtime.NewServerMetadataContext(ctx, runtime.ServerMetadata{HeaderMD: header, TrailerMD: trailer})
 	if err != nil {
 		runtime.HTTPError(ctx, mux, outbound, w, r, err)
+		return
+	}
+	resp, ok := reply.(*batchv1.GetBatchResponse)
+	if !ok {
+		runtime.HTTPError(ctx, mux, outbound, w, r, status.Errorf(codes.Internal, "GetBatch answered a %T", reply))
 		return
 	}
 	data, err := wire.MarshalBatch(resp.GetBatch())

@@ -122,6 +122,6 @@ func TestRegisterGetBatchHandlerNil(t *testing.T) {
 		t.Error("no error for a nil mux")
 	}
 	if err := RegisterGetBatchHandler(runtime.NewServeMux(), nil); err == nil {
-		t.Error("no error for a nil client")
+		t.Error("no error for a nil caller")
 	}
 }

@@ -50,7 +50,7 @@ func serveRequest(t *testing.T, svc batchv1.BatchServiceServer, req *http.Reques
 	}
 	conn := inproc.New(nil, nil)
 	batchv1.RegisterBatchServiceServer(conn, svc)
-	if err := RegisterGetBatchHandler(mux, batchv1.NewBatchServiceClient(conn)); err != nil {
+	if err := RegisterGetBatchHandler(mux, conn); err != nil {
 		t.Fatal(err)
 	}
 	rec := httptest.NewRecorder()

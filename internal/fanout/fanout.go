@@ -45,6 +45,11 @@ type Cache struct {
 	// Encode encodes a batch; nil means proto.Marshal. NewEvent needs the
 	// proto encoding.
 	Encode func(*batchv1.Batch) ([]byte, error)
+	// TagOf, if set, derives a batch's tag from its encoding (wire.TagJSON,
+	// when Encode is wire.MarshalBatch), so that Tag does not encode the
+	// batch a second time; nil means wire.Tag(b). A batch whose encoding
+	// fails has the tag "".
+	TagOf func(encoded []byte) string
 
 	mu sync.Mutex
 	m  map[weak.Pointer[batchv1.Batch]]*encoded
@@ -108,13 +113,18 @@ func (c *Cache) Tag(b *batchv1.Batch) string {
 	if b == nil {
 		return ""
 	}
-	return c.entry(b).tagged(b)
+	return c.tagged(c.entry(b), b)
 }
 
-// tagged computes e's tag, once.
-func (e *encoded) tagged(b *batchv1.Batch) string {
+// tagged computes e's tag, the tag of b, once.
+func (c *Cache) tagged(e *encoded, b *batchv1.Batch) string {
 	e.tagOnce.Do(func() {
-		e.tag = wire.Tag(b)
+		switch {
+		case c.TagOf == nil:
+			e.tag = wire.Tag(b)
+		case c.get(b).err == nil:
+			e.tag = c.TagOf(e.b)
+		}
 		e.tagField = mem.SliceBuffer(appendTagField(nil, e.tag))
 	})
 	return e.tag
@@ -193,7 +203,7 @@ func (c *Cache) newEvent(msg *batchv1.WatchBatchResponse, setTag bool) (*Event, 
 		head = protowire.AppendVarint(head, uint64(len(e.b)))
 		ev.batch = e
 		if setTag {
-			msg.Tag = e.tagged(b)
+			msg.Tag = c.tagged(e, b)
 		}
 	}
 	tail := head[len(head):]
@@ -213,7 +223,7 @@ func (c *Cache) newEvent(msg *batchv1.WatchBatchResponse, setTag bool) (*Event, 
 	ev.nhead, ev.ntail = uint8(len(head)), uint8(len(tail))
 	if t := msg.GetTag(); t != "" {
 		ev.tag = tagOwn
-		if ev.batch != nil && ev.batch.tagged(msg.GetBatch()) == t {
+		if ev.batch != nil && c.tagged(ev.batch, msg.GetBatch()) == t {
 			ev.tag = tagShared
 		}
 	}

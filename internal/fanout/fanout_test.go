@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"bytes"
+	"errors"
 	"runtime"
 	"testing"
 	"time"
@@ -159,6 +160,35 @@ func TestCacheTag(t *testing.T) {
 	}
 	if c.Len() != 1 {
 		t.Errorf("Len = %d, want 1", c.Len())
+	}
+}
+
+// TestCacheTagOf: with TagOf, the tag is derived from the encoding the
+// Cache holds, with no second encoding, and is "" when encoding fails.
+func TestCacheTagOf(t *testing.T) {
+	t.Parallel()
+	encodes := 0
+	c := Cache{
+		Encode: func(b *batchv1.Batch) ([]byte, error) {
+			encodes++
+			if b.GetId() == "batch_bad" {
+				return nil, errors.New("cannot encode")
+			}
+			return wire.MarshalBatch(b)
+		},
+		TagOf: wire.TagJSON,
+	}
+	b := sampleBatch("batch_tagof")
+	for range 3 {
+		if tag := c.Tag(b); tag != wire.Tag(b) {
+			t.Fatalf("Tag = %q, want wire.Tag's %q", tag, wire.Tag(b))
+		}
+	}
+	if _, err := c.Bytes(b); err != nil || encodes != 1 {
+		t.Errorf("Bytes: %v after %d encodings, want 1", err, encodes)
+	}
+	if tag := c.Tag(sampleBatch("batch_bad")); tag != "" || encodes != 2 {
+		t.Errorf("Tag of a batch that cannot be encoded = %q (%d encodings), want \"\" (2)", tag, encodes)
 	}
 }
 

@@ -8,9 +8,7 @@ import (
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 	"github.com/batchgate/batchgate/internal/wire"
@@ -41,7 +39,8 @@ type UnaryCaller interface {
 // its metadata by the mux's rules (runtime.AnnotateIncomingContext) and it
 // runs behind the caller's interceptors — but hands the answer over
 // without copying it. The answer is the generated handler's — the bare
-// batch as wire.MarshalBatch writes it, through
+// batch as wire.MarshalBatch writes it (once per state, shared with the
+// REST watches), through
 // runtime.ForwardResponseMessage, errors through the mux's error handler —
 // plus conditional reads:
 //
@@ -83,16 +82,18 @@ func serveGetBatch(mux *runtime.ServeMux, caller UnaryCaller, w http.ResponseWri
 		return
 	}
 	resp, ok := reply.(*batchv1.GetBatchResponse)
-	if !ok {
-		runtime.HTTPError(ctx, mux, outbound, w, r, status.Errorf(codes.Internal, "GetBatch answered a %T", reply))
+	if !ok || resp.GetBatch() == nil {
+		runtime.HTTPError(ctx, mux, outbound, w, r, wire.ErrNilBatch) // an internal error
 		return
 	}
-	data, err := wire.MarshalBatch(resp.GetBatch())
+	// Encoded and tagged once per state: answers from the hub's cache
+	// share them.
+	data, err := batchJSON.Bytes(resp.GetBatch())
 	if err != nil {
 		runtime.HTTPError(ctx, mux, outbound, w, r, err)
 		return
 	}
-	tag := wire.TagJSON(data)
+	tag := batchJSON.Tag(resp.GetBatch())
 	h := w.Header()
 	h.Set("ETag", `"`+tag+`"`)
 	h.Set("Cache-Control", GetBatchCacheControl)

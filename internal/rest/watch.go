@@ -258,8 +258,8 @@ func wantsSSE(h http.Header) bool {
 }
 
 // batchJSON holds each batch state's JSON, encoded once for all the REST
-// watchers it is sent to.
-var batchJSON = fanout.Cache{Encode: wire.MarshalBatch}
+// watchers it is sent to and all the GETs answered from it.
+var batchJSON = fanout.Cache{Encode: wire.MarshalBatch, TagOf: wire.TagJSON}
 
 // watchWriter frames the events of one watch response into buf.
 type watchWriter struct {

@@ -799,17 +799,19 @@ func (c *Cluster) Release(k watch.Key) {
 	}
 }
 
-// deleteLease deletes a lease, unless it has changed since rev.
-func (c *Cluster) deleteLease(h *kvHandle, key string, rev uint64) {
+// deleteLease deletes a lease unless it has changed since rev (renewed,
+// taken or gone), and reports whether it did. NATS trouble counts in the
+// errors and is logged: the lease then expires.
+func (c *Cluster) deleteLease(h *kvHandle, key string, rev uint64) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), c.o.OpTimeout)
 	defer cancel()
-	if err := h.kv.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {
-		var api *jetstream.APIError
-		if !errors.As(err, &api) {
-			c.errs.Add(1)
-			c.log.Debug("cluster: releasing a lease failed; it expires", slog.Any("error", err))
-		}
+	err := h.kv.Delete(ctx, key, jetstream.LastRevision(rev))
+	var api *jetstream.APIError
+	if err != nil && !errors.As(err, &api) {
+		c.errs.Add(1)
+		c.log.Debug("cluster: deleting a lease failed; it expires", slog.String("lease", key), slog.Any("error", err))
 	}
+	return err == nil
 }
 
 // sharedState is the value of a state key. Token is the fencing token:
@@ -1085,20 +1087,11 @@ func (c *Cluster) reclaim(h *kvHandle) {
 	}
 	c.mu.Unlock()
 	for _, d := range dead {
-		ctx, cancel := context.WithTimeout(c.ctx, c.o.OpTimeout)
-		err := h.kv.Delete(ctx, "lease."+d.id, jetstream.LastRevision(d.rev))
-		cancel()
-		var api *jetstream.APIError
-		switch {
-		case err == nil:
+		// Not deleted when renewed or taken meanwhile: not stale after all.
+		if c.deleteLease(h, "lease."+d.id, d.rev) {
 			c.reclaimed.Add(1)
 			c.log.Info("cluster: reclaimed the lease of a silent replica", slog.String("lease", "lease."+d.id),
 				slog.String("holder", d.replica), slog.Duration("silent_for", d.silent))
-		case errors.As(err, &api):
-			// Renewed or taken meanwhile: not stale after all.
-		default:
-			c.errs.Add(1)
-			c.log.Debug("cluster: reclaiming a lease failed", slog.Any("error", err))
 		}
 	}
 }

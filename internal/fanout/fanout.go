@@ -77,6 +77,12 @@ func (c *Cache) Bytes(b *batchv1.Batch) ([]byte, error) {
 // get returns b's entry with its encoding computed.
 func (c *Cache) get(b *batchv1.Batch) *encoded {
 	e := c.entry(b)
+	c.encode(e, b)
+	return e
+}
+
+// encode computes e's encoding, the encoding of b, once.
+func (c *Cache) encode(e *encoded, b *batchv1.Batch) {
 	e.once.Do(func() {
 		if c.Encode != nil {
 			e.b, e.err = c.Encode(b)
@@ -85,7 +91,6 @@ func (c *Cache) get(b *batchv1.Batch) *encoded {
 		}
 		e.buf = mem.SliceBuffer(e.b)
 	})
-	return e
 }
 
 // entry returns b's entry, making it (empty) on first use.
@@ -119,10 +124,9 @@ func (c *Cache) Tag(b *batchv1.Batch) string {
 // tagged computes e's tag, the tag of b, once.
 func (c *Cache) tagged(e *encoded, b *batchv1.Batch) string {
 	e.tagOnce.Do(func() {
-		switch {
-		case c.TagOf == nil:
+		if c.TagOf == nil {
 			e.tag = wire.Tag(b)
-		case c.get(b).err == nil:
+		} else if c.encode(e, b); e.err == nil {
 			e.tag = c.TagOf(e.b)
 		}
 		e.tagField = mem.SliceBuffer(appendTagField(nil, e.tag))

@@ -45,6 +45,28 @@ func TestGetBatchETag(t *testing.T) {
 	}
 }
 
+// TestGetBatchEncodesStateOnce: GETs answered with the same batch state
+// (the hub hands out one pointer per state) share one encoding and tag.
+// The test breaks the rule that a state is not modified once published,
+// to see it: the second answer is still the first state's.
+func TestGetBatchEncodesStateOnce(t *testing.T) {
+	t.Parallel()
+	b := decodeGolden(t, "provider_sample")
+	svc := &fakeService{resp: &batchv1.GetBatchResponse{Batch: b}}
+	get := func() *httptest.ResponseRecorder {
+		return serveRequest(t, svc, httptest.NewRequest(http.MethodGet, "/v1/batches/batch_01abc", nil))
+	}
+	first := get()
+	b.UpstreamStatus, b.Status = "cancelled", batchv1.BatchStatus_BATCH_STATUS_CANCELLED
+	second := get()
+	if first.Code != http.StatusOK || second.Code != http.StatusOK {
+		t.Fatalf("statuses %d, %d", first.Code, second.Code)
+	}
+	if second.Body.String() != first.Body.String() || second.Header().Get("ETag") != first.Header().Get("ETag") {
+		t.Errorf("the same state was encoded again:\n%s\n%s", first.Body, second.Body)
+	}
+}
+
 // TestGetBatchNotModified: If-None-Match naming the current tag, in any
 // form RFC 9110 allows, is a 304 with no body and the same ETag; one that
 // names other tags is a 200.

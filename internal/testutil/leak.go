@@ -35,7 +35,8 @@ func VerifyTestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// findLeaks is goleak.Find retried until it passes or leakWait is over.
+// findLeaks is goleak.Find retried until it passes or leakWait is over
+// (goleak v1.3.0 has no option to retry for longer).
 func findLeaks() error {
 	if t, ok := http.DefaultTransport.(*http.Transport); ok {
 		t.CloseIdleConnections()

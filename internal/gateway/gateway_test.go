@@ -95,7 +95,10 @@ func getJSONWith(t *testing.T, hc *http.Client, url string, header http.Header) 
 
 func TestGetBatchGRPC(t *testing.T) {
 	t.Parallel()
-	e := start(t)
+	// batch_demo_progress validates for one Phase; an hour outlasts the
+	// wait of parallel subtests for a slot on a busy machine (the default
+	// 10 s did not).
+	e := startWith(t, gatewaytest.Options{Sim: simulator.Options{Phase: time.Hour}})
 	tests := []struct {
 		id       string
 		status   batchv1.BatchStatus

@@ -343,12 +343,14 @@ func (h *Hub) end(p *poller, final *batchv1.Batch, at time.Time, err error) {
 		}
 		p.ended = true
 		p.err = err
+		// Counted out before Done closes, so that whoever sees a
+		// subscription done sees it gone from Stats too (as release does).
+		h.watchers.Add(-int64(len(p.subs)))
 		for s := range p.subs {
 			s.err = err
 			close(s.done)
 		}
 		p.notifyLocked()
-		h.watchers.Add(-int64(len(p.subs)))
 		p.subs = nil
 		p.notifiers = nil
 		if !p.readyClosed {

@@ -258,15 +258,12 @@ func openGRPCWatch(t *testing.T, client batchv1.BatchServiceClient, token, id st
 	}
 	s := &grpcStream{}
 	s.events, s.done = testutil.Pump(stream, 256)
-	select {
-	case ev := <-s.events:
-		if ev.GetType() != batchv1.WatchEventType_WATCH_EVENT_TYPE_SNAPSHOT || ev.GetTerminal() {
-			t.Fatalf("first event %v, want a snapshot that is not terminal", ev)
-		}
-	case err := <-s.done:
-		t.Fatalf("gRPC watch: %v", err)
-	case <-time.After(eventLimit):
-		t.Fatal("gRPC watch: no snapshot")
+	ev, err := testutil.Next(s.events, s.done, eventLimit)
+	if err != nil {
+		t.Fatalf("gRPC watch: no snapshot: %v", err)
+	}
+	if ev.GetType() != batchv1.WatchEventType_WATCH_EVENT_TYPE_SNAPSHOT || ev.GetTerminal() {
+		t.Fatalf("first event %v, want a snapshot that is not terminal", ev)
 	}
 	return s
 }
@@ -274,17 +271,16 @@ func openGRPCWatch(t *testing.T, client batchv1.BatchServiceClient, token, id st
 // end waits for the stream's end, skipping change and heartbeat events.
 func (s *grpcStream) end(t *testing.T) error {
 	t.Helper()
-	timeout := time.After(eventLimit)
+	deadline := time.Now().Add(eventLimit)
 	for {
-		select {
-		case ev := <-s.events:
-			if ev.GetTerminal() {
-				t.Fatalf("unexpected terminal event %v", ev)
-			}
-		case err := <-s.done:
-			return err
-		case <-timeout:
+		ev, err := testutil.Next(s.events, s.done, time.Until(deadline))
+		switch {
+		case errors.Is(err, testutil.ErrNoMessage):
 			t.Fatal("the gRPC watch did not end")
+		case err != nil:
+			return err
+		case ev.GetTerminal():
+			t.Fatalf("unexpected terminal event %v", ev)
 		}
 	}
 }

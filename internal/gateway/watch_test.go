@@ -79,44 +79,27 @@ const waitLimit = 10 * time.Second
 
 func (w *watcher) next(t *testing.T) *batchv1.WatchBatchResponse {
 	t.Helper()
-	select {
-	case ev := <-w.events:
-		return ev
-	case err := <-w.done:
-		w.done <- err // events sent before the end are still queued
-		select {
-		case ev := <-w.events:
-			return ev
-		default:
-		}
+	ev, err := testutil.Next(w.events, w.done, waitLimit)
+	if err != nil {
 		t.Fatalf("stream ended (%v) while an event was expected", err)
-	case <-time.After(waitLimit):
-		t.Fatal("no event")
 	}
-	return nil
+	return ev
 }
 
 // end waits for the stream to end and returns its status (OK for a clean
 // end). It fails on any event received first.
 func (w *watcher) end(t *testing.T) *status.Status {
 	t.Helper()
-	select {
-	case ev := <-w.events:
+	ev, err := testutil.Next(w.events, w.done, waitLimit)
+	switch {
+	case err == nil:
 		t.Fatalf("unexpected event %v", ev)
-	case err := <-w.done:
-		select {
-		case ev := <-w.events:
-			t.Fatalf("unexpected event %v", ev)
-		default:
-		}
-		if errors.Is(err, io.EOF) {
-			return status.New(codes.OK, "")
-		}
-		return status.Convert(err)
-	case <-time.After(waitLimit):
+	case errors.Is(err, testutil.ErrNoMessage):
 		t.Fatal("stream did not end")
+	case errors.Is(err, io.EOF):
+		return status.New(codes.OK, "")
 	}
-	return nil
+	return status.Convert(err)
 }
 
 // waitFor polls cond until it holds.

@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -56,15 +55,11 @@ func TestWatchBatchesGRPC(t *testing.T) {
 	events, end := testutil.Pump(stream, 64)
 	next := func() *batchv1.WatchBatchesResponse {
 		t.Helper()
-		select {
-		case ev := <-events:
-			return ev
-		case err := <-end:
+		ev, err := testutil.Next(events, end, waitLimit)
+		if err != nil {
 			t.Fatalf("stream ended (%v) while an event was expected", err)
-		case <-time.After(waitLimit):
-			t.Fatal("no event")
 		}
-		return nil
+		return ev
 	}
 	first := map[string]*batchv1.WatchBatchesResponse{}
 	for len(first) < 4 {
@@ -119,15 +114,10 @@ func TestWatchBatchesGRPC(t *testing.T) {
 			terminal[ev.GetBatchId()] = true
 		}
 	}
-	select {
-	case err := <-end:
-		if !errors.Is(err, io.EOF) {
-			t.Fatalf("stream ended with %v, want OK", err)
-		}
-	case ev := <-events:
+	if ev, err := testutil.Next(events, end, waitLimit); err == nil {
 		t.Fatalf("event %v after every batch ended", ev)
-	case <-time.After(waitLimit):
-		t.Fatal("stream did not end")
+	} else if !errors.Is(err, io.EOF) {
+		t.Fatalf("stream ended with %v, want OK", err)
 	}
 	if ev := single.next(t); !ev.GetTerminal() {
 		t.Fatalf("single watch: %v", ev)

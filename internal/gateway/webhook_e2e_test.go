@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"github.com/batchgate/batchgate/internal/config"
 	"github.com/batchgate/batchgate/internal/gatewaytest"
 	"github.com/batchgate/batchgate/internal/simulator"
+	"github.com/batchgate/batchgate/internal/testutil"
 	"github.com/batchgate/batchgate/internal/webhook"
 	"github.com/batchgate/batchgate/internal/wire"
 )
@@ -87,20 +89,20 @@ func TestWebhookEndsWatchAndDropsCache(t *testing.T) {
 		t.Fatalf("GetBatch = %v, %v", b, err)
 	}
 
-	deadline := time.After(soon)
+	deadline := time.Now().Add(soon)
 	for {
-		select {
-		case ev := <-w.events:
-			if !ev.GetTerminal() {
-				continue // a change seen on the way (none is polled for, but a poke may land mid-run)
-			}
-			if ev.GetBatch().GetStatus() != batchv1.BatchStatus_BATCH_STATUS_COMPLETED {
-				t.Fatalf("terminal event %v", ev)
-			}
-		case err := <-w.done:
-			t.Fatalf("stream ended (%v) before the terminal event", err)
-		case <-deadline:
+		ev, err := testutil.Next(w.events, w.done, time.Until(deadline))
+		if errors.Is(err, testutil.ErrNoMessage) {
 			t.Fatalf("no terminal event within %v of an hourly poll: the webhook did not poke", soon)
+		}
+		if err != nil {
+			t.Fatalf("stream ended (%v) before the terminal event", err)
+		}
+		if !ev.GetTerminal() {
+			continue // a change seen on the way (none is polled for, but a poke may land mid-run)
+		}
+		if ev.GetBatch().GetStatus() != batchv1.BatchStatus_BATCH_STATUS_COMPLETED {
+			t.Fatalf("terminal event %v", ev)
 		}
 		break
 	}
@@ -113,11 +115,10 @@ func TestWebhookEndsWatchAndDropsCache(t *testing.T) {
 		if b.GetBatch().GetStatus() == batchv1.BatchStatus_BATCH_STATUS_COMPLETED {
 			break
 		}
-		select {
-		case <-deadline:
+		if time.Now().After(deadline) {
 			t.Fatalf("GetBatch still %v: the cached result was not dropped", b.GetBatch().GetStatus())
-		case <-time.After(20 * time.Millisecond):
 		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	// The delivery latency was measured.
 	body := metrics(t, e)

@@ -3,7 +3,7 @@ BUF := go tool -modfile=tools/buf.mod buf
 GOLANGCI := go tool -modfile=tools/golangci.mod golangci-lint
 GOTEST_FLAGS ?= -race -count=1
 
-.PHONY: all generate checkgenerate lint test bench breaking loadwatch
+.PHONY: all generate checkgenerate lint test bench breaking loadget loadwatch
 
 all: lint test
 
@@ -35,6 +35,10 @@ test:
 bench:
 	go test -run='^$$' -bench=. -benchmem -count=8 ./internal/bench/ | tee bench.txt
 	go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da bench.txt
+
+## loadget: the README's GetBatch-against-its-floor measurement (about 30 s; the simulator, two gateways and the canned hops each run as a separate process).
+loadget:
+	go run ./cmd/loadget -rounds 5000 -warmup 500
 
 ## loadwatch: the README's WatchBatch fan-out measurement (about 90 s; builds and runs the gateway as a separate process).
 loadwatch:

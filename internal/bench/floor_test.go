@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -10,21 +9,10 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/proto"
 
 	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
+	"github.com/batchgate/batchgate/internal/loadtest"
 )
-
-// cannedServer answers every GetBatch with one pre-built response and does
-// nothing else: no interceptors, no upstream call.
-type cannedServer struct {
-	batchv1.UnimplementedBatchServiceServer
-	resp *batchv1.GetBatchResponse
-}
-
-func (c *cannedServer) GetBatch(context.Context, *batchv1.GetBatchRequest) (*batchv1.GetBatchResponse, error) {
-	return c.resp, nil
-}
 
 // startCannedGRPC serves resp from a plain gRPC server on loopback and
 // returns a client connected to it.
@@ -34,8 +22,7 @@ func startCannedGRPC(b *testing.B, resp *batchv1.GetBatchResponse) batchv1.Batch
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := grpc.NewServer()
-	batchv1.RegisterBatchServiceServer(srv, &cannedServer{resp: proto.Clone(resp).(*batchv1.GetBatchResponse)})
+	srv := loadtest.NewCannedGRPC(resp)
 	go func() { _ = srv.Serve(lis) }()
 	b.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -50,10 +37,7 @@ func startCannedGRPC(b *testing.B, resp *batchv1.GetBatchResponse) batchv1.Batch
 // server on loopback, for any request, and returns its base URL.
 func startCannedHTTP(b *testing.B, contentType string, body []byte) string {
 	b.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", contentType)
-		_, _ = w.Write(body)
-	}))
+	srv := httptest.NewServer(loadtest.NewCannedHTTP(contentType, body))
 	b.Cleanup(srv.Close)
 	return srv.URL
 }

@@ -1,9 +1,16 @@
-// Package loadtest measures WatchBatch fan-out end to end: an upstream
-// simulator with a counting wrapper, a gateway (a separate process, or in
-// process for tests), thousands of gRPC and SSE watchers, and for
-// comparison the same number of naive clients polling the upstream
-// directly. cmd/loadwatch is its command line; the README's Performance
-// section quotes its output.
+// Package loadtest measures the gateway end to end, from outside.
+//
+// Run measures WatchBatch fan-out: an upstream simulator with a counting
+// wrapper, a gateway (a separate process, or in process for tests),
+// thousands of gRPC and SSE watchers, and for comparison the same number
+// of naive clients polling the upstream directly. cmd/loadwatch is its
+// command line.
+//
+// RunFloor measures GetBatch against its floor: the simulator, two
+// gateways (cache off and default cache) and the canned hops each run as
+// a separate process, and MeasureFloor calls all seven targets in
+// interleaved rounds. cmd/loadget is its command line. The README's
+// Performance section quotes both.
 //
 // # Definitions
 //

@@ -56,18 +56,24 @@ type StartFunc func(ctx context.Context, spec GatewaySpec) (Target, error)
 // BuildGateway builds ./cmd/gateway of the module in dir into a temporary
 // directory and returns the binary's path and a function removing it.
 func BuildGateway(ctx context.Context, dir string) (string, func(), error) {
-	tmp, err := os.MkdirTemp("", "loadwatch-")
+	return BuildCommand(ctx, dir, "gateway")
+}
+
+// BuildCommand builds ./cmd/<name> of the module in dir into a temporary
+// directory and returns the binary's path and a function removing it.
+func BuildCommand(ctx context.Context, dir, name string) (string, func(), error) {
+	tmp, err := os.MkdirTemp("", "loadtest-")
 	if err != nil {
 		return "", nil, err
 	}
 	cleanup := func() { _ = os.RemoveAll(tmp) }
-	bin := filepath.Join(tmp, "gateway")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/gateway")
+	bin := filepath.Join(tmp, name)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/"+name)
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		cleanup()
-		return "", nil, fmt.Errorf("go build ./cmd/gateway: %w\n%s", err, out)
+		return "", nil, fmt.Errorf("go build ./cmd/%s: %w\n%s", name, err, out)
 	}
 	return bin, cleanup, nil
 }

@@ -20,9 +20,11 @@ type healthServer struct {
 	stop <-chan struct{}
 }
 
-// Watch implements healthpb.HealthServer: the inner Watch (which has
-// already sent NOT_SERVING when stop is closed, after Shutdown), ended with
-// UNAVAILABLE once stop is closed.
+// Watch implements healthpb.HealthServer: the inner Watch, ended with
+// UNAVAILABLE once stop is closed. Shutdown comes before stop, but the
+// inner Watch may see its context end before the NOT_SERVING that
+// Shutdown queued for it; then Watch sends NOT_SERVING itself, so that
+// every watcher learns it before the stream ends.
 func (h healthServer) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
@@ -35,11 +37,35 @@ func (h healthServer) Watch(req *healthpb.HealthCheckRequest, stream healthpb.He
 	}()
 	w := middleware.WrapServerStream(stream)
 	w.WrappedContext = ctx
-	err := h.Server.Watch(req, &grpc.GenericServerStream[healthpb.HealthCheckRequest, healthpb.HealthCheckResponse]{ServerStream: w})
+	rec := &lastStatus{ServerStream: w}
+	err := h.Server.Watch(req, &grpc.GenericServerStream[healthpb.HealthCheckRequest, healthpb.HealthCheckResponse]{ServerStream: rec})
 	select {
 	case <-h.stop:
+		if !rec.sent || rec.last != healthpb.HealthCheckResponse_NOT_SERVING {
+			if err := stream.Send(&healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_NOT_SERVING}); err != nil {
+				return err
+			}
+		}
 		return status.Error(codes.Unavailable, "the gateway is shutting down")
 	default:
 		return err
 	}
+}
+
+// lastStatus is a health Watch stream that remembers the last status it
+// sent. Only the inner Watch's goroutine uses it.
+type lastStatus struct {
+	grpc.ServerStream
+	sent bool
+	last healthpb.HealthCheckResponse_ServingStatus
+}
+
+func (l *lastStatus) SendMsg(m any) error {
+	if err := l.ServerStream.SendMsg(m); err != nil {
+		return err
+	}
+	if r, ok := m.(*healthpb.HealthCheckResponse); ok {
+		l.sent, l.last = true, r.GetStatus()
+	}
+	return nil
 }

@@ -326,15 +326,12 @@ func openRESTWatch(t *testing.T, hc *http.Client, p *gatewayProc, token, id stri
 			s.lines <- m
 		}
 	}()
-	select {
-	case m := <-s.lines:
-		if m["type"] != "snapshot" || m["terminal"] != false {
-			t.Fatalf("first REST event %v, want a snapshot that is not terminal", m)
-		}
-	case err := <-s.done:
-		t.Fatalf("REST watch: %v", err)
-	case <-time.After(eventLimit):
-		t.Fatal("REST watch: no snapshot")
+	m, err := testutil.Next(s.lines, s.done, eventLimit)
+	if err != nil {
+		t.Fatalf("REST watch: no snapshot: %v", err)
+	}
+	if m["type"] != "snapshot" || m["terminal"] != false {
+		t.Fatalf("first REST event %v, want a snapshot that is not terminal", m)
 	}
 	return s
 }

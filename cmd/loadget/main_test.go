@@ -13,14 +13,12 @@ import (
 	"github.com/batchgate/batchgate/internal/testutil"
 )
 
-// TestMain serves the canned hops when RunFloor runs this test binary as
-// their process (os.Executable is the test binary here), and runs the
+// TestMain is main when RunFloor runs this test binary as the canned
+// hops' process (os.Executable is the test binary here), and runs the
 // tests otherwise.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == cannedCommand {
-		if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
-			os.Exit(1)
-		}
+		main()
 		os.Exit(0)
 	}
 	testutil.VerifyTestMain(m)

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -25,6 +24,7 @@ import (
 	"github.com/batchgate/batchgate/internal/config"
 	"github.com/batchgate/batchgate/internal/gatewaytest"
 	"github.com/batchgate/batchgate/internal/simulator"
+	"github.com/batchgate/batchgate/internal/testutil"
 	"github.com/batchgate/batchgate/internal/wire"
 )
 
@@ -294,35 +294,24 @@ func (w *restWatcher) close() {
 
 func (w *restWatcher) next(t *testing.T) restEvent {
 	t.Helper()
-	select {
-	case ev := <-w.lines:
-		return ev
-	case err := <-w.done:
-		w.done <- err
-		select {
-		case ev := <-w.lines:
-			return ev
-		default:
-		}
+	ev, err := testutil.Next(w.lines, w.done, waitLimit)
+	if err != nil {
 		t.Fatalf("REST watch ended (%v) while an event was expected", err)
-	case <-time.After(waitLimit):
-		t.Fatal("no REST watch event")
 	}
-	return restEvent{}
+	return ev
 }
 
 // end waits for the body to end and fails on any event received first.
 func (w *restWatcher) end(t *testing.T) {
 	t.Helper()
-	select {
-	case ev := <-w.lines:
+	ev, err := testutil.Next(w.lines, w.done, waitLimit)
+	switch {
+	case err == nil:
 		t.Fatalf("unexpected REST event %+v", ev)
-	case err := <-w.done:
-		if !errors.Is(err, io.EOF) {
-			t.Fatalf("REST watch ended with %v, want the end of the body", err)
-		}
-	case <-time.After(waitLimit):
+	case errors.Is(err, testutil.ErrNoMessage):
 		t.Fatal("REST watch did not end")
+	case !errors.Is(err, io.EOF):
+		t.Fatalf("REST watch ended with %v, want the end of the body", err)
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	batchv1 "github.com/batchgate/batchgate/gen/batch/v1"
 )
 
 // recordCalls returns calls for every floor target that append their
@@ -140,5 +142,30 @@ func TestFloorRatios(t *testing.T) {
 		if !strings.Contains(md, line) {
 			t.Errorf("Markdown lacks %q:\n%s", line, md)
 		}
+	}
+}
+
+// TestStartCannedFailures: a canned-hops process that exits, or says
+// something else than its ready line, fails the start at once with what
+// it printed.
+func TestStartCannedFailures(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		cmd  []string
+		want string
+	}{
+		{"exits", []string{"sh", "-c", "echo broken >&2; exit 3"}, "exited: exit status 3\nbroken"},
+		{"no ready line", []string{"sh", "-c", "echo nonsense; exec sleep 30"}, `said "nonsense"`},
+		{"no command", nil, "no command"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := startCanned(t.Context(), tt.cmd, "application/json", []byte("{}"), &batchv1.GetBatchResponse{})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("startCanned = %v, want an error containing %q", err, tt.want)
+			}
+		})
 	}
 }

@@ -1,7 +1,7 @@
 package loadtest
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,7 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -72,11 +72,11 @@ func RunFloor(ctx context.Context, s FloorSetup) (_ *FloorResult, err error) {
 	if err != nil {
 		return nil, err
 	}
-	stops = append(stops, sim.stop)
-	logf("simulator on %s", sim.addr)
+	stops = append(stops, sim.Stop)
+	logf("simulator on %s", sim.httpAddr)
 	defaults := config.Defaults()
 	spec := GatewaySpec{
-		UpstreamURL: "http://" + sim.addr, UpstreamKey: floorKey,
+		UpstreamURL: "http://" + sim.httpAddr, UpstreamKey: floorKey,
 		PollInterval: defaults.Watch.PollInterval, Heartbeat: defaults.Service.Heartbeat,
 	}
 	gateways := make([]*proc, 2)
@@ -107,12 +107,12 @@ func RunFloor(ctx context.Context, s FloorSetup) (_ *FloorResult, err error) {
 	if err != nil {
 		return nil, err
 	}
-	stops = append(stops, canned.stop)
+	stops = append(stops, canned.Stop)
 	logf("canned hops on %s (HTTP) and %s (gRPC)", canned.httpAddr, canned.grpcAddr)
 
 	calls := map[string]Call{}
 	for name, target := range map[string]struct{ addr, key string }{
-		Direct:       {sim.addr, floorKey},
+		Direct:       {sim.httpAddr, floorKey},
 		CannedHTTP:   {canned.httpAddr, ""},
 		RESTUncached: {uncached.httpAddr, ""},
 		RESTCached:   {cached.httpAddr, ""},
@@ -183,81 +183,26 @@ func grpcGet(ctx context.Context, addr, id string) (*batchv1.GetBatchResponse, e
 	return batchv1.NewBatchServiceClient(conn).GetBatch(ctx, &batchv1.GetBatchRequest{BatchId: id}, grpc.WaitForReady(true))
 }
 
-// child is a helper process of a floor run.
-type child struct {
-	cmd                *exec.Cmd
-	addr               string // the simulator's
-	httpAddr, grpcAddr string // the canned hops'
-	out                *tailBuffer
-	done               chan struct{}
-	waitErr            error
-}
-
-func (c *child) start() error {
-	if err := c.cmd.Start(); err != nil {
-		return err
-	}
-	c.done = make(chan struct{})
-	go func() {
-		c.waitErr = c.cmd.Wait()
-		close(c.done)
-	}()
-	return nil
-}
-
-// stop sends SIGTERM and waits up to 10 s, then kills.
-func (c *child) stop() error {
-	select {
-	case <-c.done:
-		return nil
-	default:
-	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.done:
-		return nil
-	case <-time.After(10 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.done
-		return fmt.Errorf("%s did not stop within 10s of SIGTERM; killed", filepath.Base(c.cmd.Path))
-	}
-}
-
 // startSimulator runs bin on a free loopback port and waits for its
 // /healthz.
-func startSimulator(ctx context.Context, bin string) (*child, error) {
+func startSimulator(ctx context.Context, bin string) (*proc, error) {
 	ports, err := freePorts(1)
 	if err != nil {
 		return nil, err
 	}
-	c := &child{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])), out: &tailBuffer{max: 16 << 10}}
-	//nolint:noctx // stopped by signal in stop, not by a context
-	c.cmd = exec.Command(bin, "-addr", c.addr, "-log-level", "warn")
-	c.cmd.Env = append(os.Environ(), "SIMULATOR_API_KEY="+floorKey)
-	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
-	if err := c.start(); err != nil {
+	p := &proc{name: "simulator", httpAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])), out: &tailBuffer{max: 16 << 10}}
+	//nolint:noctx // stopped by signal in Stop, not by a context
+	p.cmd = exec.Command(bin, "-addr", p.httpAddr, "-log-level", "warn")
+	p.cmd.Env = append(os.Environ(), "SIMULATOR_API_KEY="+floorKey)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.start(); err != nil {
 		return nil, err
 	}
-	hc := &http.Client{Timeout: time.Second}
-	defer hc.CloseIdleConnections()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, _, err := getBody(ctx, hc, "http://"+c.addr+"/healthz", ""); err == nil {
-			return c, nil
-		}
-		select {
-		case <-c.done:
-			return nil, fmt.Errorf("the simulator exited: %w\n%s", c.waitErr, c.out.String())
-		case <-ctx.Done():
-			_ = c.stop()
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			_ = c.stop()
-			return nil, fmt.Errorf("the simulator did not answer /healthz within 30s\n%s", c.out.String())
-		}
+	if err := p.waitReady(ctx, 30*time.Second, "/healthz"); err != nil {
+		_ = p.Stop()
+		return nil, fmt.Errorf("simulator did not get ready: %w\n%s", err, p.out.String())
 	}
+	return p, nil
 }
 
 // CannedFlags are the flags of a canned-hops process: the files of its
@@ -276,7 +221,7 @@ const cannedReady = "canned http=%s grpc=%s"
 
 // startCanned writes the answers to files, runs cmd with their flags and
 // waits for its ready line.
-func startCanned(ctx context.Context, cmd []string, contentType string, body []byte, resp *batchv1.GetBatchResponse) (*child, error) {
+func startCanned(ctx context.Context, cmd []string, contentType string, body []byte, resp *batchv1.GetBatchResponse) (*proc, error) {
 	if len(cmd) == 0 {
 		return nil, errors.New("loadtest: no command for the canned hops")
 	}
@@ -297,35 +242,50 @@ func startCanned(ctx context.Context, cmd []string, contentType string, body []b
 	if err := os.WriteFile(f.ResponseFile, msg, 0o600); err != nil {
 		return nil, err
 	}
-	c := &child{out: &tailBuffer{max: 16 << 10}}
-	//nolint:noctx,gosec // stopped by signal in stop; cmd is the caller's own
+	c := &proc{name: "canned hops", out: &tailBuffer{max: 16 << 10}}
+	//nolint:noctx,gosec // stopped by signal in Stop; cmd is the caller's own
 	c.cmd = exec.Command(cmd[0], append(slices.Clone(cmd[1:]), f.Args()...)...)
-	c.cmd.Stderr = c.out
-	stdout, err := c.cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
+	ready := &firstLine{line: make(chan string, 1)}
+	c.cmd.Stdout, c.cmd.Stderr = ready, c.out
 	if err := c.start(); err != nil {
 		return nil, err
 	}
-	line := make(chan string, 1)
-	go func() {
-		l, _ := bufio.NewReader(stdout).ReadString('\n')
-		line <- l
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
 	select {
-	case l := <-line:
-		if _, err := fmt.Sscanf(strings.TrimSpace(l), cannedReady, &c.httpAddr, &c.grpcAddr); err != nil {
-			_ = c.stop()
-			return nil, fmt.Errorf("the canned hops' process said %q: %w\n%s", strings.TrimSpace(l), err, c.out.String())
+	case l := <-ready.line:
+		if _, err := fmt.Sscanf(l, cannedReady, &c.httpAddr, &c.grpcAddr); err != nil {
+			_ = c.Stop()
+			return nil, fmt.Errorf("the canned hops' process said %q: %w\n%s", l, err, c.out.String())
 		}
 		return c, nil
+	case <-c.done:
+		return nil, fmt.Errorf("the canned hops' process exited: %w\n%s", c.waitErr, c.out.String())
 	case <-ctx.Done():
-		_ = c.stop()
+		_ = c.Stop()
 		return nil, ctx.Err()
 	case <-time.After(30 * time.Second):
-		_ = c.stop()
+		_ = c.Stop()
 		return nil, fmt.Errorf("the canned hops did not start within 30s\n%s", c.out.String())
 	}
+}
+
+// firstLine is a process's output that sends its first line (without the
+// newline) to line, once, and discards the rest.
+type firstLine struct {
+	mu   sync.Mutex
+	buf  []byte
+	sent bool
+	line chan string // buffered, 1
+}
+
+func (f *firstLine) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.sent {
+		f.buf = append(f.buf, p...)
+		if i := bytes.IndexByte(f.buf, '\n'); i >= 0 {
+			f.line <- strings.TrimSpace(string(f.buf[:i]))
+			f.sent, f.buf = true, nil
+		}
+	}
+	return len(p), nil
 }

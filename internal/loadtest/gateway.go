@@ -86,13 +86,27 @@ func ProcessStarter(bin string) StartFunc {
 	}
 }
 
-// proc is a gateway child process.
+// proc is a child process: a gateway, or a helper of a floor run.
 type proc struct {
+	name               string // "gateway", … in errors
 	cmd                *exec.Cmd
 	grpcAddr, httpAddr string
 	out                *tailBuffer
 	done               chan struct{}
 	waitErr            error
+}
+
+// start starts p.cmd and waits for it in the background.
+func (p *proc) start() error {
+	if err := p.cmd.Start(); err != nil {
+		return err
+	}
+	p.done = make(chan struct{})
+	go func() {
+		p.waitErr = p.cmd.Wait()
+		close(p.done)
+	}()
+	return nil
 }
 
 func startProcess(ctx context.Context, bin string, spec GatewaySpec) (*proc, error) {
@@ -101,10 +115,10 @@ func startProcess(ctx context.Context, bin string, spec GatewaySpec) (*proc, err
 		return nil, err
 	}
 	p := &proc{
+		name:     "gateway",
 		grpcAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
 		httpAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1])),
 		out:      &tailBuffer{max: 64 << 10},
-		done:     make(chan struct{}),
 	}
 	args := []string{
 		"-upstream-url", spec.UpstreamURL,
@@ -126,14 +140,10 @@ func startProcess(ctx context.Context, bin string, spec GatewaySpec) (*proc, err
 	// The key goes through the environment, as the gateway recommends.
 	p.cmd.Env = append(os.Environ(), "UPSTREAM_API_KEY="+spec.UpstreamKey)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
+	if err := p.start(); err != nil {
 		return nil, err
 	}
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		close(p.done)
-	}()
-	if err := p.waitReady(ctx, 30*time.Second); err != nil {
+	if err := p.waitReady(ctx, 30*time.Second, "/readyz"); err != nil {
 		_ = p.Stop()
 		return nil, fmt.Errorf("gateway did not get ready: %w\n%s", err, p.out.String())
 	}
@@ -143,12 +153,13 @@ func startProcess(ctx context.Context, bin string, spec GatewaySpec) (*proc, err
 func (p *proc) GRPCAddr() string { return p.grpcAddr }
 func (p *proc) HTTPAddr() string { return p.httpAddr }
 
-func (p *proc) waitReady(ctx context.Context, timeout time.Duration) error {
+// waitReady waits until GET path of p's HTTP address answers 200.
+func (p *proc) waitReady(ctx context.Context, timeout time.Duration, path string) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	client := &http.Client{Timeout: time.Second}
 	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.httpAddr+"/readyz", nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.httpAddr+path, nil)
 		if resp, err := client.Do(req); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -204,11 +215,11 @@ func (p *proc) Stop() error {
 	case <-time.After(20 * time.Second):
 		_ = p.cmd.Process.Kill()
 		<-p.done
-		return errors.New("gateway did not stop within 20s of SIGTERM; killed")
+		return fmt.Errorf("%s did not stop within 20s of SIGTERM; killed", p.name)
 	}
 	var ee *exec.ExitError
 	if errors.As(p.waitErr, &ee) {
-		return fmt.Errorf("gateway exited with %w\n%s", p.waitErr, p.out.String())
+		return fmt.Errorf("%s exited with %w\n%s", p.name, p.waitErr, p.out.String())
 	}
 	return p.waitErr
 }
